@@ -1,0 +1,83 @@
+"""Every S3 error code Folio answers with, and the exception that carries one.
+
+Handlers, the router and the auth layer raise `S3Error(code, ...)`; the app turns
+it into the S3 XML error document (Code, Message, Resource, RequestId).
+"""
+
+from __future__ import annotations
+
+# code -> (HTTP status, default message), as AWS documents them.
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "AccessDenied": (403, "Access Denied"),
+    "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
+    "AuthorizationQueryParametersError": (400, "Error parsing the X-Amz-Credential parameter."),
+    "BadDigest": (400, "The Content-MD5 or checksum you specified did not match what we received."),
+    "BucketAlreadyExists": (
+        409,
+        "The requested bucket name is not available. The bucket namespace is shared by all users "
+        "of the system. Please select a different name and try again.",
+    ),
+    "BucketAlreadyOwnedByYou": (
+        409,
+        "Your previous request to create the named bucket succeeded and you already own it.",
+    ),
+    "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
+    "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed object size."),
+    "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
+    "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
+    "InternalError": (500, "We encountered an internal error. Please try again."),
+    "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
+    "InvalidArgument": (400, "Invalid Argument"),
+    "InvalidBucketName": (400, "The specified bucket is not valid."),
+    "InvalidDigest": (400, "The Content-MD5 or checksum you specified is not valid."),
+    "InvalidRange": (416, "The requested range is not satisfiable"),
+    "InvalidRequest": (400, "Invalid Request"),
+    "InvalidStorageClass": (400, "The storage class you specified is not valid."),
+    "KeyTooLongError": (400, "Your key is too long."),
+    "MalformedXML": (
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    ),
+    "MaxMessageLengthExceeded": (400, "Your request was too big."),
+    "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
+    "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
+    "MissingSecurityHeader": (400, "Your request is missing a required header."),
+    "NoSuchBucket": (404, "The specified bucket does not exist."),
+    "NoSuchKey": (404, "The specified key does not exist."),
+    "NoSuchUpload": (404, "The specified upload does not exist."),
+    "NoSuchVersion": (404, "The specified version does not exist."),
+    "NotImplemented": (501, "A header or operation you provided implies functionality that is not implemented."),
+    "PreconditionFailed": (412, "At least one of the preconditions you specified did not hold."),
+    "QuotaExceeded": (403, "Upload would exceed your plan's storage quota."),
+    "RequestTimeTooSkewed": (403, "The difference between the request time and the server's time is too large."),
+    "SignatureDoesNotMatch": (
+        403,
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.",
+    ),
+    "TooManyBuckets": (400, "You have attempted to create more buckets than allowed."),
+    "TooManyRequests": (429, "Please reduce your request rate."),
+    "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
+}
+
+
+class S3Error(Exception):
+    """An S3 error answer: the code fixes the status unless one is given."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        default_status, default_message = ERROR_CODES.get(code, (400, code))
+        self.code = code
+        self.message = message or default_message
+        self.status = status or default_status
+        self.headers = headers or {}
+        # Extra elements for the XML body, e.g. {"ArgumentName": "max-keys"}.
+        self.extra = extra or {}
+        super().__init__(f"{code}: {self.message}")

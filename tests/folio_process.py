@@ -1,0 +1,143 @@
+"""Start, stop and crash a real Folio server process for the tests and benchmarks.
+
+The server binds to free loopback ports, keeps its data in a directory the caller
+owns, and is always stopped by its own PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT_ACCESS_KEY = "FOLIOTESTROOTKEY0001"
+ROOT_SECRET_KEY = "folio-test-root-secret-key-0000000000001"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class FolioProcess:
+    """One Folio server: `start()`, `stop()` (SIGTERM), `kill()` (SIGKILL)."""
+
+    data_dir: Path
+    config_text: str = ""
+    engine: str = "uvicorn"
+    env: dict[str, str] = field(default_factory=dict)
+    s3_port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
+    access_key: str = ROOT_ACCESS_KEY
+    secret_key: str = ROOT_SECRET_KEY
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}-config.toml"
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "FOLIO_ROOT_ACCESS_KEY": self.access_key,
+                "FOLIO_ROOT_SECRET_KEY": self.secret_key,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.env)
+        return env
+
+    def _base_args(self) -> list[str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        text = self.config_text
+        if self.engine != "uvicorn":
+            text = f'[server]\nengine = "{self.engine}"\n' + text
+        self.config_path.write_text(text)
+        return ["--config", str(self.config_path), "--data-dir", str(self.data_dir)]
+
+    def start(self, timeout: float = 30.0) -> FolioProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            *self._base_args(),
+            "--s3-listen",
+            f"127.0.0.1:{self.s3_port}",
+            "--web-listen",
+            f"127.0.0.1:{self.web_port}",
+        ]
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(args, env=self._environment(), stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"folio exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.web_url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"folio did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def admin(self, *args: str) -> str:
+        """Run `folio admin ...` against this server's data directory and return stdout."""
+        out = subprocess.run(
+            [sys.executable, "-m", "server", "admin", *args, *self._base_args()],
+            env=self._environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"folio admin {args} failed: {out.stderr}")
+        return out.stdout
+
+    def create_account(self, email: str, password: str | None = None) -> dict:
+        args = ["create-account", "--email", email]
+        if password:
+            args += ["--password", password]
+        return json.loads(self.admin(*args))
