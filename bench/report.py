@@ -1,0 +1,282 @@
+"""Turns a run's results into `docs/benchmarks.md`: machine, method, one table per scenario, targets.
+
+`python -m bench.report bench/results/X.json [--doc docs/benchmarks.md]` re-renders a saved
+run. The hand-written part of the document (between the `notes` markers) is carried over
+from the existing file, so a new run replaces the figures and keeps the analysis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import SCENARIOS, Scenario
+
+NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
+TARGET_ORDER = ("folio", "moto", "s3rver", "ceiling")
+SHORT = {"folio": "Folio", "moto": "moto", "s3rver": "s3rver", "ceiling": "ceiling"}
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _command(args: list[str]) -> str:
+    if not shutil.which(args[0]):
+        return "not installed"
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    memory = 0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(memory / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "uvicorn": _version("uvicorn"),
+        "uvloop": _version("uvloop"),
+        "httptools": _version("httptools"),
+        "starlette": _version("starlette"),
+        "moto": _version("moto"),
+        "node": _command(["node", "--version"]),
+        "commit": _command(["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"]),
+    }
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "MiB":
+        return f"{value:,.0f}"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def _cell(entry: dict[str, Any] | None, scenario: Scenario) -> dict[str, Any] | None:
+    if not entry or entry.get("status") != "ok":
+        return None
+    cell = entry["scenarios"].get(scenario.name)
+    return cell if cell and cell.get("status") == "ok" else None
+
+
+def _why_not(entry: dict[str, Any] | None, scenario: Scenario) -> str:
+    if entry is None:
+        return "not run"
+    if entry.get("status") != "ok":
+        return f"n/a ({entry.get('status')})"
+    cell = entry["scenarios"].get(scenario.name)
+    if cell is None:
+        return "not run"
+    return "n/a (failed)"
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, scenario: Scenario) -> str:
+    if not a or not b or not b["median"]:
+        return "n/a"
+    ratio = a["median"] / b["median"]
+    return f"{ratio:.2f}x" if scenario.higher_is_better else f"{ratio:.2f}x (lower is better)"
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    targets = results["targets"]
+    names = [n for n in TARGET_ORDER if n in targets]
+    header = "| scenario | unit | " + " | ".join(SHORT[n] for n in names) + " | Folio/moto | target | Folio |"
+    lines = [header, "|" + "---|" * (len(names) + 5)]
+    for scenario in SCENARIOS.values():
+        if not any(scenario.name in (targets[n].get("scenarios") or {}) for n in names):
+            continue
+        cells = []
+        for name in names:
+            cell = _cell(targets[name], scenario)
+            cells.append(_fmt(cell["median"], scenario.unit) if cell else _why_not(targets[name], scenario))
+        folio = _cell(targets.get("folio"), scenario)
+        ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario).replace(" (lower is better)", "")
+        goal = f"{'≥' if scenario.higher_is_better else '<'} {_fmt(scenario.goal, scenario.unit)}"
+        verdict = "n/a" if not folio else ("pass" if scenario.met(folio["median"]) else "**miss**")
+        lines.append(f"| {scenario.name} | {scenario.unit} | " + " | ".join(cells) + f" | {ratio} | {goal} | {verdict} |")
+    return "\n".join(lines)
+
+
+def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
+    targets = results["targets"]
+    rss = scenario.watch_rss
+    out = [f"### {scenario.name}: {scenario.title}", ""]
+    if rss:
+        out += ["| server | peak RSS (MiB) | spread | RSS before (MiB) | PUT MB/s | generator CPU | server CPU s | errors |",
+                "|---|---|---|---|---|---|---|---|"]
+    else:
+        out += [f"| server | {scenario.unit} (median) | spread (min-max) | p50 / p99 ms | generator CPU | "
+                "server CPU s | errors |", "|---|---|---|---|---|---|---|"]
+    for name in TARGET_ORDER:
+        entry = targets.get(name)
+        if entry is None or (entry.get("status") == "ok" and scenario.name not in entry["scenarios"]):
+            continue
+        label = entry.get("label", name)
+        cell = _cell(entry, scenario)
+        if cell is None:
+            reason = entry.get("reason") or (entry["scenarios"].get(scenario.name) or {}).get("reason", "")
+            samples = (entry.get("scenarios", {}).get(scenario.name) or {}).get("error_samples") or []
+            detail = reason or (json.dumps(samples[0])[:200] if samples else "")
+            columns = 7 if rss else 6
+            out.append(f"| {label} | {_why_not(entry, scenario)} |" + " |" * (columns - 2) + f" {_md(detail)} |")
+            continue
+        gen = f"{cell.get('gen_cpu_pct', 0):.0f}% ({cell.get('gen_cpu_s', 0):.2f} s)"
+        spread = f"{_fmt(cell['min'], scenario.unit)}-{_fmt(cell['max'], scenario.unit)}"
+        errors = f"{cell['errors']}" + (f" ({cell['completed']}/{len(cell['runs'])} runs ok)"
+                                        if cell["completed"] < len(cell["runs"]) else "")
+        if rss:
+            out.append(f"| {label} | {_fmt(cell['median'], 'MiB')} | {spread} | "
+                       f"{_fmt(cell.get('baseline_rss_mib'), 'MiB')} | {_fmt(cell.get('mb_per_s'), 'MB/s')} | "
+                       f"{gen} | {cell.get('server_cpu_s', 0):.2f} | {errors} |")
+        else:
+            out.append(f"| {label} | {_fmt(cell['median'], scenario.unit)} | {spread} | "
+                       f"{cell.get('p50_ms', 0):.2f} / {cell.get('p99_ms', 0):.2f} | {gen} | "
+                       f"{cell.get('server_cpu_s', 0):.2f} | {errors} |")
+    folio = _cell(targets.get("folio"), scenario)
+    ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario)
+    ceiling = _ratio(folio, _cell(targets.get("ceiling"), scenario), scenario)
+    goal = f"{'at least' if scenario.higher_is_better else 'under'} {_fmt(scenario.goal, scenario.unit)} {scenario.unit}"
+    verdict = "n/a" if not folio else ("**pass**" if scenario.met(folio["median"]) else "**miss**")
+    out += ["", f"Folio/moto: {ratio}; Folio/ceiling: {ceiling}. Target {goal}: {verdict}.", ""]
+    return out
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _errors_section(results: dict[str, Any]) -> list[str]:
+    out = []
+    for name in TARGET_ORDER:
+        entry = results["targets"].get(name)
+        if not entry:
+            continue
+        for scenario_name, cell in entry.get("scenarios", {}).items():
+            for sample in cell.get("error_samples", [])[:3]:
+                out.append(f"- {SHORT[name]} {scenario_name}: `{_md(json.dumps(sample))[:400]}`")
+    return ["## Errors seen during the runs", "", *(out or ["None: every request got a 2xx answer."]), ""]
+
+
+def render(results: dict[str, Any]) -> str:
+    meta, settings = results["meta"], results["settings"]
+    targets = results["targets"]
+    unavailable = [f"{SHORT[n]} ({_md(e.get('reason', ''))[:300]})" for n, e in targets.items()
+                   if e.get("status") != "ok"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Figures from `make bench` (`python -m bench.run`) on {meta['date']}, at commit {meta['commit']}; "
+        f"{settings['runs']} run(s) of each scenario, timed runs {settings['duration_s']} s, "
+        f"whole run {meta.get('wall_s', '?')} s. "
+        + ("This was a `--quick` smoke run: the figures are indicative only. " if settings.get("quick") else "")
+        + "Raw results: `bench/results/*.json` (not committed).",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| cores (nproc) | {meta['nproc']} (shared with other work) |",
+        f"| CPU | {meta['cpu']} |",
+        f"| memory | {meta['memory_gib']} GiB |",
+        f"| OS | {meta['os']} |",
+        f"| Python | {meta['python']} |",
+        f"| uvicorn / uvloop / httptools / Starlette | {meta['uvicorn']} / {meta['uvloop']} / {meta['httptools']} / "
+        f"{meta['starlette']} |",
+        f"| moto | {meta['moto']} |",
+        f"| s3rver / node | {targets.get('s3rver', {}).get('version') or 'n/a'} / {meta['node']} |",
+        "",
+        "## How to run",
+        "",
+        "```",
+        "make bench                                   # everything, 3 runs each: about 10-15 minutes",
+        ".venv/bin/python -m bench.run --quick        # one short run of each: a smoke test of the harness",
+        ".venv/bin/python -m bench.run --only folio,moto --scenarios put4k,get4k",
+        ".venv/bin/python -m bench.run --profile put4k  # Folio under py-spy or pyinstrument -> bench/results/",
+        "```",
+        "",
+        "A full run (all targets, all scenarios, not `--quick`) rewrites this file; the notes at the end are kept.",
+        "",
+        "## How it measures",
+        "",
+        "- Each server runs alone, started by `bench/run.py` on a free loopback port with a fresh temporary "
+        "directory: Folio (default configuration, `tests/folio_process.py`), moto (`moto_server`, in memory, "
+        "checks no signature: a floor), s3rver (npm, files on disk, no fsync) and the framework ceiling "
+        "(`bench/ceiling_app.py`: a trivial Starlette app on uvicorn with uvloop and httptools that drops PUT "
+        "bodies and answers GETs and ListObjectsV2 pages from memory).",
+        "- The load generator (`bench/loadgen.py`) is a separate process per run: a keep-alive HTTP/1.1 client on "
+        "`asyncio.BufferedProtocol` with uvloop that signs every request with SigV4 itself (header auth, "
+        "`UNSIGNED-PAYLOAD`). *generator CPU* is its own CPU time over the measured window (getrusage), as a "
+        "share of one core and in seconds; *server CPU* is the server's (psutil). The two share 2 cores.",
+        "- PUTs write distinct keys; GETs cycle over 256 (4 KiB) or 32 (1 MiB) preloaded objects. 4 KiB: "
+        "concurrency 16; 1 MiB: concurrency 8; timed runs. 256 MiB and 1 GiB: one request on one connection, "
+        "the body written in 1 MiB pieces from one buffer. LIST: the whole 10,000-key bucket in ListObjectsV2 "
+        "pages of 1,000 (following NextContinuationToken), repeated for about 2 s. RSS: the server process "
+        "(with any children), polled every 20 ms during one 1 GiB PUT.",
+        "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "
+        "median of the runs' p50 and p99.",
+        "",
+    ]
+    if unavailable:
+        lines += ["Not measured in this run: " + "; ".join(unavailable) + ".", ""]
+    lines += ["## Summary (medians)", "", summary_table(results), "", "## Scenarios", ""]
+    for scenario in SCENARIOS.values():
+        if any(scenario.name in (e.get("scenarios") or {}) for e in targets.values()):
+            lines += _scenario_section(results, scenario)
+    lines += _errors_section(results)
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(path: Path, markdown: str) -> None:
+    """Write the report, carrying over the hand-written notes section of the existing file."""
+    notes = f"{NOTES_BEGIN}\n## Notes\n\n(Analysis of the figures above, kept across runs.)\n{NOTES_END}\n"
+    if path.exists():
+        old = path.read_text()
+        if NOTES_BEGIN in old and NOTES_END in old:
+            notes = old[old.index(NOTES_BEGIN) : old.index(NOTES_END) + len(NOTES_END)] + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown + "\n" + notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description="re-render a saved run")
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--doc", type=Path, help="write the Markdown here (notes kept); default: print it")
+    args = parser.parse_args(argv)
+    markdown = render(json.loads(args.results.read_text()))
+    if args.doc:
+        write_doc(args.doc, markdown)
+    else:
+        sys.stdout.write(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

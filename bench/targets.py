@@ -1,0 +1,219 @@
+"""The servers a benchmark run drives: Folio, moto, s3rver and the framework ceiling.
+
+Each target starts on a free loopback port in a work directory of its own, says which
+endpoint and credentials to use and which PID to watch, and is stopped by that PID.
+A target that cannot start (s3rver without npm, say) raises `Unavailable`, and the run
+reports it as such instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bench.loadgen import Endpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+
+
+class Unavailable(Exception):
+    """The target cannot run on this machine; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Wait until `url` answers any HTTP status, or fail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Unavailable(f"exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise Unavailable(f"not answering {url} after {timeout:.0f} s")
+
+
+class Target:
+    """A server process the benchmark starts, measures and stops."""
+
+    name = "target"
+    label = "target"
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.endpoint: Endpoint | None = None
+        self.version = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, workdir: Path) -> Endpoint:
+        raise NotImplementedError
+
+    def _spawn(self, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Path:
+        log = workdir / f"{self.name}.log"
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env or dict(os.environ)
+            )
+        return log
+
+    def stop(self) -> None:
+        """SIGTERM by PID, then SIGKILL if it does not go within 15 s."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+
+class FolioTarget(Target):
+    """Folio with its default configuration and a fresh data directory."""
+
+    name = "folio"
+    label = "Folio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server = None
+
+    def start(self, workdir: Path) -> Endpoint:
+        try:
+            from tests.folio_process import FolioProcess
+        except ImportError as exc:
+            raise Unavailable(f"tests.folio_process cannot be imported: {exc}") from exc
+        if not (REPO_ROOT / "server" / "cli.py").exists():
+            raise Unavailable("server/cli.py does not exist yet")
+        self.server = FolioProcess(data_dir=workdir / "folio" / "data", config_text="")
+        try:
+            self.server.start(timeout=60)
+        except RuntimeError as exc:
+            raise Unavailable(str(exc)[-2000:]) from exc
+        self.proc = self.server.proc
+        self.endpoint = Endpoint("127.0.0.1", self.server.s3_port, self.server.access_key, self.server.secret_key)
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self.proc = None
+
+
+class MotoTarget(Target):
+    """moto's standalone server: in memory, no signature checks; a floor."""
+
+    name = "moto"
+    label = "moto"
+
+    def start(self, workdir: Path) -> Endpoint:
+        exe = Path(sys.executable).parent / "moto_server"
+        if not exe.exists():
+            found = shutil.which("moto_server")
+            if not found:
+                raise Unavailable("moto_server is not installed (pip install 'moto[server]')")
+            exe = Path(found)
+        try:
+            from importlib.metadata import version
+
+            self.version = version("moto")
+        except Exception:  # noqa: BLE001 - the version is only reported
+            pass
+        port = free_port()
+        log = self._spawn([str(exe), "-H", "127.0.0.1", "-p", str(port)], workdir)
+        _wait_http(f"http://127.0.0.1:{port}/", self.proc, log, 60)  # type: ignore[arg-type]
+        self.endpoint = Endpoint("127.0.0.1", port, "benchkey", "benchsecret")
+        return self.endpoint
+
+
+class S3rverTarget(Target):
+    """s3rver from npm: files on disk, no fsync. Installed into bench/.cache on first use."""
+
+    name = "s3rver"
+    label = "s3rver"
+
+    def _install(self) -> Path:
+        script = CACHE_DIR / "s3rver" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+        if script.exists():
+            return script
+        npm, node = shutil.which("npm"), shutil.which("node")
+        if not npm or not node:
+            raise Unavailable("node/npm are not installed")
+        prefix = CACHE_DIR / "s3rver"
+        prefix.mkdir(parents=True, exist_ok=True)
+        try:
+            out = subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), "s3rver@3"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise Unavailable("npm install s3rver timed out") from exc
+        if out.returncode != 0 or not script.exists():
+            raise Unavailable(f"npm install s3rver failed: {out.stderr[-1000:]}")
+        return script
+
+    def start(self, workdir: Path) -> Endpoint:
+        script = self._install()
+        package = script.parent.parent / "package.json"
+        if package.exists():
+            import json
+
+            self.version = json.loads(package.read_text()).get("version", "")
+        data = workdir / "s3rver-data"
+        data.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        args = ["node", "--openssl-legacy-provider", str(script), "-d", str(data), "-a", "127.0.0.1"]
+        log = self._spawn([*args, "-p", str(port), "-s"], workdir)
+        _wait_http(f"http://127.0.0.1:{port}/", self.proc, log, 60)  # type: ignore[arg-type]
+        self.endpoint = Endpoint("127.0.0.1", port, "S3RVER", "S3RVER")
+        return self.endpoint
+
+
+class CeilingTarget(Target):
+    """A trivial Starlette app on uvicorn (uvloop, httptools): the framework's ceiling here."""
+
+    name = "ceiling"
+    label = "ceiling (Starlette on uvicorn)"
+
+    def start(self, workdir: Path) -> Endpoint:
+        port = free_port()
+        args = [sys.executable, "-m", "uvicorn", "bench.ceiling_app:app", "--host", "127.0.0.1"]
+        args += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+        log = self._spawn([*args, "--no-access-log", "--log-level", "warning"], workdir)
+        _wait_http(f"http://127.0.0.1:{port}/bench", self.proc, log, 60)  # type: ignore[arg-type]
+        self.endpoint = Endpoint("127.0.0.1", port, "benchkey", "benchsecret")
+        return self.endpoint
+
+
+TARGETS: dict[str, type[Target]] = {
+    "folio": FolioTarget,
+    "moto": MotoTarget,
+    "s3rver": S3rverTarget,
+    "ceiling": CeilingTarget,
+}

@@ -1,0 +1,225 @@
+"""Accounts and their S3 access keys. Secrets are stored encrypted (core.secrets)
+and handed out once, at creation."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+
+from core.db import Database, Migration
+from core.secrets import SecretBox, hash_password
+
+MIGRATIONS = [
+    Migration(
+        "core.accounts",
+        1,
+        """
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            canonical_id TEXT NOT NULL UNIQUE,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            display_name TEXT NOT NULL,
+            password_hash TEXT,
+            plan TEXT NOT NULL DEFAULT 'default',
+            is_admin INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE access_keys (
+            access_key TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts(id),
+            name TEXT NOT NULL DEFAULT '',
+            secret_enc BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            revoked_at REAL
+        );
+        CREATE INDEX access_keys_by_account ON access_keys(account_id);
+        """,
+    )
+]
+
+MAX_ACCESS_KEYS = 5
+# Lookups are cached briefly: SigV4 needs the secret on every request, and
+# decrypting it each time would cost more than the signature check itself.
+KEY_CACHE_SECONDS = 30.0
+
+
+class AccountExists(ValueError):
+    """An account with this email already exists."""
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    canonical_id: str
+    email: str
+    display_name: str
+    plan: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """What account creation hands out once: the secret and password are never shown again."""
+
+    account: Account
+    access_key: str
+    secret_key: str
+    password: str | None
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "accountId": self.account.id,
+            "canonicalId": self.account.canonical_id,
+            "displayName": self.account.display_name,
+            "email": self.account.email,
+            "accessKey": self.access_key,
+            "secretKey": self.secret_key,
+            **({"password": self.password} if self.password else {}),
+        }
+
+
+def new_access_key() -> str:
+    # 20 characters like AWS's, upper-case base32.
+    return "FK" + base64.b32encode(os.urandom(15)).decode()[:18]
+
+
+def new_secret_key() -> str:
+    return secrets.token_urlsafe(30)[:40]
+
+
+_ACCOUNT_COLUMNS = "id, canonical_id, email, display_name, plan, is_admin"
+
+
+def _account(row: tuple) -> Account:
+    return Account(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+
+class Accounts:
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self.db = db
+        self.box = box
+        self._key_cache: dict[str, tuple[float, Account, str] | tuple[float, None, None]] = {}
+
+    def count(self) -> int:
+        return self.db.read(lambda c: c.execute("SELECT count(*) FROM accounts").fetchone()[0])
+
+    def _insert_account(
+        self,
+        email: str,
+        password: str | None,
+        display_name: str | None,
+        access_key: str | None,
+        secret_key: str | None,
+        is_admin: bool,
+    ):
+        account = Account(
+            id=uuid.uuid4().hex,
+            canonical_id=secrets.token_hex(32),
+            email=email,
+            display_name=display_name or email.split("@")[0],
+            plan="default",
+            is_admin=is_admin,
+        )
+        access_key = access_key or new_access_key()
+        secret_key = secret_key or new_secret_key()
+        secret_enc = self.box.encrypt(secret_key, access_key)
+        password_hash = hash_password(password) if password else None
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> NewAccount:
+            if conn.execute("SELECT 1 FROM accounts WHERE email = ?", (email,)).fetchone():
+                raise AccountExists(email)
+            conn.execute(
+                "INSERT INTO accounts (id, canonical_id, email, display_name, password_hash, plan, is_admin,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account.id,
+                    account.canonical_id,
+                    email,
+                    account.display_name,
+                    password_hash,
+                    account.plan,
+                    int(is_admin),
+                    now,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO access_keys (access_key, account_id, name, secret_enc, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (access_key, account.id, "default", secret_enc, now),
+            )
+            return NewAccount(account, access_key, secret_key, password)
+
+        return insert
+
+    def create_account_blocking(
+        self,
+        email: str,
+        password: str | None = None,
+        *,
+        display_name: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        is_admin: bool = False,
+    ) -> NewAccount:
+        return self.db.write_blocking(
+            self._insert_account(email, password, display_name, access_key, secret_key, is_admin)
+        )
+
+    async def create_account(self, email: str, password: str | None = None, **kwargs) -> NewAccount:
+        return await self.db.write(
+            self._insert_account(
+                email,
+                password,
+                kwargs.get("display_name"),
+                kwargs.get("access_key"),
+                kwargs.get("secret_key"),
+                kwargs.get("is_admin", False),
+            )
+        )
+
+    def lookup_key(self, access_key: str) -> tuple[Account, str] | None:
+        """The account and plain secret of an active access key (cached briefly)."""
+        now = time.monotonic()
+        cached = self._key_cache.get(access_key)
+        if cached is not None and cached[0] > now:
+            return None if cached[1] is None else (cached[1], cached[2])  # type: ignore[return-value]
+        row = self.db.read(
+            lambda c: c.execute(
+                f"SELECT k.secret_enc, {', '.join('a.' + col for col in _ACCOUNT_COLUMNS.split(', '))}"
+                " FROM access_keys k JOIN accounts a ON a.id = k.account_id"
+                " WHERE k.access_key = ? AND k.revoked_at IS NULL",
+                (access_key,),
+            ).fetchone()
+        )
+        if row is None:
+            # Unknown keys are remembered for a second only, so a new key works at once.
+            self._key_cache[access_key] = (now + 1.0, None, None)
+            return None
+        account = _account(row[1:])
+        secret = self.box.decrypt(row[0], access_key)
+        if len(self._key_cache) > 10000:
+            self._key_cache.clear()
+        self._key_cache[access_key] = (now + KEY_CACHE_SECONDS, account, secret)
+        return account, secret
+
+    def forget_key(self, access_key: str) -> None:
+        """Drop a cached key at once (revocation)."""
+        self._key_cache.pop(access_key, None)
+
+    def get(self, account_id: str) -> Account | None:
+        row = self.db.read(
+            lambda c: c.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        )
+        return _account(row) if row else None
+
+    def by_email(self, email: str) -> Account | None:
+        row = self.db.read(
+            lambda c: c.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email = ?", (email,)).fetchone()
+        )
+        return _account(row) if row else None

@@ -1,0 +1,209 @@
+"""The S3 listener as a bare ASGI callable (the hot path skips framework layers):
+resolve the route, authenticate before touching the body, dispatch to the
+operation's handler, answer errors as S3 XML with a request id."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote_to_bytes
+
+from core.accounts import Account
+from s3proxy.api import buckets, delete, listing, objects
+from s3proxy.api.body import ClientDisconnected
+from s3proxy.api.context import RequestContext, Response
+from s3proxy.api.errors import S3Error
+from s3proxy.api.router import Target, resolve
+from s3proxy.api.services import Services
+from s3proxy.api.xml import document, element
+from s3proxy.auth.sigv4 import authenticate
+from s3proxy.store.errors import StoreError
+
+log = logging.getLogger("folio.s3")
+
+Handler = Callable[[RequestContext, Services], Awaitable[Response]]
+
+HANDLERS: dict[str, Handler] = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "ListObjects": listing.list_objects_v1,
+    "ListObjectsV2": listing.list_objects_v2,
+    "PutObject": objects.put_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "DeleteObject": objects.delete_object,
+    "DeleteObjects": delete.delete_objects,
+}
+
+
+def _decode_path(raw_path: str) -> str:
+    try:
+        return unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from exc
+
+
+def _parse_query(query_string: str) -> dict[str, str]:
+    """First value of each parameter; '+' is a space, as in form encoding."""
+    query: dict[str, str] = {}
+    if not query_string:
+        return query
+    for part in query_string.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        name = unquote_to_bytes(name.replace("+", " ")).decode("utf-8", "replace")
+        if name not in query:
+            query[name] = unquote_to_bytes(value.replace("+", " ")).decode("utf-8", "replace")
+    return query
+
+
+class S3App:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.domain = services.config.server.domain.lower().strip(".")
+        self.max_skew = services.config.auth.max_clock_skew_seconds
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = secrets.token_hex(8).upper()
+        ctx: RequestContext | None = None
+        try:
+            ctx = self._context(scope, receive, request_id)
+            response = await self._dispatch(ctx)
+        except ClientDisconnected:
+            return
+        except S3Error as exc:
+            response = self._error(exc, ctx, scope)
+        except StoreError as exc:
+            response = self._error(S3Error(exc.code, exc.message or None), ctx, scope)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            response = self._error(S3Error("InternalError"), ctx, scope)
+        await self._send(send, scope, response, request_id)
+
+    def _context(self, scope: dict, receive: Callable, request_id: str) -> RequestContext:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        raw_path = raw_path.split("?", 1)[0]
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        ctx = RequestContext(
+            scope=scope,
+            receive=receive,
+            method=scope["method"],
+            raw_path=raw_path,
+            bucket_name=None,
+            key=None,
+            query={},
+            query_string=query_string,
+            headers=headers,
+            request_id=request_id,
+        )
+        path = _decode_path(raw_path)
+        host = headers.get("host", "").rsplit(":", 1)[0].lower()
+        if self.domain and host.endswith("." + self.domain):
+            ctx.bucket_name = host[: -len(self.domain) - 1]
+            key = path[1:] if path.startswith("/") else path
+            ctx.key = key or None
+        else:
+            rest = path[1:] if path.startswith("/") else path
+            bucket, slash, key = rest.partition("/")
+            ctx.bucket_name = bucket or None
+            ctx.key = key if slash and key else None
+        ctx.query = _parse_query(query_string)
+        return ctx
+
+    async def _dispatch(self, ctx: RequestContext) -> Response:
+        if ctx.bucket_name is None:
+            target = Target.SERVICE
+        elif ctx.key is None:
+            target = Target.BUCKET
+        else:
+            target = Target.OBJECT
+        operation = resolve(ctx.method, target, ctx.query, ctx.headers)
+        if operation is None:
+            raise S3Error("MethodNotAllowed")
+        ctx.operation = operation
+        account_holder: list[Account] = []
+
+        def lookup_secret(access_key: str) -> str | None:
+            found = self.services.accounts.lookup_key(access_key)
+            if found is None:
+                return None
+            account_holder.append(found[0])
+            return found[1]
+
+        ctx.auth = authenticate(
+            ctx.method, ctx.raw_path, ctx.query_string, ctx.headers, lookup_secret, time.time(), self.max_skew
+        )
+        if ctx.auth is None:
+            raise S3Error("AccessDenied")
+        ctx.account = account_holder[-1]
+        handler = HANDLERS.get(operation)
+        if handler is None:
+            raise S3Error("NotImplemented", f"{operation} is not implemented by Folio.")
+        if ctx.key is not None and len(ctx.key.encode("utf-8")) > 1024:
+            raise S3Error("KeyTooLongError")
+        return await handler(ctx, self.services)
+
+    def _error(self, exc: S3Error, ctx: RequestContext | None, scope: dict) -> Response:
+        resource = ctx.resource if ctx is not None else scope.get("path", "/")
+        request_id = ctx.request_id if ctx is not None else ""
+        inner = (
+            element("Code", exc.code)
+            + element("Message", exc.message)
+            + "".join(element(k, v) for k, v in exc.extra.items())
+            + element("Resource", resource)
+            + element("RequestId", request_id)
+        )
+        return Response.xml(document("Error", inner, namespace=False), status=exc.status, headers=exc.headers)
+
+    async def _send(self, send: Callable, scope: dict, response: Response, request_id: str) -> None:
+        head = scope["method"] == "HEAD"
+        headers = [(b"x-amz-request-id", request_id.encode()), (b"x-amz-id-2", request_id.encode())]
+        for name, value in response.headers.items():
+            headers.append((name.encode("latin-1"), value.encode("latin-1", "replace")))
+        if response.stream is not None or response.content_length is not None:
+            length = response.content_length if response.content_length is not None else 0
+        else:
+            length = len(response.body)
+        if response.status not in (204, 304):
+            headers.append((b"content-length", str(length).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if head or response.status in (204, 304):
+            if response.stream is not None:
+                await response.stream.aclose()
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if response.stream is None:
+            await send({"type": "http.response.body", "body": response.body})
+            return
+        try:
+            async for chunk in response.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await response.stream.aclose()
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _lifespan(receive: Callable, send: Callable) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

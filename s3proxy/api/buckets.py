@@ -1,0 +1,59 @@
+"""Bucket operations: CreateBucket, DeleteBucket, HeadBucket, ListBuckets,
+GetBucketLocation."""
+
+from __future__ import annotations
+
+from s3proxy.api.body import read_small_body
+from s3proxy.api.context import RequestContext, Response
+from s3proxy.api.errors import S3Error
+from s3proxy.api.services import Services
+from s3proxy.api.xml import child_text, document, element, escape, iso8601, local_name, parse
+
+
+async def create_bucket(ctx: RequestContext, services: Services) -> Response:
+    account = ctx.require_account()
+    assert ctx.bucket_name is not None
+    region = None
+    body = await read_small_body(ctx, 64 * 1024, idle_timeout=services.body_timeout)
+    if body.strip():
+        root = parse(body)
+        if local_name(root) != "CreateBucketConfiguration":
+            raise S3Error("MalformedXML")
+        region = child_text(root, "LocationConstraint") or None
+    await services.store.create_bucket(account.id, ctx.bucket_name, region)
+    return Response(headers={"location": f"/{ctx.bucket_name}"})
+
+
+async def delete_bucket(ctx: RequestContext, services: Services) -> Response:
+    bucket = services.owned_bucket(ctx)
+    await services.store.delete_bucket(bucket)
+    return Response(status=204)
+
+
+async def head_bucket(ctx: RequestContext, services: Services) -> Response:
+    bucket = services.owned_bucket(ctx)
+    return Response(headers={"x-amz-bucket-region": bucket.region})
+
+
+async def get_bucket_location(ctx: RequestContext, services: Services) -> Response:
+    bucket = services.owned_bucket(ctx)
+    # us-east-1 is reported as an empty LocationConstraint, as AWS does.
+    region = "" if bucket.region == "us-east-1" else bucket.region
+    return Response.xml(document("LocationConstraint", escape(region)))
+
+
+async def list_buckets(ctx: RequestContext, services: Services) -> Response:
+    account = ctx.require_account()
+    prefix = ctx.query.get("prefix", "")
+    buckets = [b for b in services.store.list_buckets(account.id) if b.name.startswith(prefix)]
+    items = "".join(
+        "<Bucket>"
+        + element("Name", b.name)
+        + element("CreationDate", iso8601(b.created_at))
+        + element("BucketRegion", b.region)
+        + "</Bucket>"
+        for b in buckets
+    )
+    owner = f"<Owner>{element('ID', account.canonical_id)}{element('DisplayName', account.display_name)}</Owner>"
+    prefix_xml = element("Prefix", prefix) if prefix else ""
+    return Response.xml(document("ListAllMyBucketsResult", f"{owner}<Buckets>{items}</Buckets>{prefix_xml}"))

@@ -1,0 +1,55 @@
+"""One S3 request as the handlers see it, and the response they return."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.accounts import Account
+from s3proxy.auth.sigv4 import AuthResult
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass
+class Response:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    # A streamed body (GET of a stored object); `body` is ignored when set.
+    stream: AsyncIterator[bytes] | None = None
+    content_length: int | None = None
+
+    @classmethod
+    def xml(cls, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return cls(status=status, headers={"content-type": "application/xml", **(headers or {})}, body=body)
+
+
+@dataclass
+class RequestContext:
+    scope: dict[str, Any]
+    receive: Any
+    method: str
+    raw_path: str  # percent-encoded, as on the wire
+    bucket_name: str | None
+    key: str | None
+    query: dict[str, str]
+    query_string: str
+    headers: dict[str, str]
+    request_id: str
+    operation: str = ""
+    auth: AuthResult | None = None
+    account: Account | None = None
+    # aws-chunked trailers, once the body has been read
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resource(self) -> str:
+        if self.bucket_name is None:
+            return "/"
+        return f"/{self.bucket_name}" + (f"/{self.key}" if self.key is not None else "")
+
+    def require_account(self) -> Account:
+        assert self.account is not None, "authenticated routes only"
+        return self.account

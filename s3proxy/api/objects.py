@@ -1,0 +1,256 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject."""
+
+from __future__ import annotations
+
+import math
+from email.utils import parsedate_to_datetime
+
+from s3proxy.api.body import make_hashers, plan_body, stream_into, verify_integrity
+from s3proxy.api.context import RequestContext, Response
+from s3proxy.api.errors import S3Error
+from s3proxy.api.services import Services
+from s3proxy.api.xml import http_date
+from s3proxy.auth.checksums import header_name
+from s3proxy.store.errors import ObjectIsDeleteMarker
+from s3proxy.store.models import Bucket, ObjectMeta, ObjectVersion, WriteConditions
+
+# Headers S3 stores with an object and returns on GET/HEAD.
+STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
+RESPONSE_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+META_PREFIX = "x-amz-meta-"
+MAX_USER_META_BYTES = 2048
+STORAGE_CLASSES = frozenset(
+    {"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER",
+     "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE"}
+)
+
+
+def object_meta_from_headers(headers: dict[str, str]) -> ObjectMeta:
+    user_meta = {k[len(META_PREFIX):]: v for k, v in headers.items() if k.startswith(META_PREFIX)}
+    if sum(len(k) + len(v) for k, v in user_meta.items()) > MAX_USER_META_BYTES:
+        raise S3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.")
+    storage_class = headers.get("x-amz-storage-class", "STANDARD")
+    if storage_class not in STORAGE_CLASSES:
+        raise S3Error("InvalidStorageClass")
+    return ObjectMeta(
+        content_type=headers.get("content-type"),
+        headers={name: headers[name] for name in STORED_HEADERS if name in headers},
+        user_meta=user_meta,
+        storage_class=storage_class,
+    )
+
+
+def write_conditions(headers: dict[str, str]) -> WriteConditions:
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise S3Error("NotImplemented", "If-None-Match on a write supports only '*'.")
+    return WriteConditions(if_none_match_any=if_none_match is not None, if_match=headers.get("if-match"))
+
+
+def version_headers(bucket: Bucket, version: ObjectVersion) -> dict[str, str]:
+    return {"x-amz-version-id": version.version_id} if bucket.versioning else {}
+
+
+async def put_object(ctx: RequestContext, services: Services) -> Response:
+    bucket = services.owned_bucket(ctx)
+    assert ctx.key is not None
+    meta = object_meta_from_headers(ctx.headers)
+    conditions = write_conditions(ctx.headers)
+    plan = plan_body(ctx)
+    checksummer, sha256 = make_hashers(plan)
+    hashers = [h for h in (checksummer, sha256) if h is not None]
+    writer = services.store.new_writer(hashers)
+    try:
+        await stream_into(ctx, plan, writer, idle_timeout=services.body_timeout)
+        computed = verify_integrity(ctx, plan, writer, checksummer, sha256)
+    except BaseException:
+        await writer.aclose_pending()
+        writer.abort()
+        raise
+    meta = ObjectMeta(
+        content_type=meta.content_type,
+        headers=meta.headers,
+        user_meta=meta.user_meta,
+        checksums=computed,
+        storage_class=meta.storage_class,
+    )
+    version = await services.store.put_object(bucket, ctx.key, writer, meta, conditions)
+    headers = {"etag": f'"{version.etag}"', **version_headers(bucket, version)}
+    for algorithm, value in computed.items():
+        headers[header_name(algorithm)] = value
+    if computed:
+        headers["x-amz-checksum-type"] = "FULL_OBJECT"
+    return Response(headers=headers)
+
+
+def _parse_http_date(value: str) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/").strip('"') == etag:
+            return True
+    return False
+
+
+def check_read_conditions(headers: dict[str, str], version: ObjectVersion) -> int | None:
+    """RFC 7232 as S3 applies it: 412 or 304, or None to serve."""
+    modified = math.floor(version.last_modified)
+    if_match = headers.get("if-match")
+    if if_match is not None:
+        if not _etag_matches(if_match, version.etag):
+            return 412
+    else:
+        since = headers.get("if-unmodified-since")
+        stamp = _parse_http_date(since) if since else None
+        if stamp is not None and modified > stamp:
+            return 412
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, version.etag):
+            return 304
+    else:
+        since = headers.get("if-modified-since")
+        stamp = _parse_http_date(since) if since else None
+        if stamp is not None and modified <= stamp:
+            return 304
+    return None
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One byte range (start, end inclusive), None for the whole object.
+    Unsatisfiable ranges raise InvalidRange; malformed ones are ignored (RFC 7233)."""
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if (first and not first.isdigit()) or (last and not last.isdigit()) or (not first and not last):
+        return None
+    if not first:
+        length = int(last)
+        if length == 0 or size == 0:
+            raise _invalid_range(size)
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        raise _invalid_range(size)
+    return start, min(end, size - 1)
+
+
+def _invalid_range(size: int) -> S3Error:
+    return S3Error("InvalidRange", headers={"content-range": f"bytes */{size}"}, extra={"ActualObjectSize": str(size)})
+
+
+def object_headers(bucket: Bucket, version: ObjectVersion) -> dict[str, str]:
+    headers = {
+        "etag": f'"{version.etag}"',
+        "last-modified": http_date(version.last_modified),
+        "accept-ranges": "bytes",
+        "content-type": version.content_type or "binary/octet-stream",
+        **version_headers(bucket, version),
+    }
+    headers.update(version.headers)
+    for name, value in version.user_meta.items():
+        headers[META_PREFIX + name] = value
+    if version.storage_class != "STANDARD":
+        headers["x-amz-storage-class"] = version.storage_class
+    return headers
+
+
+def _delete_marker_error(exc: ObjectIsDeleteMarker, bucket: Bucket) -> S3Error:
+    headers = {"x-amz-delete-marker": "true"}
+    if bucket.versioning:
+        headers["x-amz-version-id"] = exc.version_id
+    if exc.by_version_id:
+        return S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.", headers=headers)
+    return S3Error("NoSuchKey", headers=headers)
+
+
+async def get_object(ctx: RequestContext, services: Services, *, head: bool = False) -> Response:
+    bucket = services.owned_bucket(ctx)
+    assert ctx.key is not None
+    version_id = ctx.query.get("versionId")
+    try:
+        if head:
+            version = services.store.head_object(bucket, ctx.key, version_id)
+            reader = None
+        else:
+            reader = services.store.open_object(bucket, ctx.key, version_id)
+            version = reader.version
+    except ObjectIsDeleteMarker as exc:
+        raise _delete_marker_error(exc, bucket) from exc
+    try:
+        return _object_response(ctx, bucket, version, reader)
+    except BaseException:
+        if reader is not None:
+            reader.close()
+        raise
+
+
+def _object_response(ctx: RequestContext, bucket: Bucket, version: ObjectVersion, reader) -> Response:
+    headers = object_headers(bucket, version)
+    outcome = check_read_conditions(ctx.headers, version)
+    if outcome == 412:
+        raise S3Error("PreconditionFailed")
+    if outcome == 304:
+        if reader is not None:
+            reader.close()
+        keep = ("etag", "last-modified", "x-amz-version-id", "cache-control", "expires")
+        return Response(status=304, headers={k: v for k, v in headers.items() if k in keep})
+    for param, header in RESPONSE_OVERRIDES.items():
+        if param in ctx.query:
+            headers[header] = ctx.query[param]
+    byte_range = parse_range(ctx.headers.get("range"), version.size)
+    status = 200
+    start, end = 0, version.size - 1
+    if byte_range is not None:
+        start, end = byte_range
+        status = 206
+        headers["content-range"] = f"bytes {start}-{end}/{version.size}"
+    elif ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and version.checksums:
+        # Full-object checksums only describe the whole object, never a range.
+        for algorithm, value in version.checksums.items():
+            headers[header_name(algorithm)] = value
+        headers["x-amz-checksum-type"] = "FULL_OBJECT"
+    length = end - start + 1 if version.size else 0
+    if reader is None or length == 0:
+        if reader is not None:
+            reader.close()
+        return Response(status=status, headers=headers, content_length=length)
+    return Response(status=status, headers=headers, stream=reader.iter_range(start, end), content_length=length)
+
+
+async def head_object(ctx: RequestContext, services: Services) -> Response:
+    return await get_object(ctx, services, head=True)
+
+
+async def delete_object(ctx: RequestContext, services: Services) -> Response:
+    bucket = services.owned_bucket(ctx)
+    assert ctx.key is not None
+    result = await services.store.delete_object(bucket, ctx.key, ctx.query.get("versionId"))
+    headers = {}
+    if result.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    if result.version_id is not None and bucket.versioning:
+        headers["x-amz-version-id"] = result.version_id
+    return Response(status=204, headers=headers)

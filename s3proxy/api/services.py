@@ -1,0 +1,25 @@
+"""What the S3 handlers are given: the engine, accounts and settings (passed in,
+never module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.accounts import Accounts
+from core.config import Config
+from s3proxy.api.context import RequestContext
+from s3proxy.store.engine import Store
+from s3proxy.store.models import Bucket
+
+
+@dataclass
+class Services:
+    store: Store
+    accounts: Accounts
+    config: Config
+    # Seconds a client may leave a request body idle before RequestTimeout.
+    body_timeout: float = 20.0
+
+    def owned_bucket(self, ctx: RequestContext) -> Bucket:
+        assert ctx.bucket_name is not None
+        return self.store.bucket_for(ctx.bucket_name, ctx.require_account().id)

@@ -1,0 +1,135 @@
+"""Object bytes on local disk: `blobs/ab/cd/<id>` with random ids (never derived
+from keys), written through `tmp/` so a crash never leaves a torn blob.
+
+The narrow interface (new writer, open, delete, list) is what an upstream-S3 blob
+backend would implement later.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobFile:
+    """A blob being written: bytes go to tmp/, `publish()` makes it durable and visible."""
+
+    def __init__(self, store: LocalBlobStore) -> None:
+        self.store = store
+        self.blob_id = secrets.token_hex(16)
+        self.tmp_path = store.tmp_dir / self.blob_id
+        self.fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.size = 0
+        self.published = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        self.size += len(data)
+
+    def publish(self) -> str:
+        """fsync, rename into blobs/, fsync the directory; returns the blob id."""
+        assert self.fd is not None
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        final = self.store.path_for(self.blob_id)
+        self.store.ensure_dir(final.parent)
+        os.rename(self.tmp_path, final)
+        _fsync_dir(final.parent)
+        self.published = True
+        return self.blob_id
+
+    def abort(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        path = self.store.path_for(self.blob_id) if self.published else self.tmp_path
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+class LocalBlobStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "blobs"
+        self.tmp_dir = data_dir / "tmp"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._known_dirs: set[Path] = set()
+
+    def path_for(self, blob_id: str) -> Path:
+        if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
+            raise ValueError("malformed blob id")
+        return self.root / blob_id[:2] / blob_id[2:4] / blob_id
+
+    def ensure_dir(self, path: Path) -> None:
+        if path in self._known_dirs:
+            return
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            # New directory entries must be durable too, or the renamed blob could vanish.
+            _fsync_dir(path.parent)
+            _fsync_dir(path.parent.parent)
+        self._known_dirs.add(path)
+
+    def new_file(self) -> BlobFile:
+        return BlobFile(self)
+
+    def open(self, blob_id: str) -> int:
+        """An open file descriptor for reading (the caller closes it)."""
+        return os.open(self.path_for(blob_id), os.O_RDONLY)
+
+    def delete(self, blob_id: str) -> None:
+        try:
+            os.unlink(self.path_for(blob_id))
+        except FileNotFoundError:
+            pass
+
+    def empty_tmp(self) -> int:
+        """Start-up: whatever was in flight when the process stopped is garbage."""
+        removed = 0
+        for entry in os.scandir(self.tmp_dir):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        return removed
+
+    def iter_blobs(self) -> Iterator[tuple[str, float]]:
+        """Every blob id on disk with its modification time."""
+        for first in os.scandir(self.root):
+            if not first.is_dir():
+                continue
+            for second in os.scandir(first.path):
+                if not second.is_dir():
+                    continue
+                for entry in os.scandir(second.path):
+                    if entry.is_file() and len(entry.name) == 32:
+                        yield entry.name, entry.stat().st_mtime
+
+    def remove_unreferenced(self, referenced: set[str], grace_seconds: float = 0.0) -> int:
+        cutoff = time.time() - grace_seconds
+        removed = 0
+        for blob_id, mtime in list(self.iter_blobs()):
+            if blob_id not in referenced and mtime <= cutoff:
+                self.delete(blob_id)
+                removed += 1
+        return removed

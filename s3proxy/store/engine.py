@@ -1,0 +1,240 @@
+"""`Store`: the object engine every service writes through (buckets, objects,
+versions, listing, blobs). No HTTP here: the S3 API, the REST API, the image and
+document services all call these methods in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import Config
+from core.db import Database
+from s3proxy.store import buckets as bucket_rows
+from s3proxy.store import versions as version_rows
+from s3proxy.store.blobs import LocalBlobStore
+from s3proxy.store.errors import (
+    BucketAccessDenied,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchVersion,
+    ObjectIsDeleteMarker,
+)
+from s3proxy.store.listing import list_current
+from s3proxy.store.models import (
+    Bucket,
+    ListPage,
+    ObjectMeta,
+    ObjectVersion,
+    WriteConditions,
+)
+from s3proxy.store.naming import check_bucket_name, encode_key
+from s3proxy.store.reader import ObjectReader
+from s3proxy.store.schema import MIGRATIONS
+from s3proxy.store.writer import Hasher, ObjectWriter
+
+log = logging.getLogger("folio.store")
+
+__all__ = ["Store", "MIGRATIONS", "DeleteResult"]
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    version_id: str | None
+    delete_marker: bool
+
+
+class Store:
+    def __init__(self, config: Config, db: Database) -> None:
+        self.config = config
+        self.db = db
+        self.blobs = LocalBlobStore(Path(config.storage.data_dir))
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="folio-io")
+        self._buckets: dict[str, Bucket] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def recover(self) -> tuple[int, int]:
+        """Start-up, before serving: drop uploads that were in flight and blobs no row
+        references (a crash between the blob's rename and its row's commit)."""
+        tmp_removed = self.blobs.empty_tmp()
+        referenced = self.db.read(version_rows.referenced_blob_ids)
+        blobs_removed = self.blobs.remove_unreferenced(referenced)
+        if tmp_removed or blobs_removed:
+            log.info("recovery removed %d temporary files and %d unreferenced blobs", tmp_removed, blobs_removed)
+        return tmp_removed, blobs_removed
+
+    async def collect_garbage(self, grace_seconds: float | None = None) -> int:
+        grace = self.config.storage.gc_grace_seconds if grace_seconds is None else grace_seconds
+        referenced = await self.db.read_async(version_rows.referenced_blob_ids)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.blobs.remove_unreferenced, referenced, grace
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+    # -- buckets ------------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> Bucket | None:
+        cached = self._buckets.get(name)
+        if cached is not None:
+            return cached
+        found = self.db.read(lambda c: bucket_rows.bucket_by_name(c, name))
+        if found is not None:
+            self._buckets[name] = found
+        return found
+
+    def bucket_for(self, name: str, account_id: str) -> Bucket:
+        """The bucket if this account owns it; another account's bucket is AccessDenied."""
+        found = self.bucket(name)
+        if found is None:
+            raise NoSuchBucket(bucket=name)
+        if found.account_id != account_id:
+            raise BucketAccessDenied(bucket=name)
+        return found
+
+    def list_buckets(self, account_id: str) -> list[Bucket]:
+        return self.db.read(lambda c: bucket_rows.buckets_of(c, account_id))
+
+    async def create_bucket(self, account_id: str, name: str, region: str | None = None) -> tuple[Bucket, bool]:
+        check_bucket_name(name)
+        default_region = self.config.server.region
+        region = region or default_region
+        now = time.time()
+        bucket, created = await self.db.write(
+            lambda c: bucket_rows.insert_bucket(
+                c,
+                name=name,
+                account_id=account_id,
+                region=region,
+                versioning="",
+                max_buckets=self.config.limits.max_buckets,
+                now=now,
+                default_region=default_region,
+            )
+        )
+        self._buckets[name] = bucket
+        return bucket, created
+
+    async def delete_bucket(self, bucket: Bucket) -> None:
+        self._buckets.pop(bucket.name, None)
+        await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id))
+        self._buckets.pop(bucket.name, None)
+
+    # -- objects ------------------------------------------------------------------------------
+
+    def new_writer(self, hashers: Sequence[Hasher] = ()) -> ObjectWriter:
+        return ObjectWriter(
+            self.blobs,
+            self.executor,
+            inline_threshold=self.config.storage.inline_threshold,
+            chunk_bytes=self.config.storage.write_chunk_bytes,
+            hashers=hashers,
+        )
+
+    async def put_object(
+        self,
+        bucket: Bucket,
+        key: str,
+        writer: ObjectWriter,
+        meta: ObjectMeta,
+        conditions: WriteConditions = WriteConditions(),
+    ) -> ObjectVersion:
+        """Make a finished writer's bytes the key's new current version. On any
+        failure the writer's blob is removed and the previous version stays."""
+        raw_key = encode_key(key)
+        assert writer.finished, "finish() the writer first"
+        loop = asyncio.get_running_loop()
+        segments: tuple[tuple[str, int], ...] = ()
+        try:
+            if writer.blob is not None:
+                blob = writer.blob
+                blob_id = await loop.run_in_executor(self.executor, blob.publish)
+                segments = ((blob_id, writer.size),)
+            now = time.time()
+            version, freed = await self.db.write(
+                lambda c: version_rows.put_version(
+                    c,
+                    bucket,
+                    raw_key,
+                    size=writer.size,
+                    etag=writer.etag,
+                    meta=meta,
+                    inline_data=writer.inline_data,
+                    segments=segments,
+                    conditions=conditions,
+                    now=now,
+                )
+            )
+        except BaseException:
+            writer.abort()
+            raise
+        self._free_blobs(freed)
+        return version
+
+    def _free_blobs(self, blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            self.executor.submit(self.blobs.delete, blob_id)
+
+    def head_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> ObjectVersion:
+        raw_key = encode_key(key)
+        if version_id is None:
+            version = self.db.read(lambda c: version_rows.latest_version(c, bucket.id, raw_key))
+            if version is None:
+                raise NoSuchKey(key=key)
+        else:
+            version = self.db.read(lambda c: version_rows.specific_version(c, bucket.id, raw_key, version_id))
+            if version is None:
+                raise NoSuchVersion(key=key, version_id=version_id)
+        if version.is_delete_marker:
+            raise ObjectIsDeleteMarker(version.version_id, by_version_id=version_id is not None)
+        return version
+
+    def open_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> ObjectReader:
+        """The version and open handles on its bytes. A concurrent overwrite may free
+        the blobs between reading the row and opening them: then read the row again."""
+        for _attempt in range(5):
+            version = self.head_object(bucket, key, version_id)
+            fds: list[int] = []
+            try:
+                for blob_id in version.blob_ids:
+                    fds.append(self.blobs.open(blob_id))
+            except FileNotFoundError:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            return ObjectReader(version, fds, self.executor)
+        raise NoSuchKey(key=key)
+
+    async def delete_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> DeleteResult:
+        raw_key = encode_key(key)
+        now = time.time()
+        affected, marker, freed = await self.db.write(
+            lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now)
+        )
+        self._free_blobs(freed)
+        return DeleteResult(affected, marker)
+
+    async def list_objects(
+        self,
+        bucket: Bucket,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        after: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        raw_prefix = prefix.encode("utf-8")
+        raw_delimiter = delimiter.encode("utf-8") if delimiter else None
+        raw_after = after.encode("utf-8") if after is not None else None
+        return await self.db.read_async(
+            lambda c: list_current(
+                c, bucket.id, prefix=raw_prefix, delimiter=raw_delimiter, after=raw_after, max_keys=max_keys
+            )
+        )

@@ -1,0 +1,60 @@
+"""The engine's tables. Versions and delete markers are in the object model from
+the first migration, so turning versioning on never needs a data migration."""
+
+from __future__ import annotations
+
+from core.db import Migration
+
+MIGRATIONS = [
+    Migration(
+        "s3proxy.store",
+        1,
+        """
+        CREATE TABLE buckets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            account_id TEXT NOT NULL,
+            region TEXT NOT NULL,
+            -- '' (never versioned), 'Enabled' or 'Suspended', as S3 reports it
+            versioning TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            -- JSON for bucket sub-resources added later (cors, public access, retention)
+            settings TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX buckets_by_account ON buckets(account_id, name);
+
+        -- One row per object version. Keys are BLOBs of UTF-8 so every comparison is
+        -- a byte comparison: S3 lists in UTF-8 byte order.
+        CREATE TABLE objects (
+            id INTEGER PRIMARY KEY,
+            bucket_id INTEGER NOT NULL REFERENCES buckets(id),
+            key BLOB NOT NULL,
+            version_id TEXT NOT NULL,          -- 'null' for the null version
+            is_latest INTEGER NOT NULL,
+            is_delete_marker INTEGER NOT NULL DEFAULT 0,
+            size INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            last_modified REAL NOT NULL,
+            storage_class TEXT NOT NULL DEFAULT 'STANDARD',
+            content_type TEXT,
+            headers TEXT,                      -- JSON: Cache-Control, Content-Disposition, ...
+            user_meta TEXT,                    -- JSON: x-amz-meta-* without the prefix
+            checksums TEXT,                    -- JSON: {"CRC32": "...", ...}
+            inline_data BLOB,                  -- small objects live here
+            segments TEXT                      -- JSON [[blob_id, size], ...] for the rest
+        );
+        CREATE UNIQUE INDEX objects_by_version ON objects(bucket_id, key, version_id);
+        -- Covering index for listings of current objects.
+        CREATE INDEX objects_latest ON objects(bucket_id, key, is_delete_marker, size, etag, last_modified,
+            storage_class) WHERE is_latest = 1;
+
+        -- Blob files under blobs/, reference counted (copies and multipart share them).
+        CREATE TABLE blobs (
+            id TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            refcount INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    )
+]

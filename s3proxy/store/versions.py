@@ -1,0 +1,233 @@
+"""Object version rows: the write paths (put, delete, delete markers) and the
+reference counts of the blobs they point at. Plain functions on a connection,
+run inside the writer's transaction."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+
+from s3proxy.store.errors import NoSuchKey, PreconditionFailed
+from s3proxy.store.models import (
+    NULL_VERSION,
+    OBJECT_COLUMNS,
+    Bucket,
+    ObjectMeta,
+    ObjectVersion,
+    WriteConditions,
+    object_from_row,
+)
+
+
+def new_version_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def latest_version(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> ObjectVersion | None:
+    """The current version (possibly a delete marker), or None."""
+    row = conn.execute(
+        f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket_id = ? AND key = ? AND is_latest = 1",
+        (bucket_id, key),
+    ).fetchone()
+    return object_from_row(row) if row else None
+
+
+def specific_version(conn: sqlite3.Connection, bucket_id: int, key: bytes, version_id: str) -> ObjectVersion | None:
+    row = conn.execute(
+        f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket_id = ? AND key = ? AND version_id = ?",
+        (bucket_id, key, version_id),
+    ).fetchone()
+    return object_from_row(row) if row else None
+
+
+def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> list[str]:
+    """Drop one reference from each blob; returns the ids whose files can go."""
+    freed = []
+    for blob_id in blob_ids:
+        conn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob_id,))
+        row = conn.execute("SELECT refcount FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        if row is not None and row[0] <= 0:
+            conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+            freed.append(blob_id)
+    return freed
+
+
+def _reference_blobs(conn: sqlite3.Connection, segments: tuple[tuple[str, int], ...], now: float) -> None:
+    for blob_id, size in segments:
+        conn.execute(
+            "INSERT INTO blobs (id, size, refcount, created_at) VALUES (?, ?, 1, ?)"
+            " ON CONFLICT(id) DO UPDATE SET refcount = refcount + 1",
+            (blob_id, size, now),
+        )
+
+
+def _remove_row(conn: sqlite3.Connection, version: ObjectVersion) -> list[str]:
+    conn.execute("DELETE FROM objects WHERE id = ?", (version.id,))
+    return _release_blobs(conn, version.blob_ids)
+
+
+def _promote_newest(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> None:
+    conn.execute(
+        "UPDATE objects SET is_latest = 1 WHERE id = (SELECT max(id) FROM objects WHERE bucket_id = ? AND key = ?)",
+        (bucket_id, key),
+    )
+
+
+def check_conditions(current: ObjectVersion | None, conditions: WriteConditions) -> None:
+    exists = current is not None and not current.is_delete_marker
+    if conditions.if_none_match_any and exists:
+        raise PreconditionFailed("At least one of the pre-conditions you specified did not hold", condition="If-None-Match")
+    if conditions.if_match is not None:
+        if not exists:
+            raise NoSuchKey()
+        assert current is not None
+        wanted = conditions.if_match.strip()
+        if wanted != "*" and wanted.strip('"') != current.etag:
+            raise PreconditionFailed("At least one of the pre-conditions you specified did not hold", condition="If-Match")
+
+
+def _insert_row(
+    conn: sqlite3.Connection,
+    *,
+    bucket_id: int,
+    key: bytes,
+    version_id: str,
+    is_delete_marker: bool,
+    size: int,
+    etag: str,
+    now: float,
+    meta: ObjectMeta,
+    inline_data: bytes | None,
+    segments: tuple[tuple[str, int], ...],
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO objects (bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified,"
+        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            bucket_id,
+            key,
+            version_id,
+            int(is_delete_marker),
+            size,
+            etag,
+            now,
+            meta.storage_class,
+            meta.content_type,
+            json.dumps(meta.headers) if meta.headers else None,
+            json.dumps(meta.user_meta) if meta.user_meta else None,
+            json.dumps(meta.checksums) if meta.checksums else None,
+            inline_data,
+            json.dumps(segments) if segments else None,
+        ),
+    )
+    return cursor.lastrowid
+
+
+def _make_room_for_new_latest(conn: sqlite3.Connection, bucket: Bucket, key: bytes) -> tuple[str, list[str]]:
+    """Retire the current version before a new one becomes latest. Returns the
+    new version id and the blobs freed by replacing the null version."""
+    freed: list[str] = []
+    if bucket.versioning == "Enabled":
+        version_id = new_version_id()
+    else:
+        # Unversioned and Suspended buckets overwrite the single "null" version in place.
+        version_id = NULL_VERSION
+        previous_null = specific_version(conn, bucket.id, key, NULL_VERSION)
+        if previous_null is not None:
+            freed = _remove_row(conn, previous_null)
+    conn.execute("UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1", (bucket.id, key))
+    return version_id, freed
+
+
+def put_version(
+    conn: sqlite3.Connection,
+    bucket: Bucket,
+    key: bytes,
+    *,
+    size: int,
+    etag: str,
+    meta: ObjectMeta,
+    inline_data: bytes | None,
+    segments: tuple[tuple[str, int], ...],
+    conditions: WriteConditions,
+    now: float,
+) -> tuple[ObjectVersion, list[str]]:
+    if conditions.any:
+        check_conditions(latest_version(conn, bucket.id, key), conditions)
+    version_id, freed = _make_room_for_new_latest(conn, bucket, key)
+    _reference_blobs(conn, segments, now)
+    row_id = _insert_row(
+        conn,
+        bucket_id=bucket.id,
+        key=key,
+        version_id=version_id,
+        is_delete_marker=False,
+        size=size,
+        etag=etag,
+        now=now,
+        meta=meta,
+        inline_data=inline_data,
+        segments=segments,
+    )
+    version = ObjectVersion(
+        id=row_id,
+        bucket_id=bucket.id,
+        key=key.decode("utf-8"),
+        version_id=version_id,
+        is_latest=True,
+        is_delete_marker=False,
+        size=size,
+        etag=etag,
+        last_modified=now,
+        storage_class=meta.storage_class,
+        content_type=meta.content_type,
+        headers=meta.headers,
+        user_meta=meta.user_meta,
+        checksums=meta.checksums,
+        inline_data=inline_data,
+        segments=segments,
+    )
+    return version, freed
+
+
+def delete_key(
+    conn: sqlite3.Connection, bucket: Bucket, key: bytes, version_id: str | None, now: float
+) -> tuple[str | None, bool, list[str]]:
+    """DeleteObject semantics. Returns (version id affected or created, whether it
+    is a delete marker, blobs freed)."""
+    if version_id is not None:
+        version = specific_version(conn, bucket.id, key, version_id)
+        if version is None:
+            return version_id, False, []
+        freed = _remove_row(conn, version)
+        if version.is_latest:
+            _promote_newest(conn, bucket.id, key)
+        return version_id, version.is_delete_marker, freed
+    if bucket.versioning == "":
+        version = specific_version(conn, bucket.id, key, NULL_VERSION)
+        if version is None:
+            return None, False, []
+        freed = _remove_row(conn, version)
+        _promote_newest(conn, bucket.id, key)
+        return None, False, freed
+    marker_id, freed = _make_room_for_new_latest(conn, bucket, key)
+    _insert_row(
+        conn,
+        bucket_id=bucket.id,
+        key=key,
+        version_id=marker_id,
+        is_delete_marker=True,
+        size=0,
+        etag="",
+        now=now,
+        meta=ObjectMeta(),
+        inline_data=None,
+        segments=(),
+    )
+    return marker_id, True, freed
+
+
+def referenced_blob_ids(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT id FROM blobs")}

@@ -1,0 +1,105 @@
+"""`folio`: serve, and the operator's admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from core.accounts import AccountExists
+from core.config import ConfigError, load_config
+from s3proxy.api.app import S3App
+from s3proxy.api.services import Services
+from server.runtime import ensure_admin_account, open_runtime
+from server.serve import run
+from server.web import build_web_app
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file (default: $FOLIO_CONFIG, else built-in defaults)")
+    parser.add_argument("--data-dir", help="data directory (default: $FOLIO_DATA_DIR, else [storage] data_dir)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="folio", description="Folio: an S3-compatible object store")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the S3 and web listeners")
+    _common(serve)
+    serve.add_argument("--s3-listen", help="HOST:PORT of the S3 listener (default 127.0.0.1:9000)")
+    serve.add_argument("--web-listen", help="HOST:PORT of the web listener (default 127.0.0.1:8000)")
+
+    admin = commands.add_parser("admin", help="operator commands")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    create = admin_commands.add_parser("create-account", help="create an account and print its credentials")
+    _common(create)
+    create.add_argument("--email", required=True)
+    create.add_argument("--password")
+    create.add_argument("--display-name")
+
+    gc = commands.add_parser("gc", help="remove blobs no object references (older than the grace period)")
+    _common(gc)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(
+            args.config,
+            data_dir=args.data_dir,
+            s3_listen=getattr(args, "s3_listen", None),
+            web_listen=getattr(args, "web_listen", None),
+        )
+    except (ConfigError, OSError) as exc:
+        sys.exit(f"folio: {exc}")
+    if args.command == "serve":
+        _serve(config)
+    elif args.command == "admin":
+        _admin(args, config)
+    elif args.command == "gc":
+        runtime = open_runtime(config, recover=False)
+        try:
+            removed = asyncio.run(runtime.store.collect_garbage())
+            print(json.dumps({"removedBlobs": removed}))
+        finally:
+            runtime.close()
+
+
+def _serve(config) -> None:
+    runtime = open_runtime(config)
+    try:
+        ensure_admin_account(runtime)
+        services = Services(store=runtime.store, accounts=runtime.accounts, config=config)
+        apps = [(S3App(services), config.server.s3_listen), (build_web_app(), config.server.web_listen)]
+        logging.getLogger("folio").info(
+            "Folio serving S3 on http://%s and web on http://%s (data: %s)",
+            config.server.s3_listen,
+            config.server.web_listen,
+            config.storage.data_dir,
+        )
+        run(apps, config)
+    finally:
+        runtime.close()
+
+
+def _admin(args: argparse.Namespace, config) -> None:
+    runtime = open_runtime(config, recover=False)
+    try:
+        if args.admin_command == "create-account":
+            try:
+                created = runtime.accounts.create_account_blocking(
+                    args.email, args.password, display_name=args.display_name
+                )
+            except AccountExists:
+                sys.exit(f"folio: an account with email {args.email} already exists")
+            print(json.dumps(created.as_json(), indent=2))
+    finally:
+        runtime.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Opening and closing everything one Folio process owns: the database, the
+secret box, the store, the accounts, and the applications built on them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import accounts as accounts_module
+from core.accounts import Accounts, NewAccount
+from core.config import Config
+from core.db import Database
+from core.secrets import SecretBox
+from s3proxy.store import schema as store_schema
+from s3proxy.store.engine import Store
+
+log = logging.getLogger("folio")
+
+MIGRATIONS = [*accounts_module.MIGRATIONS, *store_schema.MIGRATIONS]
+
+
+@dataclass
+class Runtime:
+    config: Config
+    db: Database
+    box: SecretBox
+    store: Store
+    accounts: Accounts
+
+    def close(self) -> None:
+        self.store.close()
+        self.db.close()
+
+
+def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
+    data_dir = Path(config.storage.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    box = SecretBox.from_key_file(data_dir / "master.key")
+    db = Database(data_dir / "folio.db", sync=config.storage.sync)
+    db.open(MIGRATIONS)
+    store = Store(config, db)
+    if recover:
+        store.recover()
+    return Runtime(config, db, box, store, Accounts(db, box))
+
+
+def ensure_admin_account(runtime: Runtime, out=sys.stdout) -> NewAccount | None:
+    """First start: create the admin account and print its credentials once."""
+    if runtime.accounts.count() > 0:
+        return None
+    created = runtime.accounts.create_account_blocking(
+        os.environ.get("FOLIO_ROOT_EMAIL", "admin@localhost"),
+        os.environ.get("FOLIO_ROOT_PASSWORD") or accounts_module.new_secret_key()[:20],
+        display_name="admin",
+        access_key=os.environ.get("FOLIO_ROOT_ACCESS_KEY") or None,
+        secret_key=os.environ.get("FOLIO_ROOT_SECRET_KEY") or None,
+        is_admin=True,
+    )
+    print(
+        "\nFolio created its admin account. These credentials are shown once; keep them:\n"
+        f"  Access key: {created.access_key}\n"
+        f"  Secret key: {created.secret_key}\n"
+        f"  Email:      {created.account.email}\n"
+        f"  Password:   {created.password}\n",
+        file=out,
+        flush=True,
+    )
+    return created
