@@ -214,12 +214,16 @@ class Accounts:
 
     def get(self, account_id: str) -> Account | None:
         row = self.db.read(
-            lambda c: c.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
         )
         return _account(row) if row else None
 
     def by_email(self, email: str) -> Account | None:
         row = self.db.read(
-            lambda c: c.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email = ?", (email,)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email = ?", (email,)
+            ).fetchone()
         )
         return _account(row) if row else None

@@ -19,6 +19,8 @@ class ServerConfig:
     # Base domain for virtual-hosted-style buckets ("bucket.s3.example.com"); empty: path-style only.
     domain: str = ""
     shutdown_grace_seconds: float = 10.0
+    # A request body left idle this long is answered 400 RequestTimeout, as S3 does.
+    body_timeout_seconds: float = 20.0
     log_level: str = "info"
 
 

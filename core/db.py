@@ -88,7 +88,9 @@ def _split_sql(script: str) -> list[str]:
 class _WriteItem:
     __slots__ = ("fn", "loop", "future")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop | None, future: Any):
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop | None, future: Any
+    ):
         self.fn = fn
         self.loop = loop
         self.future = future

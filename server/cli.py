@@ -18,8 +18,12 @@ from server.web import build_web_app
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML settings file (default: $FOLIO_CONFIG, else built-in defaults)")
-    parser.add_argument("--data-dir", help="data directory (default: $FOLIO_DATA_DIR, else [storage] data_dir)")
+    parser.add_argument(
+        "--config", help="TOML settings file (default: $FOLIO_CONFIG, else built-in defaults)"
+    )
+    parser.add_argument(
+        "--data-dir", help="data directory (default: $FOLIO_DATA_DIR, else [storage] data_dir)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +77,12 @@ def _serve(config) -> None:
     runtime = open_runtime(config)
     try:
         ensure_admin_account(runtime)
-        services = Services(store=runtime.store, accounts=runtime.accounts, config=config)
+        services = Services(
+            store=runtime.store,
+            accounts=runtime.accounts,
+            config=config,
+            body_timeout=config.server.body_timeout_seconds,
+        )
         apps = [(S3App(services), config.server.s3_listen), (build_web_app(), config.server.web_listen)]
         logging.getLogger("folio").info(
             "Folio serving S3 on http://%s and web on http://%s (data: %s)",

@@ -15,6 +15,8 @@ def build_web_app() -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def not_found(_request: Request, _exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": {"code": "NotFound", "message": "No such endpoint.", "details": {}}}, 404)
+        return JSONResponse(
+            {"error": {"code": "NotFound", "message": "No such endpoint.", "details": {}}}, 404
+        )
 
     return Starlette(routes=[Route("/healthz", healthz)], exception_handlers={404: not_found})

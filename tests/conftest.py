@@ -27,7 +27,9 @@ def folio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     server.stop()
 
 
-def make_s3_client(server: FolioProcess, access_key: str | None = None, secret_key: str | None = None, **kwargs):
+def make_s3_client(
+    server: FolioProcess, access_key: str | None = None, secret_key: str | None = None, **kwargs
+):
     """boto3 with its default configuration, pointed at Folio."""
     return boto3.client(
         "s3",

@@ -57,7 +57,9 @@ def plan_body(ctx: RequestContext, *, require_length: bool = True) -> BodyPlan:
         decoded_length=auth.decoded_content_length if streaming and auth is not None else None,
         checksum_request=checksums.parse_checksum_request(headers, trailer_names),
         content_md5=checksums.parse_content_md5(md5_header) if md5_header is not None else None,
-        signed_sha256=auth.payload_sha256 if auth is not None and auth.payload_mode is PayloadMode.SIGNED else None,
+        signed_sha256=auth.payload_sha256
+        if auth is not None and auth.payload_mode is PayloadMode.SIGNED
+        else None,
         streaming=streaming,
     )
 
@@ -76,7 +78,9 @@ async def _receive(ctx: RequestContext, timeout: float) -> dict:
     return message
 
 
-async def stream_into(ctx: RequestContext, plan: BodyPlan, writer: ObjectWriter, *, idle_timeout: float) -> None:
+async def stream_into(
+    ctx: RequestContext, plan: BodyPlan, writer: ObjectWriter, *, idle_timeout: float
+) -> None:
     """Read the whole body into `writer` (hashers already attached by the caller)."""
     decoder = ChunkedDecoder(ctx.auth) if plan.streaming and ctx.auth is not None else None
     received = 0

@@ -54,6 +54,8 @@ async def list_buckets(ctx: RequestContext, services: Services) -> Response:
         + "</Bucket>"
         for b in buckets
     )
-    owner = f"<Owner>{element('ID', account.canonical_id)}{element('DisplayName', account.display_name)}</Owner>"
+    owner = (
+        f"<Owner>{element('ID', account.canonical_id)}{element('DisplayName', account.display_name)}</Owner>"
+    )
     prefix_xml = element("Prefix", prefix) if prefix else ""
     return Response.xml(document("ListAllMyBucketsResult", f"{owner}<Buckets>{items}</Buckets>{prefix_xml}"))

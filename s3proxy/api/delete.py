@@ -46,8 +46,12 @@ async def delete_objects(ctx: RequestContext, services: Services) -> Response:
                 raise result
             exc = result
             parts.append(
-                "<Error>" + element("Key", key) + element("VersionId", version_id)
-                + element("Code", exc.code) + element("Message", exc.message or exc.code) + "</Error>"
+                "<Error>"
+                + element("Key", key)
+                + element("VersionId", version_id)
+                + element("Code", exc.code)
+                + element("Message", exc.message or exc.code)
+                + "</Error>"
             )
             continue
         if quiet:

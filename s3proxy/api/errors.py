@@ -24,7 +24,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed object size."),
     "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
-    "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
+    "IncompleteBody": (
+        400,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+    ),
     "InternalError": (500, "We encountered an internal error. Please try again."),
     "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
     "InvalidArgument": (400, "Invalid Argument"),
@@ -48,10 +51,16 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchUpload": (404, "The specified upload does not exist."),
     "NoSuchVersion": (404, "The specified version does not exist."),
-    "NotImplemented": (501, "A header or operation you provided implies functionality that is not implemented."),
+    "NotImplemented": (
+        501,
+        "A header or operation you provided implies functionality that is not implemented.",
+    ),
     "PreconditionFailed": (412, "At least one of the preconditions you specified did not hold."),
     "QuotaExceeded": (403, "Upload would exceed your plan's storage quota."),
-    "RequestTimeTooSkewed": (403, "The difference between the request time and the server's time is too large."),
+    "RequestTimeTooSkewed": (
+        403,
+        "The difference between the request time and the server's time is too large.",
+    ),
     "RequestTimeout": (
         400,
         "Your socket connection to the server was not read from or written to within the timeout period.",
@@ -63,7 +72,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     ),
     "TooManyBuckets": (400, "You have attempted to create more buckets than allowed."),
     "TooManyRequests": (429, "Please reduce your request rate."),
-    "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
+    "XAmzContentSHA256Mismatch": (
+        400,
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    ),
 }
 
 

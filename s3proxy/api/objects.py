@@ -27,13 +27,24 @@ RESPONSE_OVERRIDES = {
 META_PREFIX = "x-amz-meta-"
 MAX_USER_META_BYTES = 2048
 STORAGE_CLASSES = frozenset(
-    {"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER",
-     "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE"}
+    {
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "GLACIER_IR",
+        "OUTPOSTS",
+        "SNOW",
+        "EXPRESS_ONEZONE",
+    }
 )
 
 
 def object_meta_from_headers(headers: dict[str, str]) -> ObjectMeta:
-    user_meta = {k[len(META_PREFIX):]: v for k, v in headers.items() if k.startswith(META_PREFIX)}
+    user_meta = {k[len(META_PREFIX) :]: v for k, v in headers.items() if k.startswith(META_PREFIX)}
     if sum(len(k) + len(v) for k, v in user_meta.items()) > MAX_USER_META_BYTES:
         raise S3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.")
     storage_class = headers.get("x-amz-storage-class", "STANDARD")
@@ -158,7 +169,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _invalid_range(size: int) -> S3Error:
-    return S3Error("InvalidRange", headers={"content-range": f"bytes */{size}"}, extra={"ActualObjectSize": str(size)})
+    return S3Error(
+        "InvalidRange", headers={"content-range": f"bytes */{size}"}, extra={"ActualObjectSize": str(size)}
+    )
 
 
 def object_headers(bucket: Bucket, version: ObjectVersion) -> dict[str, str]:
@@ -182,7 +195,9 @@ def _delete_marker_error(exc: ObjectIsDeleteMarker, bucket: Bucket) -> S3Error:
     if bucket.versioning:
         headers["x-amz-version-id"] = exc.version_id
     if exc.by_version_id:
-        return S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.", headers=headers)
+        return S3Error(
+            "MethodNotAllowed", "The specified method is not allowed against this resource.", headers=headers
+        )
     return S3Error("NoSuchKey", headers=headers)
 
 
@@ -237,7 +252,9 @@ def _object_response(ctx: RequestContext, bucket: Bucket, version: ObjectVersion
         if reader is not None:
             reader.close()
         return Response(status=status, headers=headers, content_length=length)
-    return Response(status=status, headers=headers, stream=reader.iter_range(start, end), content_length=length)
+    return Response(
+        status=status, headers=headers, stream=reader.iter_range(start, end), content_length=length
+    )
 
 
 async def head_object(ctx: RequestContext, services: Services) -> Response:

@@ -31,7 +31,7 @@ class Endpoint:
     also: str | None = None
 
 
-S, B, O = Target.SERVICE, Target.BUCKET, Target.OBJECT
+S, B, OBJ = Target.SERVICE, Target.BUCKET, Target.OBJECT
 
 # Order matters within one (method, target): the first match wins, the most specific first.
 TABLE: tuple[Endpoint, ...] = (
@@ -75,30 +75,30 @@ TABLE: tuple[Endpoint, ...] = (
     Endpoint("DeleteObjects", "POST", B, "delete"),
     Endpoint("PostObject", "POST", B),
     # object operations
-    Endpoint("UploadPartCopy", "PUT", O, "uploadId", header="x-amz-copy-source", also="partNumber"),
-    Endpoint("UploadPart", "PUT", O, "uploadId", also="partNumber"),
-    Endpoint("PutObjectTagging", "PUT", O, "tagging"),
-    Endpoint("PutObjectAcl", "PUT", O, "acl"),
-    Endpoint("PutObjectRetention", "PUT", O, "retention"),
-    Endpoint("PutObjectLegalHold", "PUT", O, "legal-hold"),
-    Endpoint("CopyObject", "PUT", O, header="x-amz-copy-source"),
-    Endpoint("PutObject", "PUT", O),
-    Endpoint("ListParts", "GET", O, "uploadId"),
-    Endpoint("GetObjectTagging", "GET", O, "tagging"),
-    Endpoint("GetObjectAcl", "GET", O, "acl"),
-    Endpoint("GetObjectAttributes", "GET", O, "attributes"),
-    Endpoint("GetObjectRetention", "GET", O, "retention"),
-    Endpoint("GetObjectLegalHold", "GET", O, "legal-hold"),
-    Endpoint("GetObjectTorrent", "GET", O, "torrent"),
-    Endpoint("GetObject", "GET", O),
-    Endpoint("HeadObject", "HEAD", O),
-    Endpoint("AbortMultipartUpload", "DELETE", O, "uploadId"),
-    Endpoint("DeleteObjectTagging", "DELETE", O, "tagging"),
-    Endpoint("DeleteObject", "DELETE", O),
-    Endpoint("CreateMultipartUpload", "POST", O, "uploads"),
-    Endpoint("CompleteMultipartUpload", "POST", O, "uploadId"),
-    Endpoint("RestoreObject", "POST", O, "restore"),
-    Endpoint("SelectObjectContent", "POST", O, "select"),
+    Endpoint("UploadPartCopy", "PUT", OBJ, "uploadId", header="x-amz-copy-source", also="partNumber"),
+    Endpoint("UploadPart", "PUT", OBJ, "uploadId", also="partNumber"),
+    Endpoint("PutObjectTagging", "PUT", OBJ, "tagging"),
+    Endpoint("PutObjectAcl", "PUT", OBJ, "acl"),
+    Endpoint("PutObjectRetention", "PUT", OBJ, "retention"),
+    Endpoint("PutObjectLegalHold", "PUT", OBJ, "legal-hold"),
+    Endpoint("CopyObject", "PUT", OBJ, header="x-amz-copy-source"),
+    Endpoint("PutObject", "PUT", OBJ),
+    Endpoint("ListParts", "GET", OBJ, "uploadId"),
+    Endpoint("GetObjectTagging", "GET", OBJ, "tagging"),
+    Endpoint("GetObjectAcl", "GET", OBJ, "acl"),
+    Endpoint("GetObjectAttributes", "GET", OBJ, "attributes"),
+    Endpoint("GetObjectRetention", "GET", OBJ, "retention"),
+    Endpoint("GetObjectLegalHold", "GET", OBJ, "legal-hold"),
+    Endpoint("GetObjectTorrent", "GET", OBJ, "torrent"),
+    Endpoint("GetObject", "GET", OBJ),
+    Endpoint("HeadObject", "HEAD", OBJ),
+    Endpoint("AbortMultipartUpload", "DELETE", OBJ, "uploadId"),
+    Endpoint("DeleteObjectTagging", "DELETE", OBJ, "tagging"),
+    Endpoint("DeleteObject", "DELETE", OBJ),
+    Endpoint("CreateMultipartUpload", "POST", OBJ, "uploads"),
+    Endpoint("CompleteMultipartUpload", "POST", OBJ, "uploadId"),
+    Endpoint("RestoreObject", "POST", OBJ, "restore"),
+    Endpoint("SelectObjectContent", "POST", OBJ, "select"),
 )
 
 _BY_METHOD_TARGET: dict[tuple[str, Target], list[Endpoint]] = {}

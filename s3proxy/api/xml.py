@@ -14,14 +14,18 @@ from s3proxy.api.errors import S3Error
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#13;"})
+_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#13;"}
+)
 
 
 def escape(text: str) -> str:
     escaped = text.translate(_ESCAPES)
     if any(ord(ch) < 0x20 and ch not in "\t\n\r" for ch in escaped):
         # XML 1.0 has no raw control characters; S3 writes them as character references.
-        escaped = "".join(f"&#x{ord(ch):x};" if ord(ch) < 0x20 and ch not in "\t\n\r" else ch for ch in escaped)
+        escaped = "".join(
+            f"&#x{ord(ch):x};" if ord(ch) < 0x20 and ch not in "\t\n\r" else ch for ch in escaped
+        )
     return escaped
 
 
@@ -32,7 +36,7 @@ def url_encode(text: str) -> str:
 
 def iso8601(ts: float) -> str:
     """2009-10-12T17:50:30.000Z, as S3 writes timestamps in XML."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % int((ts % 1) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int((ts % 1) * 1000):03d}Z"
 
 
 def http_date(ts: float) -> str:
@@ -52,7 +56,9 @@ def document(root: str, inner: str, *, namespace: bool = True) -> bytes:
     return (f"{XML_DECL}<{root}{ns}>{inner}</{root}>").encode()
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True)
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+)
 
 
 def parse(body: bytes) -> etree._Element:

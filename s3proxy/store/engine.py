@@ -42,6 +42,8 @@ log = logging.getLogger("folio.store")
 
 __all__ = ["Store", "MIGRATIONS", "DeleteResult"]
 
+NO_CONDITIONS = WriteConditions()
+
 
 @dataclass(frozen=True)
 class DeleteResult:
@@ -66,7 +68,9 @@ class Store:
         referenced = self.db.read(version_rows.referenced_blob_ids)
         blobs_removed = self.blobs.remove_unreferenced(referenced)
         if tmp_removed or blobs_removed:
-            log.info("recovery removed %d temporary files and %d unreferenced blobs", tmp_removed, blobs_removed)
+            log.info(
+                "recovery removed %d temporary files and %d unreferenced blobs", tmp_removed, blobs_removed
+            )
         return tmp_removed, blobs_removed
 
     async def collect_garbage(self, grace_seconds: float | None = None) -> int:
@@ -102,7 +106,9 @@ class Store:
     def list_buckets(self, account_id: str) -> list[Bucket]:
         return self.db.read(lambda c: bucket_rows.buckets_of(c, account_id))
 
-    async def create_bucket(self, account_id: str, name: str, region: str | None = None) -> tuple[Bucket, bool]:
+    async def create_bucket(
+        self, account_id: str, name: str, region: str | None = None
+    ) -> tuple[Bucket, bool]:
         check_bucket_name(name)
         default_region = self.config.server.region
         region = region or default_region
@@ -144,7 +150,7 @@ class Store:
         key: str,
         writer: ObjectWriter,
         meta: ObjectMeta,
-        conditions: WriteConditions = WriteConditions(),
+        conditions: WriteConditions = NO_CONDITIONS,
     ) -> ObjectVersion:
         """Make a finished writer's bytes the key's new current version. On any
         failure the writer's blob is removed and the previous version stays."""

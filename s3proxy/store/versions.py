@@ -33,7 +33,9 @@ def latest_version(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> Obje
     return object_from_row(row) if row else None
 
 
-def specific_version(conn: sqlite3.Connection, bucket_id: int, key: bytes, version_id: str) -> ObjectVersion | None:
+def specific_version(
+    conn: sqlite3.Connection, bucket_id: int, key: bytes, version_id: str
+) -> ObjectVersion | None:
     row = conn.execute(
         f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket_id = ? AND key = ? AND version_id = ?",
         (bucket_id, key, version_id),
@@ -77,14 +79,18 @@ def _promote_newest(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> Non
 def check_conditions(current: ObjectVersion | None, conditions: WriteConditions) -> None:
     exists = current is not None and not current.is_delete_marker
     if conditions.if_none_match_any and exists:
-        raise PreconditionFailed("At least one of the pre-conditions you specified did not hold", condition="If-None-Match")
+        raise PreconditionFailed(
+            "At least one of the pre-conditions you specified did not hold", condition="If-None-Match"
+        )
     if conditions.if_match is not None:
         if not exists:
             raise NoSuchKey()
         assert current is not None
         wanted = conditions.if_match.strip()
         if wanted != "*" and wanted.strip('"') != current.etag:
-            raise PreconditionFailed("At least one of the pre-conditions you specified did not hold", condition="If-Match")
+            raise PreconditionFailed(
+                "At least one of the pre-conditions you specified did not hold", condition="If-Match"
+            )
 
 
 def _insert_row(
@@ -137,7 +143,9 @@ def _make_room_for_new_latest(conn: sqlite3.Connection, bucket: Bucket, key: byt
         previous_null = specific_version(conn, bucket.id, key, NULL_VERSION)
         if previous_null is not None:
             freed = _remove_row(conn, previous_null)
-    conn.execute("UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1", (bucket.id, key))
+    conn.execute(
+        "UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1", (bucket.id, key)
+    )
     return version_id, freed
 
 
