@@ -25,7 +25,7 @@ $(BENCH_STAMP): $(TEST_STAMP)
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/folio serve
+	$(BIN)/folio serve --config config.toml
 
 test: $(TEST_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

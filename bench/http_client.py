@@ -17,6 +17,8 @@ from typing import cast
 _READ_BUFFER = 1 << 20
 _WRITE_HIGH_WATER = 4 << 20
 _SMALL_BODY = 64 << 10
+_HEAD_PIECE = 8 << 10
+_MAX_HEAD = 256 << 10
 
 _IDLE, _HEAD, _BODY, _UNTIL_CLOSE, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(8)
 
@@ -90,7 +92,7 @@ class HttpConnection(asyncio.BufferedProtocol):
     def _feed(self, data: memoryview) -> None:
         while data:
             state = self._state
-            if state == _BODY or state == _CHUNK_DATA:
+            if state in (_BODY, _CHUNK_DATA):
                 take = min(len(data), self._remaining)
                 if self._keep_body:
                     self._body += data[:take]
@@ -103,16 +105,20 @@ class HttpConnection(asyncio.BufferedProtocol):
                         return
                     self._state, self._remaining = _CHUNK_CRLF, 2
             elif state == _HEAD:
-                self._head += data
-                end = self._head.find(b"\r\n\r\n")
+                # Append a piece at a time so the body bytes after the head are never copied.
+                before = len(self._head)
+                self._head += data[:_HEAD_PIECE]
+                end = self._head.find(b"\r\n\r\n", max(0, before - 3))
                 if end < 0:
-                    return
-                rest = bytes(self._head[end + 4 :])
+                    data = data[_HEAD_PIECE:]
+                    if len(self._head) > _MAX_HEAD:
+                        raise ValueError("response head too large")
+                    continue
+                data = data[end + 4 - before :]
                 self._parse_head(bytes(self._head[:end]))
                 if self._state == _IDLE:
                     return
-                data = memoryview(rest)
-            elif state == _CHUNK_LINE or state == _TRAILER:
+            elif state in (_CHUNK_LINE, _TRAILER):
                 # Size lines are short: take a little at a time so chunk data is never copied here.
                 self._line += data[:128]
                 data = data[128:]
@@ -162,7 +168,8 @@ class HttpConnection(asyncio.BufferedProtocol):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         self._headers = headers
-        if headers.get("connection", "").lower() == "close":
+        connection = headers.get("connection", "").lower()
+        if connection == "close" or (lines[0].startswith("HTTP/1.0") and connection != "keep-alive"):
             self._must_close = True
         if self._status >= 300:
             self._keep_body = True
@@ -186,6 +193,7 @@ class HttpConnection(asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
         if self._must_close and self._transport is not None:
+            self.closed = True  # now, not at connection_lost: the caller must not reuse it
             self._transport.close()
 
     def _wake_writer(self, exc: Exception | None) -> None:

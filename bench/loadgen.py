@@ -282,6 +282,8 @@ async def job_list(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
                 query = {"list-type": "2", "max-keys": page_size}
                 if token:
                     query["continuation-token"] = token
+                if conn.closed:  # servers that answer `Connection: close` (moto)
+                    conn = await connect(ep.host, ep.port)
                 p0 = time.perf_counter_ns()
                 response = await conn.request(s3.head("GET", bucket, query=query), keep_body=True)
                 rec.latencies_ns.append(time.perf_counter_ns() - p0)

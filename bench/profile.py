@@ -1,1 +1,134 @@
-"""Placeholder."""
+"""`python -m bench.run --profile SCENARIO`: where Folio spends its time under one scenario's load.
+
+Folio starts as in a benchmark run; after the scenario's set-up, a sampling profiler watches
+it for one measured run. py-spy attaches by PID when it is installed (`pip install py-spy`;
+it samples every thread, native code included); otherwise Folio is started with pyinstrument
+loaded through a `sitecustomize` of our own, and the profile is written when Folio exits.
+The raw profile and a text summary (top functions by own time and by inclusive time) land in
+`bench/results/`.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from bench.scenarios import Scenario
+from bench.targets import FolioTarget, Unavailable
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+_SITECUSTOMIZE = textwrap.dedent(
+    """
+    import atexit, os
+    _out = os.environ.get("FOLIO_BENCH_PYINSTRUMENT")
+    if _out:
+        from pyinstrument import Profiler
+        _profiler = Profiler(interval=0.001, async_mode="disabled")
+        _profiler.start()
+
+        def _save():
+            _profiler.stop()
+            with open(_out + ".txt", "w") as f:
+                f.write(_profiler.output_text(unicode=False, color=False))
+            with open(_out + ".html", "w") as f:
+                f.write(_profiler.output_html())
+
+        atexit.register(_save)
+    """
+)
+
+
+def summarize_collapsed(path: Path, top: int = 25) -> str:
+    """Own-time and inclusive-time tables from py-spy's raw (collapsed stack) output."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return "no samples (was the server idle?)\n"
+    out = [f"{total} samples\n", "## own time (where the CPU is)\n"]
+    out += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    out += ["", "## inclusive time (what it is for)\n"]
+    out += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top * 2)]
+    return "\n".join(out) + "\n"
+
+
+def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> dict:
+    from bench.run import log, measure, run_loadgen, run_setup
+
+    assert target.endpoint is not None
+    created = run_loadgen(target.endpoint, {"op": "create_bucket", "bucket": "bench"}, 60)
+    if not created.get("ok"):
+        raise Unavailable(f"CreateBucket failed: {created}")
+    problem = run_setup(target.endpoint, scenario, set())
+    if problem:
+        raise Unavailable(problem)
+    log(f"profiling folio {scenario.name}")
+    return measure(target, target.endpoint, scenario, 0, duration)
+
+
+def profile_scenario(scenario: Scenario, duration: float) -> int:
+    from bench.run import log
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS_DIR / f"profile-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    py_spy = shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy")
+                                        if (Path(sys.executable).parent / "py-spy").exists() else None)
+    workroot = Path(tempfile.mkdtemp(prefix="folio-bench-profile-"))
+    target = FolioTarget()
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        if py_spy is None:
+            boot = workroot / "boot"
+            boot.mkdir()
+            (boot / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+            target.extra_env = {"PYTHONPATH": str(boot), "FOLIO_BENCH_PYINSTRUMENT": str(stem)}
+        target.start(workroot)
+        if py_spy is not None:
+            raw = stem.with_suffix(".collapsed.txt")
+            spy = subprocess.Popen([py_spy, "record", "--pid", str(target.pid), "--rate", "200", "--format", "raw",
+                                    "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(1.0)  # py-spy needs a moment to attach
+        result = _run_measured(target, scenario, duration)
+        log(f"{scenario.name}: {result.get(scenario.metric)} {scenario.unit}, errors {result.get('errors')}")
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            _, err = spy.communicate(timeout=60)
+            spy = None
+            if not raw.exists():
+                log(f"py-spy wrote nothing: {err.decode(errors='replace')[-800:]}")
+                return 1
+            summary = stem.with_suffix(".summary.txt")
+            summary.write_text(summarize_collapsed(raw))
+            log(f"profile: {raw}\nsummary: {summary}")
+            print(summary.read_text()[:6000])
+    except Unavailable as exc:
+        log(f"cannot profile: {exc}")
+        return 1
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.send_signal(signal.SIGKILL)
+            spy.wait()
+        target.stop()  # pyinstrument writes its profile as Folio exits
+        if py_spy is None and Path(f"{stem}.txt").exists():
+            log(f"pyinstrument profile: {stem}.txt and {stem}.html")
+            print(Path(f"{stem}.txt").read_text()[:6000])
+        shutil.rmtree(workroot, ignore_errors=True)
+    return 0

@@ -100,6 +100,7 @@ class FolioTarget(Target):
     def __init__(self) -> None:
         super().__init__()
         self.server = None
+        self.extra_env: dict[str, str] = {}  # e.g. to load a profiler into the server
 
     def start(self, workdir: Path) -> Endpoint:
         try:
@@ -108,7 +109,7 @@ class FolioTarget(Target):
             raise Unavailable(f"tests.folio_process cannot be imported: {exc}") from exc
         if not (REPO_ROOT / "server" / "cli.py").exists():
             raise Unavailable("server/cli.py does not exist yet")
-        self.server = FolioProcess(data_dir=workdir / "folio" / "data", config_text="")
+        self.server = FolioProcess(data_dir=workdir / "folio" / "data", config_text="", env=self.extra_env)
         try:
             self.server.start(timeout=60)
         except RuntimeError as exc:

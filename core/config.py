@@ -33,7 +33,6 @@ class StorageConfig:
     sync: str = "full"
     # Unreferenced blobs younger than this are left alone by `folio gc` on a live server.
     gc_grace_seconds: int = 3600
-    reader_connections: int = 4
     # Bodies are written to disk in pieces of this size, off the event loop.
     write_chunk_bytes: int = 1048576
 

@@ -35,12 +35,20 @@ class BlobFile:
         self.published = False
 
     def write(self, data: bytes | memoryview) -> None:
+        self.write_pieces([data])
+
+    def write_pieces(self, pieces: list[bytes | memoryview]) -> None:
+        """Append the pieces with as few system calls as possible (writev)."""
         assert self.fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        self.size += len(data)
+        if len(pieces) > 256:  # writev takes at most IOV_MAX (1024) buffers
+            pieces = [b"".join(pieces)]
+        total = sum(len(p) for p in pieces)
+        written = os.writev(self.fd, pieces)
+        if written < total:  # short write: finish the rest piece by piece
+            view = memoryview(b"".join(bytes(p) for p in pieces))[written:]
+            while view:
+                view = view[os.write(self.fd, view) :]
+        self.size += total
 
     def publish(self) -> str:
         """fsync, rename into blobs/, fsync the directory; returns the blob id."""

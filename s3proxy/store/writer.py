@@ -1,9 +1,11 @@
 """Receives an object's bytes as they arrive and turns them into either inline
 data (small objects) or a durable blob, hashing on the way.
 
-Large bodies are cut into pieces; each piece is hashed and written in worker
-threads while the event loop receives the next piece, so a single upload is not
-bounded by MD5 plus disk time added together.
+Large bodies are gathered into pieces (lists of the received buffers, never
+copied); each piece is hashed on one worker thread and written with one
+`writev` on another while the event loop receives the next piece. Few, large
+hand-offs matter here: every return from a worker thread has to win the GIL
+back from the busy event loop.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from typing import Protocol
 
 from s3proxy.store.blobs import BlobFile, LocalBlobStore
 
+Buffer = bytes | memoryview
+
 
 class Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
-def _update_all(hashers: Sequence[Hasher], data: bytes) -> None:
+def _hash_all(hashers: Sequence[Hasher], pieces: list[Buffer]) -> None:
     for hasher in hashers:
-        hasher.update(data)
+        for piece in pieces:
+            hasher.update(piece)
 
 
 class ObjectWriter:
@@ -44,55 +49,52 @@ class ObjectWriter:
         self._inline_threshold = inline_threshold
         self._chunk_bytes = chunk_bytes
         self.md5 = hashlib.md5()
-        self._hashers = list(hashers)
-        self._buffer = bytearray()
+        self._hashers: list[Hasher] = [self.md5, *hashers]
+        self._pieces: list[Buffer] = []
+        self._buffered = 0
         self._pending: asyncio.Future | None = None
         self.blob: BlobFile | None = None
         self.inline_data: bytes | None = None
         self.size = 0
         self.finished = False
 
-    async def write(self, data: bytes | memoryview) -> None:
+    async def write(self, data: Buffer) -> None:
         if not data:
             return
-        self._buffer += data
+        self._pieces.append(data)
+        self._buffered += len(data)
         self.size += len(data)
-        if len(self._buffer) >= self._chunk_bytes:
+        if self._buffered >= self._chunk_bytes:
             await self._flush()
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
         if self._pending is not None:
-            await self._pending
-            self._pending = None
-        if not self._buffer:
+            pending, self._pending = self._pending, None
+            await pending
+        if not self._pieces:
             return
-        piece = bytes(self._buffer)
-        self._buffer.clear()
+        pieces, self._pieces, self._buffered = self._pieces, [], 0
         if self.blob is None:
             self.blob = self._blobs.new_file()
-        # MD5, the other hashes and the write run side by side on separate threads.
-        tasks = [
-            loop.run_in_executor(self._executor, self.md5.update, piece),
-            loop.run_in_executor(self._executor, self.blob.write, piece),
-        ]
-        if self._hashers:
-            tasks.append(loop.run_in_executor(self._executor, _update_all, self._hashers, piece))
-        self._pending = asyncio.gather(*tasks)
+        loop = asyncio.get_running_loop()
+        # Hashes and the write run side by side; the next piece is received meanwhile.
+        self._pending = asyncio.gather(
+            loop.run_in_executor(self._executor, _hash_all, self._hashers, pieces),
+            loop.run_in_executor(self._executor, self.blob.write_pieces, pieces),
+        )
 
     async def finish(self) -> None:
         """All bytes are in: settle hashes and pending writes (nothing is published yet)."""
         if self.blob is None and self.size <= self._inline_threshold:
-            data = bytes(self._buffer)
-            self._buffer.clear()
-            self.md5.update(data)
-            _update_all(self._hashers, data)
+            data = b"".join(self._pieces)
+            self._pieces, self._buffered = [], 0
+            _hash_all(self._hashers, [data])
             self.inline_data = data
         else:
             await self._flush()
             if self._pending is not None:
-                await self._pending
-                self._pending = None
+                pending, self._pending = self._pending, None
+                await pending
         self.finished = True
 
     @property
@@ -103,13 +105,13 @@ class ObjectWriter:
         if self.blob is not None:
             self.blob.abort()
             self.blob = None
-        self._buffer.clear()
+        self._pieces, self._buffered = [], 0
 
     async def aclose_pending(self) -> None:
         """Wait for writes in flight (before aborting after an error)."""
         if self._pending is not None:
+            pending, self._pending = self._pending, None
             try:
-                await self._pending
+                await pending
             except Exception:  # noqa: BLE001 - we are already failing; the file is dropped next
                 pass
-            self._pending = None

@@ -1,0 +1,45 @@
+"""The shipped config.toml is complete and valid; precedence is file < env < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from core.config import Config, ConfigError, load_config
+
+CONFIG_TOML = Path(__file__).resolve().parents[2] / "config.toml"
+
+
+def test_shipped_config_lists_every_setting_with_its_default() -> None:
+    raw = tomllib.loads(CONFIG_TOML.read_text())
+    defaults = Config()
+    for section in dataclasses.fields(Config):
+        expected = dataclasses.asdict(getattr(defaults, section.name))
+        assert raw[section.name] == expected, section.name
+    assert load_config(CONFIG_TOML, environ={}) == defaults
+
+
+def test_environment_overrides_file_and_flags_override_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\ns3_listen = "127.0.0.1:1"\n[storage]\ndata_dir = "/x"\n')
+    env = {"FOLIO_S3_LISTEN": "127.0.0.1:2", "FOLIO_DATA_DIR": "/y"}
+    config = load_config(path, environ=env)
+    assert config.server.s3_listen == "127.0.0.1:2"
+    assert config.storage.data_dir == "/y"
+    config = load_config(path, environ=env, s3_listen="127.0.0.1:3", data_dir="/z")
+    assert config.server.s3_listen == "127.0.0.1:3"
+    assert config.storage.data_dir == "/z"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['[server]\nengine = "nginx"\n', "[server]\nbogus = 1\n", '[storage]\ninline_threshold = "big"\n', "[nope]\n"],
+)
+def test_bad_settings_are_refused_with_a_clear_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError):
+        load_config(path, environ={})
