@@ -11,6 +11,7 @@ client never holds more than that buffer plus the transport's high-water mark.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from typing import cast
 
@@ -20,19 +21,32 @@ _SMALL_BODY = 64 << 10
 _HEAD_PIECE = 8 << 10
 _MAX_HEAD = 256 << 10
 
+_CONTENT_LENGTH = re.compile(r"^content-length:[ \t]*(\d+)", re.M | re.I)
+_CONNECTION = re.compile(r"^connection:[ \t]*([\w-]+)", re.M | re.I)
+_CHUNKED = re.compile(r"^transfer-encoding:.*chunked", re.M | re.I)
+
 _IDLE, _HEAD, _BODY, _UNTIL_CLOSE, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(8)
 
 
 class Response:
-    """Status, lower-cased headers, the body when kept, and how many body bytes arrived."""
+    """Status, the raw head, the body when kept, and how many body bytes arrived."""
 
-    __slots__ = ("status", "headers", "body", "received")
+    __slots__ = ("status", "head", "body", "received")
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes, received: int) -> None:
+    def __init__(self, status: int, head: str, body: bytes, received: int) -> None:
         self.status = status
-        self.headers = headers
+        self.head = head
         self.body = body
         self.received = received
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-cased header names to values (parsed on demand: the hot path never needs them)."""
+        headers: dict[str, str] = {}
+        for line in self.head.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return headers
 
 
 class HttpConnection(asyncio.BufferedProtocol):
@@ -51,7 +65,7 @@ class HttpConnection(asyncio.BufferedProtocol):
         self._remaining = 0
         self._received = 0
         self._status = 0
-        self._headers: dict[str, str] = {}
+        self._raw_head = ""
         self._waiter: asyncio.Future[Response] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
@@ -161,24 +175,21 @@ class HttpConnection(asyncio.BufferedProtocol):
             return memoryview(rest)
 
     def _parse_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        self._status = int(lines[0].split(" ", 2)[1])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        self._headers = headers
-        connection = headers.get("connection", "").lower()
-        if connection == "close" or (lines[0].startswith("HTTP/1.0") and connection != "keep-alive"):
+        text = self._raw_head = head.decode("latin-1")
+        self._status = int(text[9:12])
+        connection = _CONNECTION.search(text)
+        closing = connection.group(1).lower() if connection else ""
+        if closing == "close" or (text.startswith("HTTP/1.0") and closing != "keep-alive"):
             self._must_close = True
         if self._status >= 300:
             self._keep_body = True
+        length = _CONTENT_LENGTH.search(text)
         if self._no_body or self._status in (204, 304) or 100 <= self._status < 200:
             self._finish()
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
+        elif _CHUNKED.search(text):
             self._state = _CHUNK_LINE
-        elif "content-length" in headers:
-            self._remaining = int(headers["content-length"])
+        elif length:
+            self._remaining = int(length.group(1))
             self._state = _BODY
             if self._remaining == 0:
                 self._finish()
@@ -188,7 +199,7 @@ class HttpConnection(asyncio.BufferedProtocol):
 
     def _finish(self) -> None:
         self._state = _IDLE
-        response = Response(self._status, self._headers, bytes(self._body), self._received)
+        response = Response(self._status, self._raw_head, bytes(self._body), self._received)
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(response)

@@ -4,6 +4,7 @@ operation's handler, answer errors as S3 XML with a request id."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -68,6 +69,13 @@ class S3App:
         self.services = services
         self.domain = services.config.server.domain.lower().strip(".")
         self.max_skew = services.config.auth.max_clock_skew_seconds
+        # Request ids: a random per-process prefix and a counter. Unique and cheap (no
+        # syscall per request, unlike os.urandom).
+        self._id_prefix = secrets.token_hex(4).upper()
+        self._id_counter = itertools.count(1)
+
+    def _next_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):08X}"
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
@@ -75,7 +83,7 @@ class S3App:
             return
         if scope["type"] != "http":
             return
-        request_id = secrets.token_hex(8).upper()
+        request_id = self._next_request_id()
         ctx: RequestContext | None = None
         try:
             ctx = self._context(scope, receive, request_id)
@@ -116,6 +124,7 @@ class S3App:
         host = headers.get("host", "").rsplit(":", 1)[0].lower()
         if self.domain and host.endswith("." + self.domain):
             ctx.bucket_name = host[: -len(self.domain) - 1]
+            ctx.virtual_host = True
             key = path[1:] if path.startswith("/") else path
             ctx.key = key or None
         else:
@@ -147,7 +156,14 @@ class S3App:
             return found[1]
 
         ctx.auth = authenticate(
-            ctx.method, ctx.raw_path, ctx.query_string, ctx.headers, lookup_secret, time.time(), self.max_skew
+            ctx.method,
+            ctx.raw_path,
+            ctx.query_string,
+            ctx.headers,
+            lookup_secret,
+            time.time(),
+            self.max_skew,
+            virtual_host_bucket=ctx.bucket_name if ctx.virtual_host else None,
         )
         if ctx.auth is None:
             raise S3Error("AccessDenied")

@@ -43,6 +43,8 @@ class RequestContext:
     account: Account | None = None
     # aws-chunked trailers, once the body has been read
     trailers: dict[str, str] = field(default_factory=dict)
+    # The bucket came from the Host header (virtual-hosted-style), not the path.
+    virtual_host: bool = False
 
     @property
     def resource(self) -> str:
