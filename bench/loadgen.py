@@ -338,6 +338,8 @@ def main() -> None:
         result = asyncio.run(run_job(job)) | {"loop": "asyncio"}
     else:
         result = uvloop.run(run_job(job)) | {"loop": "uvloop"}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["gen_process_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
     json.dump(result, sys.stdout)
 
 

@@ -130,11 +130,11 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
     rss = scenario.watch_rss
     out = [f"### {scenario.name}: {scenario.title}", ""]
     if rss:
-        out += ["| server | peak RSS (MiB) | spread | RSS before (MiB) | PUT MB/s | generator CPU | server CPU s | errors |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += ["| server | peak RSS (MiB) | spread | RSS before (MiB) | PUT MB/s | generator CPU | server CPU s | "
+                "other load | errors |", "|---|---|---|---|---|---|---|---|---|"]
     else:
         out += [f"| server | {scenario.unit} (median) | spread (min-max) | p50 / p99 ms | generator CPU | "
-                "server CPU s | errors |", "|---|---|---|---|---|---|---|"]
+                "server CPU s | other load | errors |", "|---|---|---|---|---|---|---|---|"]
     for name in TARGET_ORDER:
         entry = targets.get(name)
         if entry is None or (entry.get("status") == "ok" and scenario.name not in entry["scenarios"]):
@@ -145,21 +145,22 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
             reason = entry.get("reason") or (entry["scenarios"].get(scenario.name) or {}).get("reason", "")
             samples = (entry.get("scenarios", {}).get(scenario.name) or {}).get("error_samples") or []
             detail = reason or (json.dumps(samples[0])[:200] if samples else "")
-            columns = 7 if rss else 6
+            columns = 8 if rss else 7
             out.append(f"| {label} | {_why_not(entry, scenario)} |" + " |" * (columns - 2) + f" {_md(detail)} |")
             continue
         gen = f"{cell.get('gen_cpu_pct', 0):.0f}% ({cell.get('gen_cpu_s', 0):.2f} s)"
+        other = f"{cell['other_cpu_pct']:.0f}%" if "other_cpu_pct" in cell else "?"
         spread = f"{_fmt(cell['min'], scenario.unit)}-{_fmt(cell['max'], scenario.unit)}"
         errors = f"{cell['errors']}" + (f" ({cell['completed']}/{len(cell['runs'])} runs ok)"
                                         if cell["completed"] < len(cell["runs"]) else "")
         if rss:
             out.append(f"| {label} | {_fmt(cell['median'], 'MiB')} | {spread} | "
                        f"{_fmt(cell.get('baseline_rss_mib'), 'MiB')} | {_fmt(cell.get('mb_per_s'), 'MB/s')} | "
-                       f"{gen} | {cell.get('server_cpu_s', 0):.2f} | {errors} |")
+                       f"{gen} | {cell.get('server_cpu_s', 0):.2f} | {other} | {errors} |")
         else:
             out.append(f"| {label} | {_fmt(cell['median'], scenario.unit)} | {spread} | "
                        f"{cell.get('p50_ms', 0):.2f} / {cell.get('p99_ms', 0):.2f} | {gen} | "
-                       f"{cell.get('server_cpu_s', 0):.2f} | {errors} |")
+                       f"{cell.get('server_cpu_s', 0):.2f} | {other} | {errors} |")
     folio = _cell(targets.get("folio"), scenario)
     ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario)
     ceiling = _ratio(folio, _cell(targets.get("ceiling"), scenario), scenario)
@@ -234,7 +235,9 @@ def render(results: dict[str, Any]) -> str:
         "- The load generator (`bench/loadgen.py`) is a separate process per run: a keep-alive HTTP/1.1 client on "
         "`asyncio.BufferedProtocol` with uvloop that signs every request with SigV4 itself (header auth, "
         "`UNSIGNED-PAYLOAD`). *generator CPU* is its own CPU time over the measured window (getrusage), as a "
-        "share of one core and in seconds; *server CPU* is the server's (psutil). The two share 2 cores.",
+        "share of one core and in seconds; *server CPU* is the server's (psutil). The two share 2 cores. "
+        "*other load* is the machine's busy time that was neither, as a share of one core: work by others on "
+        "these cores during the run (a high figure means that run's numbers are depressed).",
         "- PUTs write distinct keys; GETs cycle over 256 (4 KiB) or 32 (1 MiB) preloaded objects. 4 KiB: "
         "concurrency 16; 1 MiB: concurrency 8; timed runs. 256 MiB and 1 GiB: one request on one connection, "
         "the body written in 1 MiB pieces from one buffer. LIST: the whole 10,000-key bucket in ListObjectsV2 "

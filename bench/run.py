@@ -130,9 +130,15 @@ def job_timeout(job: dict[str, Any]) -> float:
     return 600.0
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (everything but idle and iowait)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def measure(target: Target, endpoint: Endpoint, scenario: Scenario, run: int, duration: float) -> dict[str, Any]:
     job = scenario.job(run, duration)
-    cpu0 = cpu_seconds(target.pid)
+    wall0, busy0, cpu0 = time.monotonic(), machine_busy_seconds(), cpu_seconds(target.pid)
     if scenario.watch_rss:
         with RssWatcher(target.pid) as watcher:
             result = run_loadgen(endpoint, job, job_timeout(job))
@@ -144,6 +150,11 @@ def measure(target: Target, endpoint: Endpoint, scenario: Scenario, run: int, du
     else:
         result = run_loadgen(endpoint, job, job_timeout(job))
     result["server_cpu_s"] = round(cpu_seconds(target.pid) - cpu0, 3)
+    # What else ran meanwhile (other work shares these cores): busy time that was neither the server's nor
+    # the generator process's (start-up included), as % of one core, over the whole measurement.
+    wall = time.monotonic() - wall0
+    other = machine_busy_seconds() - busy0 - result["server_cpu_s"] - float(result.get("gen_process_cpu_s") or 0)
+    result["other_cpu_pct"] = round(max(0.0, 100 * other / wall), 1)
     return result
 
 
@@ -167,7 +178,7 @@ def summarize(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "max": max(values),
     }
     for key in ("p50_ms", "p99_ms", "gen_cpu_s", "gen_cpu_pct", "server_cpu_s", "elapsed_s", "baseline_rss_mib",
-                "mb_per_s"):
+                "mb_per_s", "other_cpu_pct"):
         present = [float(r[key]) for r in good if key in r]
         if present:
             summary[key] = statistics.median(present)

@@ -602,18 +602,25 @@ def test_body_shorter_than_content_length_then_closed_stores_nothing(
     assert_nothing_stored(folio, bucket, "closed", before)
 
 
+@pytest.mark.parametrize("delivery", ["one-write", "extra-bytes-after-a-pause"])
 @pytest.mark.parametrize("size", [1000, 200 * 1024], ids=["inline", "blob"])
 def test_body_longer_than_content_length_fails_the_signed_sha256_and_stores_nothing(
-    folio: FolioProcess, bucket: str, size: int
+    folio: FolioProcess, bucket: str, size: int, delivery: str
 ) -> None:
     body = b"L" * size
     extra = b"EXTRA-BYTES-BEYOND-CONTENT-LENGTH"
     before = disk_snapshot(folio)
-    # The signature covers all the bytes sent; Content-Length announces fewer of them.
+    # The signature covers all the bytes sent; Content-Length announces fewer of them, so
+    # the server reads Content-Length bytes, whose sha256 is not the signed one.
     headers = {**host_header(folio), **sign(folio, "PUT", f"/{bucket}/longer", body=body + extra)}
     headers["Content-Length"] = str(len(body))
     with socket.create_connection(("127.0.0.1", folio.s3_port)) as sock:
-        sock.sendall(raw_request_head("PUT", f"/{bucket}/longer", headers) + body + extra)
+        if delivery == "one-write":
+            sock.sendall(raw_request_head("PUT", f"/{bucket}/longer", headers) + body + extra)
+        else:
+            sock.sendall(raw_request_head("PUT", f"/{bucket}/longer", headers) + body)
+            time.sleep(0.2)
+            sock.sendall(extra)
         reply = read_reply(sock)
     assert_s3_error(reply, 400, "XAmzContentSHA256Mismatch")
     assert_nothing_stored(folio, bucket, "longer", before)

@@ -82,7 +82,10 @@ def test_put_get_head_delete_round_trips_body_and_headers(s3, bucket: str) -> No
     assert status_of(put) == 200
     assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
 
-    for response in (s3.get_object(Bucket=bucket, Key="doc.bin"), s3.head_object(Bucket=bucket, Key="doc.bin")):
+    for response in (
+        s3.get_object(Bucket=bucket, Key="doc.bin"),
+        s3.head_object(Bucket=bucket, Key="doc.bin"),
+    ):
         assert response["ETag"] == put["ETag"]
         assert response["ContentLength"] == len(body)
         assert response["ContentType"] == "application/x-folio-test"
@@ -439,7 +442,9 @@ def test_odd_key_round_trips_exactly(s3, bucket: str, key: str) -> None:
     assert all_keys(s3, bucket) == []
 
 
-@pytest.mark.parametrize("key", ["k" * 1025, "é" * 512 + "k", "☃" * 342], ids=["ascii", "two-byte", "three-byte"])
+@pytest.mark.parametrize(
+    "key", ["k" * 1025, "é" * 512 + "k", "☃" * 342], ids=["ascii", "two-byte", "three-byte"]
+)
 def test_key_over_1024_utf8_bytes_is_key_too_long(s3, bucket: str, key: str) -> None:
     assert len(key.encode("utf-8")) > 1024
     with pytest.raises(ClientError) as exc:
@@ -587,7 +592,9 @@ def test_second_account_cannot_write_or_delete_in_first_accounts_bucket(
     assert s3.get_object(Bucket=bucket, Key=owned_object)["Body"].read() == b"mine"
 
 
-def test_second_account_does_not_see_first_accounts_bucket_but_uses_its_own(s3, other_s3, bucket: str) -> None:
+def test_second_account_does_not_see_first_accounts_bucket_but_uses_its_own(
+    s3, other_s3, bucket: str
+) -> None:
     assert bucket not in [b["Name"] for b in other_s3.list_buckets()["Buckets"]]
     own = f"other-{uuid.uuid4().hex[:16]}"
     other_s3.create_bucket(Bucket=own)

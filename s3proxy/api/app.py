@@ -97,6 +97,10 @@ class S3App:
         except Exception:
             log.exception("request %s failed", request_id)
             response = self._error(S3Error("InternalError"), ctx, scope)
+        if ctx is not None and ctx.has_body and not ctx.body_done:
+            # Answered before the body was read (refused upload, Expect: 100-continue):
+            # the connection cannot be reused, the client may never send those bytes.
+            response.headers["connection"] = "close"
         await self._send(send, scope, response, request_id)
 
     def _context(self, scope: dict, receive: Callable, request_id: str) -> RequestContext:

@@ -75,6 +75,8 @@ async def _receive(ctx: RequestContext, timeout: float) -> dict:
         ) from exc
     if message["type"] == "http.disconnect":
         raise ClientDisconnected()
+    if not message.get("more_body", False):
+        ctx.body_done = True
     return message
 
 

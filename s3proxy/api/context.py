@@ -45,6 +45,13 @@ class RequestContext:
     trailers: dict[str, str] = field(default_factory=dict)
     # The bucket came from the Host header (virtual-hosted-style), not the path.
     virtual_host: bool = False
+    # Set once the last byte of the request body has been received.
+    body_done: bool = False
+
+    @property
+    def has_body(self) -> bool:
+        length = self.headers.get("content-length", "0").strip()
+        return length not in ("0", "") or "transfer-encoding" in self.headers
 
     @property
     def resource(self) -> str:

@@ -160,11 +160,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise _invalid_range(size)
         return max(0, size - length), size - 1
     start = int(first)
+    if start >= size:
+        raise _invalid_range(size)
     end = int(last) if last else size - 1
     if end < start:
         return None
-    if start >= size:
-        raise _invalid_range(size)
     return start, min(end, size - 1)
 
 
