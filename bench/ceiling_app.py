@@ -20,7 +20,9 @@ KIB, MIB = 1 << 10, 1 << 20
 LIST_PAGES, LIST_PAGE_SIZE = 10, 1000
 _ETAG = '"d41d8cd98f00b204e9800998ecf8427e"'
 
-_BODIES = {prefix: os.urandom(size) for prefix, size in (("get4k", 4 * KIB), ("get1m", MIB), ("get256m", 256 * MIB))}
+_BODIES = {
+    prefix: os.urandom(size) for prefix, size in (("get4k", 4 * KIB), ("get1m", MIB), ("get256m", 256 * MIB))
+}
 
 
 def _body_for(key: str) -> bytes:

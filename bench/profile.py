@@ -89,8 +89,11 @@ def profile_scenario(scenario: Scenario, duration: float) -> int:
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = RESULTS_DIR / f"profile-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    py_spy = shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy")
-                                        if (Path(sys.executable).parent / "py-spy").exists() else None)
+    py_spy = shutil.which("py-spy") or (
+        str(Path(sys.executable).parent / "py-spy")
+        if (Path(sys.executable).parent / "py-spy").exists()
+        else None
+    )
     workroot = Path(tempfile.mkdtemp(prefix="folio-bench-profile-"))
     target = FolioTarget()
     spy: subprocess.Popen[bytes] | None = None
@@ -103,8 +106,22 @@ def profile_scenario(scenario: Scenario, duration: float) -> int:
         target.start(workroot)
         if py_spy is not None:
             raw = stem.with_suffix(".collapsed.txt")
-            spy = subprocess.Popen([py_spy, "record", "--pid", str(target.pid), "--rate", "200", "--format", "raw",
-                                    "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            spy = subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(target.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             time.sleep(1.0)  # py-spy needs a moment to attach
         result = _run_measured(target, scenario, duration)
         log(f"{scenario.name}: {result.get(scenario.metric)} {scenario.unit}, errors {result.get('errors')}")

@@ -68,7 +68,9 @@ def machine_info() -> dict[str, Any]:
         "starlette": _version("starlette"),
         "moto": _version("moto"),
         "node": _command(["node", "--version"]),
-        "commit": _command(["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"]),
+        "commit": _command(
+            ["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"]
+        ),
     }
 
 
@@ -118,10 +120,16 @@ def summary_table(results: dict[str, Any]) -> str:
             cell = _cell(targets[name], scenario)
             cells.append(_fmt(cell["median"], scenario.unit) if cell else _why_not(targets[name], scenario))
         folio = _cell(targets.get("folio"), scenario)
-        ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario).replace(" (lower is better)", "")
+        ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario).replace(
+            " (lower is better)", ""
+        )
         goal = f"{'≥' if scenario.higher_is_better else '<'} {_fmt(scenario.goal, scenario.unit)}"
         verdict = "n/a" if not folio else ("pass" if scenario.met(folio["median"]) else "**miss**")
-        lines.append(f"| {scenario.name} | {scenario.unit} | " + " | ".join(cells) + f" | {ratio} | {goal} | {verdict} |")
+        lines.append(
+            f"| {scenario.name} | {scenario.unit} | "
+            + " | ".join(cells)
+            + f" | {ratio} | {goal} | {verdict} |"
+        )
     return "\n".join(lines)
 
 
@@ -130,11 +138,17 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
     rss = scenario.watch_rss
     out = [f"### {scenario.name}: {scenario.title}", ""]
     if rss:
-        out += ["| server | peak RSS (MiB) | spread | RSS before (MiB) | PUT MB/s | generator CPU | server CPU s | "
-                "other load | errors |", "|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            "| server | peak RSS (MiB) | spread | RSS before (MiB) | PUT MB/s | generator CPU | server CPU s | "
+            "other load | errors |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     else:
-        out += [f"| server | {scenario.unit} (median) | spread (min-max) | p50 / p99 ms | generator CPU | "
-                "server CPU s | other load | errors |", "|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"| server | {scenario.unit} (median) | spread (min-max) | p50 / p99 ms | generator CPU | "
+            "server CPU s | other load | errors |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     for name in TARGET_ORDER:
         entry = targets.get(name)
         if entry is None or (entry.get("status") == "ok" and scenario.name not in entry["scenarios"]):
@@ -146,21 +160,30 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
             samples = (entry.get("scenarios", {}).get(scenario.name) or {}).get("error_samples") or []
             detail = reason or (json.dumps(samples[0])[:200] if samples else "")
             columns = 8 if rss else 7
-            out.append(f"| {label} | {_why_not(entry, scenario)} |" + " |" * (columns - 2) + f" {_md(detail)} |")
+            out.append(
+                f"| {label} | {_why_not(entry, scenario)} |" + " |" * (columns - 2) + f" {_md(detail)} |"
+            )
             continue
         gen = f"{cell.get('gen_cpu_pct', 0):.0f}% ({cell.get('gen_cpu_s', 0):.2f} s)"
         other = f"{cell['other_cpu_pct']:.0f}%" if "other_cpu_pct" in cell else "?"
         spread = f"{_fmt(cell['min'], scenario.unit)}-{_fmt(cell['max'], scenario.unit)}"
-        errors = f"{cell['errors']}" + (f" ({cell['completed']}/{len(cell['runs'])} runs ok)"
-                                        if cell["completed"] < len(cell["runs"]) else "")
+        errors = f"{cell['errors']}" + (
+            f" ({cell['completed']}/{len(cell['runs'])} runs ok)"
+            if cell["completed"] < len(cell["runs"])
+            else ""
+        )
         if rss:
-            out.append(f"| {label} | {_fmt(cell['median'], 'MiB')} | {spread} | "
-                       f"{_fmt(cell.get('baseline_rss_mib'), 'MiB')} | {_fmt(cell.get('mb_per_s'), 'MB/s')} | "
-                       f"{gen} | {cell.get('server_cpu_s', 0):.2f} | {other} | {errors} |")
+            out.append(
+                f"| {label} | {_fmt(cell['median'], 'MiB')} | {spread} | "
+                f"{_fmt(cell.get('baseline_rss_mib'), 'MiB')} | {_fmt(cell.get('mb_per_s'), 'MB/s')} | "
+                f"{gen} | {cell.get('server_cpu_s', 0):.2f} | {other} | {errors} |"
+            )
         else:
-            out.append(f"| {label} | {_fmt(cell['median'], scenario.unit)} | {spread} | "
-                       f"{cell.get('p50_ms', 0):.2f} / {cell.get('p99_ms', 0):.2f} | {gen} | "
-                       f"{cell.get('server_cpu_s', 0):.2f} | {other} | {errors} |")
+            out.append(
+                f"| {label} | {_fmt(cell['median'], scenario.unit)} | {spread} | "
+                f"{cell.get('p50_ms', 0):.2f} / {cell.get('p99_ms', 0):.2f} | {gen} | "
+                f"{cell.get('server_cpu_s', 0):.2f} | {other} | {errors} |"
+            )
     folio = _cell(targets.get("folio"), scenario)
     ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario)
     ceiling = _ratio(folio, _cell(targets.get("ceiling"), scenario), scenario)
@@ -189,15 +212,27 @@ def _errors_section(results: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     meta, settings = results["meta"], results["settings"]
     targets = results["targets"]
-    unavailable = [f"{SHORT[n]} ({_md(e.get('reason', ''))[:300]})" for n, e in targets.items()
-                   if e.get("status") != "ok"]
+    unavailable = [
+        f"{SHORT[n]} ({_md(e.get('reason', ''))[:300]})"
+        for n, e in targets.items()
+        if e.get("status") != "ok"
+    ]
     lines = [
         "# Benchmarks",
         "",
         f"Figures from `make bench` (`python -m bench.run`) on {meta['date']}, at commit {meta['commit']}; "
         f"{settings['runs']} run(s) of each scenario, timed runs {settings['duration_s']} s, "
         f"whole run {meta.get('wall_s', '?')} s. "
-        + ("This was a `--quick` smoke run: the figures are indicative only. " if settings.get("quick") else "")
+        + (
+            "This was a `--quick` smoke run: the figures are indicative only. "
+            if settings.get("quick")
+            else ""
+        )
+        + (
+            f"Other work used {meta['other_load_at_start_pct']:.0f}% of a core just before the run. "
+            if "other_load_at_start_pct" in meta
+            else ""
+        )
         + "Raw results: `bench/results/*.json` (not committed).",
         "",
         "## Machine",
@@ -227,11 +262,12 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## How it measures",
         "",
-        "- Each server runs alone, started by `bench/run.py` on a free loopback port with a fresh temporary "
+        "- The servers are started by `bench/run.py`, each on a free loopback port with a fresh temporary "
         "directory: Folio (default configuration, `tests/folio_process.py`), moto (`moto_server`, in memory, "
         "checks no signature: a floor), s3rver (npm, files on disk, no fsync) and the framework ceiling "
         "(`bench/ceiling_app.py`: a trivial Starlette app on uvicorn with uvloop and httptools that drops PUT "
-        "bodies and answers GETs and ListObjectsV2 pages from memory).",
+        "bodies and answers GETs and ListObjectsV2 pages from memory). They take turns, one at a time: run 1 of "
+        "a scenario on each, then run 2 on each, and so on, so that other work on the machine falls on all alike.",
         "- The load generator (`bench/loadgen.py`) is a separate process per run: a keep-alive HTTP/1.1 client on "
         "`asyncio.BufferedProtocol` with uvloop that signs every request with SigV4 itself (header auth, "
         "`UNSIGNED-PAYLOAD`). *generator CPU* is its own CPU time over the measured window (getrusage), as a "

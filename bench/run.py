@@ -1,8 +1,9 @@
 """`python -m bench.run`: start each server, drive every scenario against it, write the report.
 
-Targets run one after another, each on its own free loopback port with a fresh temporary
-directory; every scenario runs `--runs` times (3 by default) and the report quotes the
-median and the spread. The load generator is a separate process per measured run; this
+All targets run side by side, each on its own free loopback port with a fresh temporary
+directory, and take turns: every scenario runs `--runs` times (3 by default) on each, run 1
+on every server, then run 2, and so on, so that other work on the machine falls evenly on
+all of them. The report quotes the median and the spread. The load generator is a separate process per measured run; this
 process only starts things, polls the server's CPU and RSS (psutil, every 20 ms for the
 RSS scenario) and always stops everything it started, by PID.
 
@@ -59,7 +60,11 @@ def run_loadgen(endpoint: Endpoint, job: dict[str, Any], timeout: float) -> dict
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        return {"ops": 0, "errors": 1, "error_samples": [{"what": f"load generator timed out after {timeout} s"}]}
+        return {
+            "ops": 0,
+            "errors": 1,
+            "error_samples": [{"what": f"load generator timed out after {timeout} s"}],
+        }
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -124,6 +129,26 @@ class RssWatcher:
         self.peak = max(self.peak, rss_bytes(self.pid))
 
 
+def background_load(seconds: float = 2.0) -> float:
+    """How busy the machine is with nothing of ours running, as % of one core."""
+    busy0, t0 = machine_busy_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return 100 * (machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+
+
+def wait_for_quiet(limit_s: float, threshold_pct: float = 25.0) -> float:
+    """Wait (at most `limit_s`) until other work on the machine uses under `threshold_pct` of a core."""
+    deadline = time.monotonic() + limit_s
+    load = background_load()
+    while load >= threshold_pct and time.monotonic() < deadline:
+        log(f"machine busy with other work ({load:.0f}% of a core); waiting for it to settle")
+        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+        load = background_load()
+    if load >= threshold_pct:
+        log(f"warning: other work uses {load:.0f}% of a core: figures will be depressed")
+    return load
+
+
 def job_timeout(job: dict[str, Any]) -> float:
     if job["op"] in ("put", "get") and "duration" in job:
         return float(job["duration"]) + 120
@@ -136,7 +161,9 @@ def machine_busy_seconds() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
-def measure(target: Target, endpoint: Endpoint, scenario: Scenario, run: int, duration: float) -> dict[str, Any]:
+def measure(
+    target: Target, endpoint: Endpoint, scenario: Scenario, run: int, duration: float
+) -> dict[str, Any]:
     job = scenario.job(run, duration)
     wall0, busy0, cpu0 = time.monotonic(), machine_busy_seconds(), cpu_seconds(target.pid)
     if scenario.watch_rss:
@@ -153,7 +180,9 @@ def measure(target: Target, endpoint: Endpoint, scenario: Scenario, run: int, du
     # What else ran meanwhile (other work shares these cores): busy time that was neither the server's nor
     # the generator process's (start-up included), as % of one core, over the whole measurement.
     wall = time.monotonic() - wall0
-    other = machine_busy_seconds() - busy0 - result["server_cpu_s"] - float(result.get("gen_process_cpu_s") or 0)
+    other = (
+        machine_busy_seconds() - busy0 - result["server_cpu_s"] - float(result.get("gen_process_cpu_s") or 0)
+    )
     result["other_cpu_pct"] = round(max(0.0, 100 * other / wall), 1)
     return result
 
@@ -177,8 +206,17 @@ def summarize(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "min": min(values),
         "max": max(values),
     }
-    for key in ("p50_ms", "p99_ms", "gen_cpu_s", "gen_cpu_pct", "server_cpu_s", "elapsed_s", "baseline_rss_mib",
-                "mb_per_s", "other_cpu_pct"):
+    for key in (
+        "p50_ms",
+        "p99_ms",
+        "gen_cpu_s",
+        "gen_cpu_pct",
+        "server_cpu_s",
+        "elapsed_s",
+        "baseline_rss_mib",
+        "mb_per_s",
+        "other_cpu_pct",
+    ):
         present = [float(r[key]) for r in good if key in r]
         if present:
             summary[key] = statistics.median(present)
@@ -192,8 +230,10 @@ def run_setup(endpoint: Endpoint, scenario: Scenario, done: set[str]) -> str | N
         if key in done:
             continue
         result = run_loadgen(endpoint, job, 900)
-        failed = not result.get("ok", True) or result.get("errors", 0) or (
-            job["op"] != "create_bucket" and result.get("ops", 0) == 0
+        failed = (
+            not result.get("ok", True)
+            or result.get("errors", 0)
+            or (job["op"] != "create_bucket" and result.get("ops", 0) == 0)
         )
         if failed:
             detail = result.get("error_samples") or result.get("body") or result
@@ -202,9 +242,8 @@ def run_setup(endpoint: Endpoint, scenario: Scenario, done: set[str]) -> str | N
     return None
 
 
-def run_target(
-    target: Target, scenarios: list[Scenario], runs: int, duration: float, workdir: Path
-) -> dict[str, Any]:
+def start_target(target: Target, workdir: Path) -> dict[str, Any]:
+    """Start one server and create the benchmark bucket; the entry says whether it is usable."""
     entry: dict[str, Any] = {"label": target.label, "scenarios": {}}
     try:
         log(f"starting {target.name}")
@@ -217,36 +256,76 @@ def run_target(
     if not created.get("ok"):
         log(f"{target.name}: create bucket failed: {created}")
         return entry | {"status": "failed", "reason": f"CreateBucket failed: {created}"}
-    setups_done: set[str] = set()
-    for scenario in scenarios:
-        problem = run_setup(endpoint, scenario, setups_done)
-        if problem:
-            log(f"{target.name} {scenario.name}: {problem}")
-            entry["scenarios"][scenario.name] = {"status": "failed", "reason": problem, "runs": []}
-            continue
-        results = []
-        for run in range(runs):
-            result = measure(target, endpoint, scenario, run, duration)
-            figure = result.get(scenario.metric)
-            log(f"{target.name} {scenario.name} run {run + 1}/{runs}: "
-                f"{figure if figure is None else round(figure, 1)} {scenario.unit}, errors {result.get('errors')}, "
-                f"generator cpu {result.get('gen_cpu_pct')}%")
-            results.append(result)
-        entry["scenarios"][scenario.name] = summarize(scenario, results)
     return entry
+
+
+def run_scenario(
+    scenario: Scenario,
+    live: dict[str, Target],
+    entries: dict[str, dict[str, Any]],
+    runs: int,
+    duration: float,
+    setups_done: dict[str, set[str]],
+) -> None:
+    """Set the scenario up on every live server, then measure run 1 on each, run 2 on each, and so on:
+    interleaving spreads whatever else the machine is doing evenly over the servers compared."""
+    ready: dict[str, Target] = {}
+    for name, target in live.items():
+        assert target.endpoint is not None
+        problem = run_setup(target.endpoint, scenario, setups_done.setdefault(name, set()))
+        if problem:
+            log(f"{name} {scenario.name}: {problem}")
+            entries[name]["scenarios"][scenario.name] = {"status": "failed", "reason": problem, "runs": []}
+        else:
+            ready[name] = target
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in ready}
+    for run in range(runs):
+        for name, target in ready.items():
+            assert target.proc is not None and target.endpoint is not None
+            if target.proc.poll() is not None:
+                result = {
+                    "ops": 0,
+                    "errors": 1,
+                    "error_samples": [{"what": f"server exited with {target.proc.returncode}"}],
+                }
+            else:
+                result = measure(target, target.endpoint, scenario, run, duration)
+            figure = result.get(scenario.metric)
+            log(
+                f"{name} {scenario.name} run {run + 1}/{runs}: "
+                f"{figure if figure is None else round(figure, 1)} {scenario.unit}, errors {result.get('errors')}, "
+                f"generator cpu {result.get('gen_cpu_pct')}%, other load {result.get('other_cpu_pct')}%"
+            )
+            results[name].append(result)
+    for name, runs_done in results.items():
+        entries[name]["scenarios"][scenario.name] = summarize(scenario, runs_done)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short run of each scenario (smoke test)")
-    parser.add_argument("--only", default=",".join(TARGETS), help=f"targets, comma-separated: {','.join(TARGETS)}")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"scenarios, comma-separated: {','.join(SCENARIOS)}")
+    parser.add_argument(
+        "--only", default=",".join(TARGETS), help=f"targets, comma-separated: {','.join(TARGETS)}"
+    )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"scenarios, comma-separated: {','.join(SCENARIOS)}"
+    )
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3, 1 with --quick)")
     parser.add_argument("--duration", type=float, help="seconds per timed run (default 5, 1.5 with --quick)")
-    parser.add_argument("--doc", type=Path, help="write the Markdown report here too (default: docs/benchmarks.md "
-                        "for a full run, none otherwise)")
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        help="write the Markdown report here too (default: docs/benchmarks.md "
+        "for a full run, none otherwise)",
+    )
     parser.add_argument("--profile", metavar="SCENARIO", help="profile Folio during one scenario instead")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other work on the machine to settle",
+    )
     args = parser.parse_args(argv)
     for name in args.only.split(","):
         if name not in TARGETS:
@@ -280,19 +359,25 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"runs": runs, "duration_s": duration, "quick": args.quick, "full": full},
         "targets": {},
     }
+    results["meta"]["other_load_at_start_pct"] = round(wait_for_quiet(args.wait_quiet), 1)
     started = time.monotonic()
     workroot = Path(tempfile.mkdtemp(prefix="folio-bench-"))
+    targets = {name: TARGETS[name]() for name in names}
     try:
-        for name in names:
-            target = TARGETS[name]()
-            workdir = workroot / name
-            workdir.mkdir()
-            try:
-                results["targets"][name] = run_target(target, scenarios, runs, duration, workdir)
-            finally:
-                log(f"stopping {name}")
-                target.stop()
+        live: dict[str, Target] = {}
+        for name, target in targets.items():
+            (workroot / name).mkdir()
+            results["targets"][name] = start_target(target, workroot / name)
+            if results["targets"][name]["status"] == "ok":
+                live[name] = target
+        setups_done: dict[str, set[str]] = {}
+        for scenario in scenarios:
+            run_scenario(scenario, live, results["targets"], runs, duration, setups_done)
     finally:
+        for name, target in targets.items():
+            if target.proc is not None:
+                log(f"stopping {name} (pid {target.proc.pid})")
+            target.stop()
         shutil.rmtree(workroot, ignore_errors=True)
         results["meta"]["wall_s"] = round(time.monotonic() - started, 1)
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)

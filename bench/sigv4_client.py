@@ -19,9 +19,7 @@ _SIGNED_HEADERS = "host;x-amz-content-sha256;x-amz-date"
 
 def encode_query(params: dict[str, str]) -> str:
     """The canonical (sorted, RFC 3986 encoded) query string, also used on the wire."""
-    return "&".join(
-        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
-    )
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
 
 
 def encode_path(path: str) -> str:

@@ -115,7 +115,9 @@ class FolioTarget(Target):
         except RuntimeError as exc:
             raise Unavailable(str(exc)[-2000:]) from exc
         self.proc = self.server.proc
-        self.endpoint = Endpoint("127.0.0.1", self.server.s3_port, self.server.access_key, self.server.secret_key)
+        self.endpoint = Endpoint(
+            "127.0.0.1", self.server.s3_port, self.server.access_key, self.server.secret_key
+        )
         return self.endpoint
 
     def stop(self) -> None:

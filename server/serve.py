@@ -18,6 +18,25 @@ log = logging.getLogger("folio.server")
 ASGIApp = Callable
 
 
+def _protocol_class() -> type:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class FolioHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol, except for bytes that follow a complete request
+        and do not parse (a body longer than its Content-Length): uvicorn would answer a
+        plain-text 400 and close at once, dropping the S3 answer to the request it
+        already has. Here that request is answered first, then the connection closes."""
+
+        def send_400_response(self, msg: str) -> None:
+            cycle = getattr(self, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
+                return
+            super().send_400_response(msg)
+
+    return FolioHttpToolsProtocol
+
+
 async def _serve_uvicorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: asyncio.Event) -> None:
     import uvicorn
 
@@ -35,14 +54,12 @@ async def _serve_uvicorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: 
             host=host,
             port=port,
             loop="none",
-            http="httptools",
+            http=_protocol_class(),
             lifespan="off",
             access_log=False,
             log_level=config.server.log_level,
             timeout_graceful_shutdown=int(config.server.shutdown_grace_seconds),
             server_header=False,
-            # Large object bodies: let uvicorn buffer more before pausing the socket.
-            h11_max_incomplete_event_size=None,
         )
         servers.append(_Server(uv_config))
 

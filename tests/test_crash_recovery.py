@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import signal
 import socket
 import sqlite3
 import threading
@@ -269,7 +270,7 @@ def test_sigterm_lets_an_upload_in_flight_finish_and_exits_zero(
         sock.sendall(body[: MIB + 123])
         time.sleep(0.3)
         assert server.proc is not None
-        server.proc.send_signal(15)
+        server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert server.proc.poll() is None, "the server exited with an upload still in flight"
         assert connection_refused(server), "the server still accepts connections after SIGTERM"
@@ -298,7 +299,7 @@ def test_sigterm_does_not_wait_past_the_grace_period_for_a_stalled_upload(
         time.sleep(0.3)
         assert server.proc is not None
         began = time.monotonic()
-        server.proc.send_signal(15)
+        server.proc.send_signal(signal.SIGTERM)
         code = server.proc.wait(GRACE_SECONDS + 10)
         waited = time.monotonic() - began
     finally:

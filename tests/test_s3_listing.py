@@ -539,8 +539,8 @@ def list_v1_like_v2(client, params: dict) -> dict:
     return client.list_objects(**params)
 
 
-GRID_PREFIXES = ["", "a", "a/", "a/b", "dir1/", "ü", "space dir/", "deep/", "nomatch", "x-"]
-GRID_DELIMITERS = [None, "/", "-", "b", "sub"]
+GRID_PREFIXES = ["", "a", "a/", "a/b", "dir1/", "ü", "space dir/", "x-"]
+GRID_DELIMITERS = [None, "/", "-", "b"]
 GRID_START_AFTER = [None, "a/b", "dir1/sub2/file3.txt", "m"]
 GRID_MAX_KEYS = [None, 1, 3, 1000]
 GRID_ENCODING = [None, "url"]
@@ -628,11 +628,11 @@ def paginate_v1(client, params: dict) -> list[dict]:
         assert len(pages) < 500
 
 
-@pytest.mark.parametrize("max_keys", [7, 50])
+@pytest.mark.parametrize("max_keys", [9, 100])
 def test_full_pagination_matches_moto(reference_pair: tuple, max_keys: int) -> None:
     folio_client, moto_client, name = reference_pair
     mismatches = []
-    for prefix, delimiter in itertools.product(["", "a", "dir1/", "deep/"], [None, "/"]):
+    for prefix, delimiter in itertools.product(["", "a", "deep/"], [None, "/"]):
         params: dict = {"Bucket": name, "Prefix": prefix, "MaxKeys": max_keys}
         if delimiter:
             params["Delimiter"] = delimiter

@@ -21,7 +21,7 @@ def _max_keys(ctx: RequestContext, limit: int) -> int:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < 0:
+    if value < 0 or value > 2**31 - 1:  # S3 reads max-keys as a 32-bit integer
         raise S3Error(
             "InvalidArgument",
             "Provided max-keys not an integer or within integer range",

@@ -35,8 +35,9 @@ def url_encode(text: str) -> str:
 
 
 def iso8601(ts: float) -> str:
-    """2009-10-12T17:50:30.000Z, as S3 writes timestamps in XML."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int((ts % 1) * 1000):03d}Z"
+    """2009-10-12T17:50:30.000Z, as S3 writes timestamps in XML: whole seconds, the
+    same instant as the Last-Modified header (which has no fractions)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
 
 
 def http_date(ts: float) -> str:

@@ -321,10 +321,17 @@ def streaming_details(mode: PayloadMode, headers: Mapping[str, str]) -> tuple[in
     return int(raw_length), trailer_names
 
 
-def _reject_other_schemes() -> S3Error:
+def _reject_other_schemes(authorization: str) -> S3Error:
+    if authorization.startswith("AWS "):
+        # SigV2 in a header: a known mechanism that we do not accept.
+        return S3Error(
+            "InvalidRequest",
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+        )
     return S3Error(
-        "InvalidRequest",
-        "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+        "InvalidArgument",
+        "Unsupported Authorization Type",
+        extra={"ArgumentName": "Authorization", "ArgumentValue": authorization[:256]},
     )
 
 
@@ -399,7 +406,7 @@ def authenticate(
             "string parameter or the Authorization header should be specified",
         )
     if not authorization.startswith(ALGORITHM + " "):
-        raise _reject_other_schemes()
+        raise _reject_other_schemes(authorization)
 
     credential, signed_header_names, signature = _parse_authorization(authorization)
     parts = split_credential(credential)

@@ -28,17 +28,13 @@ def list_current(
 ) -> ListPage:
     """Up to `max_keys` keys and common prefixes (together) after `after`.
 
-    When `after` is itself a common prefix (ends with the delimiter), every key
-    under it is skipped: that is how a page that ended on a common prefix continues.
+    As S3: a common prefix that sorts at or before `after` is not returned again and
+    the keys under it are skipped. That is also how a page that ended on a common
+    prefix continues.
     """
     lower = prefix
     if after is not None and after >= prefix:
-        if delimiter and after.endswith(delimiter) and after.startswith(prefix):
-            lower = prefix_successor(after) or b""
-            if not lower:
-                return ListPage([], [], False, None)
-        else:
-            lower = after + b"\x00"
+        lower = after + b"\x00"
     upper = prefix_successor(prefix) if prefix else None
 
     entries: list[ListEntry] = []
@@ -62,9 +58,10 @@ def list_current(
                 at = key.find(delimiter, plen)
                 if at >= 0:
                     common = key[: at + len(delimiter)]
-                    prefixes.append(common.decode("utf-8"))
-                    count += 1
-                    last = common
+                    if after is None or common > after:
+                        prefixes.append(common.decode("utf-8"))
+                        count += 1
+                        last = common
                     # Skip every other key under this common prefix in one seek. (UTF-8
                     # never contains 0xFF, so a successor always exists.)
                     lower = prefix_successor(common) or b""
