@@ -11,6 +11,9 @@ The raw profile and a text summary (top functions by own time and by inclusive t
 from __future__ import annotations
 
 import collections
+import functools
+import linecache
+import re
 import shutil
 import signal
 import subprocess
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.scenarios import Scenario
-from bench.targets import FolioTarget, Unavailable
+from bench.targets import REPO_ROOT, FolioTarget, Unavailable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -46,24 +49,45 @@ _SITECUSTOMIZE = textwrap.dedent(
 )
 
 
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
+_WAITING = re.compile(r"\.get\((block=True)?\)|\.wait\(|\.acquire\(|\bsleep\(|\.select\(")
+
+
+@functools.cache
+def _is_wait(frame: str) -> bool:
+    """Whether a leaf frame is a thread blocked on a queue, lock or sleep (py-spy counts some as busy)."""
+    match = _FRAME.match(frame)
+    if not match:
+        return False
+    for base in (REPO_ROOT, *map(Path, sys.path)):
+        candidate = base / match["file"]
+        if candidate.is_file():
+            return bool(_WAITING.search(linecache.getline(str(candidate), int(match["line"]))))
+    return False
+
+
 def summarize_collapsed(path: Path, top: int = 25) -> str:
-    """Own-time and inclusive-time tables from py-spy's raw (collapsed stack) output."""
+    """Own-time and inclusive-time tables from py-spy's raw (collapsed stack) output, idle waits left out."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = waiting = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = stack.split(";")
+        if _is_wait(frames[-1]):
+            waiting += count
+            continue
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
     if not total:
         return "no samples (was the server idle?)\n"
-    out = [f"{total} samples\n", "## own time (where the CPU is)\n"]
+    out = [f"{total} busy samples ({waiting} more in queue/lock waits, left out), all threads\n"]
+    out += ["## own time (where the time goes; C calls such as fsync or hashing count for their caller)\n"]
     out += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     out += ["", "## inclusive time (what it is for)\n"]
     out += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top * 2)]

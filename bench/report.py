@@ -206,6 +206,10 @@ def _errors_section(results: dict[str, Any]) -> list[str]:
         for scenario_name, cell in entry.get("scenarios", {}).items():
             for sample in cell.get("error_samples", [])[:3]:
                 out.append(f"- {SHORT[name]} {scenario_name}: `{_md(json.dumps(sample))[:400]}`")
+    folio = results["targets"].get("folio") or {}
+    if folio.get("log_error_lines"):
+        out.append(f"- Folio's log has {folio['log_error_lines']} error line(s); the first:")
+        out += ["", "```", *folio.get("log_error_samples", [])[:2], "```"]
     return ["## Errors seen during the runs", "", *(out or ["None: every request got a 2xx answer."]), ""]
 
 

@@ -33,7 +33,7 @@ import psutil
 from bench import report
 from bench.loadgen import Endpoint
 from bench.scenarios import SCENARIOS, Scenario
-from bench.targets import REPO_ROOT, TARGETS, Target, Unavailable
+from bench.targets import REPO_ROOT, TARGETS, FolioTarget, Target, Unavailable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DOC_PATH = REPO_ROOT / "docs" / "benchmarks.md"
@@ -375,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             run_scenario(scenario, live, results["targets"], runs, duration, setups_done)
     finally:
         for name, target in targets.items():
+            if isinstance(target, FolioTarget) and name in results["targets"]:
+                results["targets"][name] |= target.log_problems()
             if target.proc is not None:
                 log(f"stopping {name} (pid {target.proc.pid})")
             target.stop()

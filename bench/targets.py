@@ -9,6 +9,7 @@ reports it as such instead of failing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -119,6 +120,15 @@ class FolioTarget(Target):
             "127.0.0.1", self.server.s3_port, self.server.access_key, self.server.secret_key
         )
         return self.endpoint
+
+    def log_problems(self, limit: int = 5) -> dict[str, object]:
+        """Tracebacks and error lines in Folio's own log, to report beside the figures."""
+        if self.server is None:
+            return {}
+        lines = self.server.log().splitlines()
+        hits = [i for i, line in enumerate(lines) if re.search(r"Traceback|\bERROR\b|\bCRITICAL\b", line)]
+        samples = ["\n".join(lines[i : i + 12])[:1500] for i in hits[:limit]]
+        return {"log_error_lines": len(hits), "log_error_samples": samples}
 
     def stop(self) -> None:
         if self.server is not None:

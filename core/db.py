@@ -1,19 +1,31 @@
-"""The metadata database: SQLite in WAL mode, one writer thread with group commit,
-reader connections per thread, and versioned migrations owned by each package.
+"""The metadata database: SQLite in WAL mode, one writer connection with group
+commit, reader connections per thread, and versioned migrations owned by each
+package.
 
-Why a writer thread of our own rather than one connection per request: SQLite
-allows one writer at a time, and a durable commit costs an fsync. Queueing every
-write to one thread lets it commit whatever has piled up during the previous
-fsync as one transaction (group commit), so N concurrent writes cost one fsync.
-Each write runs inside a SAVEPOINT, so one failing write never undoes its
-neighbours in the group.
+How a write becomes durable, and why it is done this way:
+
+- Every write runs on the event-loop thread, on the one writer connection, inside
+  its own SAVEPOINT (a failing write never undoes its neighbours). Running it
+  there, not on a writer thread, matters in CPython: each SQLite step releases the
+  GIL, and a thread that must win it back from the busy event loop waits up to the
+  switch interval every time. Measured here: 7,100 small inserts/s alone, 84/s
+  against a busy thread.
+- Writes that arrive in the same loop iteration are committed together. The
+  connection runs with `synchronous=NORMAL`, so COMMIT only appends to the WAL
+  (no fsync, microseconds) and the next transaction can start at once.
+- A sync thread then fsyncs the WAL file (GIL released for the whole call) and only
+  then acknowledges every write committed before that fsync began: one fsync for
+  all of them (group commit). With `[storage] sync = "normal"` the fsync is
+  skipped: writes survive a process crash (kill -9), not a power cut.
+- Checkpoints (copying the WAL into the database file) run on the sync thread,
+  through a connection of its own, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -21,12 +33,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("folio.db")
 
-MAX_GROUP = 512
+# Checkpoint once the WAL holds this many pages (4 KiB each): SQLite's own default.
+CHECKPOINT_PAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -38,11 +51,15 @@ class Migration:
     sql: str
 
 
-def _connect(path: Path, sync: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def _connect(path: Path, *, busy_timeout_ms: int = 30000) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+    )
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-    conn.execute("PRAGMA busy_timeout=30000")
+    # NORMAL: commits append to the WAL without fsync (we fsync ourselves, per group);
+    # checkpoints still fsync the database file before the WAL is reused.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA temp_store=MEMORY")
     return conn
@@ -85,37 +102,39 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-class _WriteItem:
-    __slots__ = ("fn", "loop", "future")
-
-    def __init__(
-        self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop | None, future: Any
-    ):
-        self.fn = fn
-        self.loop = loop
-        self.future = future
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def _deliver(results: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
-    for future, value, error in results:
-        if future.cancelled():
+def _acknowledge(futures: list[asyncio.Future], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
             continue
         if error is not None:
             future.set_exception(error)
         else:
-            future.set_result(value)
+            future.set_result(None)
 
 
 class Database:
-    """Owns the SQLite file: `write()` goes through the group-commit writer,
+    """Owns the SQLite file: `write()` runs a write and returns once it is durable,
     `read()` uses this thread's own reader connection."""
 
     def __init__(self, path: Path, *, sync: str = "full") -> None:
         self.path = path
+        self.wal_path = path.with_name(path.name + "-wal")
         self.sync = sync
-        self._queue: queue.SimpleQueue[_WriteItem | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._writer_conn: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_transaction = False
+        self._commit_scheduled = False
+        self._uncommitted: list[asyncio.Future] = []
+        self._sync_queue: queue.SimpleQueue[list[asyncio.Future] | None] = queue.SimpleQueue()
+        self._sync_thread: threading.Thread | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -123,102 +142,162 @@ class Database:
 
     def open(self, migrations: Iterable[Migration]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer_conn = _connect(self.path, self.sync)
-        _run_migrations(self._writer_conn, migrations)
-        self._writer = threading.Thread(target=self._write_loop, name="folio-db-writer", daemon=True)
-        self._writer.start()
+        # The writer runs on the event loop: never wait long for another process's lock.
+        self._writer = _connect(self.path, busy_timeout_ms=5000)
+        # Checkpoints are ours (on the sync thread), never inside a COMMIT on the loop.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        _run_migrations(self._writer, migrations)
+        self._checkpoint(self._writer)
+        # The -wal and database files' directory entries must themselves be durable.
+        _fsync_path(self.path.parent)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
+        if self._writer is not None and self._in_transaction:
+            self._commit_now()
+        if self._sync_thread is not None:
+            self._sync_queue.put(None)
+            self._sync_thread.join()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
-        if self._writer_conn is not None:
+        if self._writer is not None:
             # A clean close checkpoints the WAL into the main file.
-            self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._writer_conn.close()
-            self._writer_conn = None
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._writer.close()
+            self._writer = None
 
     # -- writes -------------------------------------------------------------------------------
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` in the next commit group; returns once it is durably committed."""
-        if self._closed:
+        """Run `fn(conn)` now, in the open transaction; return its value once the
+        transaction is committed and durable. If `fn` raises, its changes are undone
+        and the exception propagates. `fn` must not await: it runs on the loop."""
+        if self._closed or self._writer is None:
             raise RuntimeError("database is closed")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_WriteItem(fn, loop, future))
-        return await future
+        if self._loop is None:
+            self._start_sync_thread(loop)
+        conn = self._writer
+        if not self._in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
+        conn.execute("SAVEPOINT op")
+        try:
+            value = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            self._schedule_commit(loop)
+            raise
+        conn.execute("RELEASE op")
+        durable: asyncio.Future[None] = loop.create_future()
+        self._uncommitted.append(durable)
+        self._schedule_commit(loop)
+        await durable
+        return value
 
     def write_blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """The same for code without an event loop (the CLI, start-up)."""
-        if self._closed:
+        if self._closed or self._writer is None:
             raise RuntimeError("database is closed")
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put(_WriteItem(fn, None, future))
-        return future.result()
+        if self._loop is not None:
+            raise RuntimeError("write_blocking() is for use before the event loop starts")
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        if self.sync == "full":
+            _fsync_path(self.wal_path)
+        return value
 
-    def _write_loop(self) -> None:
-        conn = self._writer_conn
-        assert conn is not None
+    def _schedule_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            # Everything written during this loop iteration joins the same commit.
+            loop.call_soon(self._commit_now)
+
+    def _commit_now(self) -> None:
+        self._commit_scheduled = False
+        if not self._in_transaction:
+            return
+        futures, self._uncommitted = self._uncommitted, []
+        assert self._writer is not None
+        try:
+            self._writer.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - every waiter of the group learns of it
+            log.exception("commit failed")
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            self._in_transaction = False
+            _acknowledge(futures, exc)
+            return
+        self._in_transaction = False
+        if futures:
+            self._sync_queue.put(futures)
+
+    def _start_sync_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._sync_thread = threading.Thread(target=self._sync_loop, name="folio-db-sync", daemon=True)
+        self._sync_thread.start()
+
+    def _sync_loop(self) -> None:
+        """fsync the WAL for every commit queued so far, then acknowledge them."""
+        checkpointer = _connect(self.path)
         stopping = False
         while not stopping:
-            item = self._queue.get()
+            item = self._sync_queue.get()
             if item is None:
                 break
-            batch = [item]
-            while len(batch) < MAX_GROUP:
+            groups = [item]
+            while True:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._sync_queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
                     stopping = True
                     break
-                batch.append(nxt)
-            self._commit_group(conn, batch)
-
-    def _commit_group(self, conn: sqlite3.Connection, batch: list[_WriteItem]) -> None:
-        outcomes: list[tuple[_WriteItem, Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = item.fn(conn)
-                except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((item, None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((item, value, None))
-            conn.execute("COMMIT")
-        except BaseException as exc:  # noqa: BLE001 - the whole group failed to commit
-            log.exception("commit group failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            outcomes = [(item, None, exc) for item in batch]
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
-        for item, value, error in outcomes:
-            if item.loop is None:
-                if error is not None:
-                    item.future.set_exception(error)
-                else:
-                    item.future.set_result(value)
-            else:
-                by_loop.setdefault(item.loop, []).append((item.future, value, error))
-        for loop, results in by_loop.items():
+                groups.append(nxt)
+            error: BaseException | None = None
             try:
-                loop.call_soon_threadsafe(_deliver, results)
+                if self.sync == "full":
+                    _fsync_path(self.wal_path)
+            except BaseException as exc:  # noqa: BLE001 - nothing can be acknowledged
+                log.exception("fsync of the WAL failed")
+                error = exc
+            futures = [future for group in groups for future in group]
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(_acknowledge, futures, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
+            self._maybe_checkpoint(checkpointer)
+        checkpointer.close()
+
+    def _maybe_checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            size = os.path.getsize(self.wal_path)
+        except OSError:
+            return
+        if size >= CHECKPOINT_PAGES * 4096:
+            self._checkpoint(conn)
+
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection) -> None:
+        # PASSIVE never makes the writer (on the event loop) wait; once a checkpoint is
+        # complete, the next write transaction rewinds the WAL by itself.
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError:  # busy: the next one will do
+            log.debug("checkpoint skipped: database busy")
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -226,7 +305,7 @@ class Database:
         """This thread's reader connection (created on first use)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, self.sync)
+            conn = _connect(self.path)
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
             with self._readers_lock:

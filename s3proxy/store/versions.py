@@ -47,8 +47,9 @@ def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> list[str]:
     """Drop one reference from each blob; returns the ids whose files can go."""
     freed = []
     for blob_id in blob_ids:
-        conn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE id = ?", (blob_id,))
-        row = conn.execute("SELECT refcount FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        row = conn.execute(
+            "UPDATE blobs SET refcount = refcount - 1 WHERE id = ? RETURNING refcount", (blob_id,)
+        ).fetchone()
         if row is not None and row[0] <= 0:
             conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
             freed.append(blob_id)
@@ -131,22 +132,36 @@ def _insert_row(
     return cursor.lastrowid
 
 
+def _remove_null_version(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> tuple[bool, list[str]]:
+    """Delete the key's "null" version if any: (whether it existed, blobs freed)."""
+    row = conn.execute(
+        "DELETE FROM objects WHERE bucket_id = ? AND key = ? AND version_id = ? RETURNING segments",
+        (bucket_id, key, NULL_VERSION),
+    ).fetchone()
+    if row is None:
+        return False, []
+    segments = json.loads(row[0]) if row[0] else []
+    return True, _release_blobs(conn, [blob_id for blob_id, _ in segments])
+
+
 def _make_room_for_new_latest(conn: sqlite3.Connection, bucket: Bucket, key: bytes) -> tuple[str, list[str]]:
     """Retire the current version before a new one becomes latest. Returns the
     new version id and the blobs freed by replacing the null version."""
-    freed: list[str] = []
     if bucket.versioning == "Enabled":
-        version_id = new_version_id()
-    else:
-        # Unversioned and Suspended buckets overwrite the single "null" version in place.
-        version_id = NULL_VERSION
-        previous_null = specific_version(conn, bucket.id, key, NULL_VERSION)
-        if previous_null is not None:
-            freed = _remove_row(conn, previous_null)
-    conn.execute(
-        "UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1", (bucket.id, key)
-    )
-    return version_id, freed
+        conn.execute(
+            "UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1",
+            (bucket.id, key),
+        )
+        return new_version_id(), []
+    # Unversioned and Suspended buckets overwrite the single "null" version in place.
+    _, freed = _remove_null_version(conn, bucket.id, key)
+    if bucket.versioning == "Suspended":
+        # Older, real versions stay, but none of them is the latest any more.
+        conn.execute(
+            "UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1",
+            (bucket.id, key),
+        )
+    return NULL_VERSION, freed
 
 
 def put_version(
@@ -214,11 +229,8 @@ def delete_key(
             _promote_newest(conn, bucket.id, key)
         return version_id, version.is_delete_marker, freed
     if bucket.versioning == "":
-        version = specific_version(conn, bucket.id, key, NULL_VERSION)
-        if version is None:
-            return None, False, []
-        freed = _remove_row(conn, version)
-        _promote_newest(conn, bucket.id, key)
+        # A never-versioned bucket holds only the null version: nothing to promote.
+        _, freed = _remove_null_version(conn, bucket.id, key)
         return None, False, freed
     marker_id, freed = _make_room_for_new_latest(conn, bucket, key)
     _insert_row(
