@@ -64,20 +64,61 @@ def plan_body(ctx: RequestContext, *, require_length: bool = True) -> BodyPlan:
     )
 
 
-async def _receive(ctx: RequestContext, timeout: float) -> dict:
-    try:
-        async with asyncio.timeout(timeout):
-            message = await ctx.receive()
-    except TimeoutError as exc:
-        raise S3Error(
-            "RequestTimeout",
-            "Your socket connection to the server was not read from or written to within the timeout period.",
-        ) from exc
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnected()
-    if not message.get("more_body", False):
-        ctx.body_done = True
-    return message
+class BodyReceiver:
+    """`receive()` for request bodies with an idle timeout: one timer for the whole
+    body, pushed back whenever bytes arrive (a timer per message costs more than a
+    small PUT's other work)."""
+
+    def __init__(self, ctx: RequestContext, idle_timeout: float) -> None:
+        self.ctx = ctx
+        self.idle_timeout = idle_timeout
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + idle_timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+        self._timed_out = False
+        self._waiting = False
+
+    def _on_timer(self) -> None:
+        remaining = self._deadline - self._loop.time()
+        if remaining > 0 or not self._waiting:
+            # Only time spent waiting for the client counts, not our own disk writes.
+            self._timer = self._loop.call_later(max(remaining, self.idle_timeout), self._on_timer)
+            return
+        self._timed_out = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def receive(self) -> dict:
+        self._deadline = self._loop.time() + self.idle_timeout
+        if self._timer is None:
+            self._task = asyncio.current_task()
+            self._timer = self._loop.call_later(self.idle_timeout, self._on_timer)
+        self._waiting = True
+        try:
+            message = await self.ctx.receive()
+        except asyncio.CancelledError as exc:
+            if self._timed_out:
+                raise S3Error(
+                    "RequestTimeout",
+                    "Your socket connection to the server was not read from or written to within the "
+                    "timeout period.",
+                ) from exc
+            raise
+        finally:
+            self._waiting = False
+        if message["type"] == "http.disconnect":
+            self.close()
+            raise ClientDisconnected()
+        if not message.get("more_body", False):
+            self.ctx.body_done = True
+            self.close()
+        return message
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def stream_into(
@@ -85,21 +126,25 @@ async def stream_into(
 ) -> None:
     """Read the whole body into `writer` (hashers already attached by the caller)."""
     decoder = ChunkedDecoder(ctx.auth) if plan.streaming and ctx.auth is not None else None
+    receiver = BodyReceiver(ctx, idle_timeout)
     received = 0
     more = True
-    while more:
-        message = await _receive(ctx, idle_timeout)
-        data = message.get("body", b"")
-        more = message.get("more_body", False)
-        if data:
-            received += len(data)
-            if plan.content_length is not None and received > plan.content_length:
-                raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
-            if decoder is None:
-                await writer.write(data)
-            else:
-                for piece in decoder.feed(data):
-                    await writer.write(piece)
+    try:
+        while more:
+            message = await receiver.receive()
+            data = message.get("body", b"")
+            more = message.get("more_body", False)
+            if data:
+                received += len(data)
+                if plan.content_length is not None and received > plan.content_length:
+                    raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
+                if decoder is None:
+                    await writer.write(data)
+                else:
+                    for piece in decoder.feed(data):
+                        await writer.write(piece)
+    finally:
+        receiver.close()
     if plan.content_length is not None and received < plan.content_length:
         raise S3Error("IncompleteBody")
     ctx.trailers = decoder.finish() if decoder is not None else {}
@@ -139,19 +184,23 @@ async def read_small_body(ctx: RequestContext, limit: int, *, idle_timeout: floa
         raise S3Error("MaxMessageLengthExceeded")
     decoder = ChunkedDecoder(ctx.auth) if plan.streaming and ctx.auth is not None else None
     data = bytearray()
+    receiver = BodyReceiver(ctx, idle_timeout)
     received = 0
     more = True
-    while more:
-        message = await _receive(ctx, idle_timeout)
-        chunk = message.get("body", b"")
-        more = message.get("more_body", False)
-        received += len(chunk)
-        if plan.content_length is not None and received > plan.content_length:
-            raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
-        for piece in decoder.feed(chunk) if decoder is not None else [chunk]:
-            data += piece
-        if len(data) > limit:
-            raise S3Error("MaxMessageLengthExceeded")
+    try:
+        while more:
+            message = await receiver.receive()
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            received += len(chunk)
+            if plan.content_length is not None and received > plan.content_length:
+                raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
+            for piece in decoder.feed(chunk) if decoder is not None else [chunk]:
+                data += piece
+            if len(data) > limit:
+                raise S3Error("MaxMessageLengthExceeded")
+    finally:
+        receiver.close()
     if plan.content_length is not None and received < plan.content_length:
         raise S3Error("IncompleteBody")
     trailers = decoder.finish() if decoder is not None else {}

@@ -3,6 +3,7 @@ the hot path); requests are parsed with lxml, entities and DTDs refused."""
 
 from __future__ import annotations
 
+import functools
 import time
 from email.utils import formatdate
 from urllib.parse import quote
@@ -40,8 +41,14 @@ def iso8601(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
 
 
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
+
+
 def http_date(ts: float) -> str:
-    return formatdate(int(ts), usegmt=True)
+    """RFC 7231 date (Last-Modified). Cached: formatting costs more than a small GET."""
+    return _http_date(int(ts))
 
 
 def element(name: str, value: str | int | bool | None) -> str:
