@@ -9,7 +9,7 @@ from core.accounts import Account
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
 from s3proxy.api.services import Services
-from s3proxy.api.xml import document, element, iso8601, url_encode
+from s3proxy.api.xml import document, element, escape, iso8601, url_encode
 from s3proxy.store.models import ListPage
 
 
@@ -44,24 +44,20 @@ def _encoding(ctx: RequestContext) -> bool:
 
 
 def _contents(page: ListPage, encode: bool, owner: Account | None) -> str:
+    # One f-string per entry: this loop is most of a 1,000-key listing's cost.
     owner_xml = (
         f"<Owner>{element('ID', owner.canonical_id)}{element('DisplayName', owner.display_name)}</Owner>"
         if owner is not None
         else ""
     )
-    enc = url_encode if encode else (lambda s: s)
+    enc = url_encode if encode else escape
     parts = [
-        "<Contents>"
-        + element("Key", enc(e.key))
-        + element("LastModified", iso8601(e.last_modified))
-        + f"<ETag>&quot;{e.etag}&quot;</ETag>"
-        + element("Size", e.size)
-        + owner_xml
-        + element("StorageClass", e.storage_class)
-        + "</Contents>"
+        f"<Contents><Key>{enc(e.key)}</Key><LastModified>{iso8601(e.last_modified)}</LastModified>"
+        f"<ETag>&quot;{e.etag}&quot;</ETag><Size>{e.size}</Size>{owner_xml}"
+        f"<StorageClass>{e.storage_class}</StorageClass></Contents>"
         for e in page.entries
     ]
-    parts += [f"<CommonPrefixes>{element('Prefix', enc(p))}</CommonPrefixes>" for p in page.common_prefixes]
+    parts += [f"<CommonPrefixes><Prefix>{enc(p)}</Prefix></CommonPrefixes>" for p in page.common_prefixes]
     return "".join(parts)
 
 

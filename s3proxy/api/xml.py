@@ -4,6 +4,7 @@ the hot path); requests are parsed with lxml, entities and DTDs refused."""
 from __future__ import annotations
 
 import functools
+import re
 import time
 from email.utils import formatdate
 from urllib.parse import quote
@@ -20,7 +21,12 @@ _ESCAPES = str.maketrans(
 )
 
 
+_NEEDS_ESCAPE = re.compile(r"[&<>\"'\x00-\x1f]")
+
+
 def escape(text: str) -> str:
+    if not _NEEDS_ESCAPE.search(text):  # the common case, checked in C
+        return text
     escaped = text.translate(_ESCAPES)
     if any(ord(ch) < 0x20 and ch not in "\t\n\r" for ch in escaped):
         # XML 1.0 has no raw control characters; S3 writes them as character references.
@@ -35,10 +41,16 @@ def url_encode(text: str) -> str:
     return quote(text, safe="/").replace("%20", "+")
 
 
+@functools.lru_cache(maxsize=65536)
+def _iso8601(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(seconds))
+
+
 def iso8601(ts: float) -> str:
     """2009-10-12T17:50:30.000Z, as S3 writes timestamps in XML: whole seconds, the
-    same instant as the Last-Modified header (which has no fractions)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
+    same instant as the Last-Modified header (which has no fractions). Cached: a
+    listing formats a thousand of them."""
+    return _iso8601(int(ts))
 
 
 @functools.lru_cache(maxsize=4096)

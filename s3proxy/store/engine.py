@@ -239,7 +239,9 @@ class Store:
         raw_prefix = prefix.encode("utf-8")
         raw_delimiter = delimiter.encode("utf-8") if delimiter else None
         raw_after = after.encode("utf-8") if after is not None else None
-        return await self.db.read_async(
+        # On the loop thread, not a worker: a page is a few milliseconds of SQLite, and in
+        # a worker every row step would have to win the GIL back from the event loop.
+        return self.db.read(
             lambda c: list_current(
                 c, bucket.id, prefix=raw_prefix, delimiter=raw_delimiter, after=raw_after, max_keys=max_keys
             )
