@@ -2,7 +2,7 @@
 
 Folio starts as in a benchmark run; after the scenario's set-up, a sampling profiler watches
 it for one measured run. py-spy attaches by PID when it is installed (`pip install py-spy`;
-it samples every thread, native code included); otherwise Folio is started with pyinstrument
+it samples every thread); otherwise, or with `--profiler pyinstrument`, Folio is started with pyinstrument
 loaded through a `sitecustomize` of our own, and the profile is written when Folio exits.
 The raw profile and a text summary (top functions by own time and by inclusive time) land in
 `bench/results/`.
@@ -22,7 +22,9 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
+from bench.monitor import log
 from bench.scenarios import Scenario
 from bench.targets import REPO_ROOT, FolioTarget, Unavailable
 
@@ -94,8 +96,8 @@ def summarize_collapsed(path: Path, top: int = 25) -> str:
     return "\n".join(out) + "\n"
 
 
-def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> dict:
-    from bench.run import log, measure, run_loadgen, run_setup
+def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> dict[str, Any]:
+    from bench.run import measure, run_loadgen, run_setup
 
     assert target.endpoint is not None
     created = run_loadgen(target.endpoint, {"op": "create_bucket", "bucket": "bench"}, 60)
@@ -108,16 +110,19 @@ def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> d
     return measure(target, target.endpoint, scenario, 0, duration)
 
 
-def profile_scenario(scenario: Scenario, duration: float) -> int:
-    from bench.run import log
+def _find_py_spy() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto") -> int:
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = RESULTS_DIR / f"profile-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    py_spy = shutil.which("py-spy") or (
-        str(Path(sys.executable).parent / "py-spy")
-        if (Path(sys.executable).parent / "py-spy").exists()
-        else None
-    )
+    py_spy = _find_py_spy() if profiler in ("auto", "py-spy") else None
+    if profiler == "py-spy" and py_spy is None:
+        log("py-spy is not installed (pip install py-spy)")
+        return 1
     workroot = Path(tempfile.mkdtemp(prefix="folio-bench-profile-"))
     target = FolioTarget()
     spy: subprocess.Popen[bytes] | None = None

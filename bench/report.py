@@ -139,9 +139,9 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
     out = [f"### {scenario.name}: {scenario.title}", ""]
     if rss:
         out += [
-            "| server | peak RSS (MiB) | spread | RSS before (MiB) | PUT MB/s | generator CPU | server CPU s | "
-            "other load | errors |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| server | peak RSS (MiB) | spread | RSS before the PUT (MiB) | RSS after the earlier scenarios (MiB) | "
+            "PUT MB/s | generator CPU | server CPU s | other load | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
     else:
         out += [
@@ -159,7 +159,7 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
             reason = entry.get("reason") or (entry["scenarios"].get(scenario.name) or {}).get("reason", "")
             samples = (entry.get("scenarios", {}).get(scenario.name) or {}).get("error_samples") or []
             detail = reason or (json.dumps(samples[0])[:200] if samples else "")
-            columns = 8 if rss else 7
+            columns = 9 if rss else 7
             out.append(
                 f"| {label} | {_why_not(entry, scenario)} |" + " |" * (columns - 2) + f" {_md(detail)} |"
             )
@@ -175,7 +175,8 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
         if rss:
             out.append(
                 f"| {label} | {_fmt(cell['median'], 'MiB')} | {spread} | "
-                f"{_fmt(cell.get('baseline_rss_mib'), 'MiB')} | {_fmt(cell.get('mb_per_s'), 'MB/s')} | "
+                f"{_fmt(cell.get('baseline_rss_mib'), 'MiB')} | "
+                f"{_fmt(cell.get('rss_after_earlier_scenarios_mib'), 'MiB')} | {_fmt(cell.get('mb_per_s'), 'MB/s')} | "
                 f"{gen} | {cell.get('server_cpu_s', 0):.2f} | {other} | {errors} |"
             )
         else:
@@ -281,8 +282,9 @@ def render(results: dict[str, Any]) -> str:
         "- PUTs write distinct keys; GETs cycle over 256 (4 KiB) or 32 (1 MiB) preloaded objects. 4 KiB: "
         "concurrency 16; 1 MiB: concurrency 8; timed runs. 256 MiB and 1 GiB: one request on one connection, "
         "the body written in 1 MiB pieces from one buffer. LIST: the whole 10,000-key bucket in ListObjectsV2 "
-        "pages of 1,000 (following NextContinuationToken), repeated for about 2 s. RSS: the server process "
-        "(with any children), polled every 20 ms during one 1 GiB PUT.",
+        "pages of 1,000 (following NextContinuationToken), repeated for about 2 s. RSS: every server is "
+        "restarted first (fresh directory), then its process (with any children) is polled every 20 ms during "
+        "one 1 GiB PUT; the RSS it had reached after the earlier scenarios is shown beside it.",
         "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "
         "median of the runs' p50 and p99.",
         "",

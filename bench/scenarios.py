@@ -24,6 +24,7 @@ class Scenario:
     higher_is_better: bool = True
     setup: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     watch_rss: bool = False
+    fresh_server: bool = False  # restart every server first, so earlier scenarios leave nothing behind
 
     def job(self, run: int, duration: float) -> dict[str, Any]:
         """The measured job of run number `run`."""
@@ -142,12 +143,13 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "rss1g",
-            "server peak RSS during one 1 GiB PUT",
+            "server peak RSS during one 1 GiB PUT (each server freshly started)",
             "peak_rss_mib",
             "MiB",
             150,
             higher_is_better=False,
             watch_rss=True,
+            fresh_server=True,
         ),
     )
 }

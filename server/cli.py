@@ -14,6 +14,7 @@ from core.config import ConfigError, load_config
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
 from server.runtime import ensure_admin_account, open_runtime
+from server.memory import tune_malloc
 from server.serve import run
 from server.web import build_web_app
 
@@ -82,6 +83,7 @@ def _serve(config) -> None:
         sys.setswitchinterval(float(os.environ["FOLIO_SWITCH"]))
     else:
         sys.setswitchinterval(0.0002)
+    tune_malloc()
     runtime = open_runtime(config)
     try:
         ensure_admin_account(runtime)
