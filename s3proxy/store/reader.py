@@ -1,8 +1,7 @@
 """Streams an object's bytes (inline or from its blobs), whole or a byte range.
 
-Files are read in worker threads so a cold disk never blocks the event loop,
-and one read runs ahead: while the loop sends chunk n, chunk n+1 is already
-being read.
+Bytes already in the page cache are read on the event loop (a memcpy); anything
+that needs the disk is read in a worker thread, so a cold disk never blocks it.
 """
 
 from __future__ import annotations
@@ -15,6 +14,23 @@ from concurrent.futures import Executor
 from s3proxy.store.models import ObjectVersion
 
 READ_CHUNK = 1024 * 1024
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+
+
+def read_if_cached(fd: int, length: int, offset: int) -> bytearray | None:
+    """Read from the page cache only (preadv2 RWF_NOWAIT), on the calling thread.
+
+    A cached read is a memcpy: cheaper on the event loop than a hand-off to a worker
+    thread, which must then win the GIL back. None when any byte would need the
+    disk (or the system cannot tell): the caller then reads in a worker."""
+    if _NOWAIT is None:
+        return None
+    buffer = bytearray(length)
+    try:
+        got = os.preadv(fd, [buffer], offset, _NOWAIT)
+    except OSError:  # EAGAIN: not cached; EOPNOTSUPP: filesystem without RWF_NOWAIT
+        return None
+    return buffer if got == length else None
 
 
 class ObjectReader:
@@ -45,15 +61,11 @@ class ObjectReader:
                 yield self.version.inline_data[start : end + 1]
                 return
             loop = asyncio.get_running_loop()
-            extents = self._extents(start, end)
-            nxt = next(extents, None)
-            ahead = loop.run_in_executor(self._executor, os.pread, *nxt) if nxt else None
-            while ahead is not None:
-                wanted = nxt[1]  # type: ignore[index]
-                data = await ahead
-                nxt = next(extents, None)
-                ahead = loop.run_in_executor(self._executor, os.pread, *nxt) if nxt else None
-                if len(data) != wanted:
+            for fd, length, offset in self._extents(start, end):
+                data: bytes | bytearray | None = read_if_cached(fd, length, offset)
+                if data is None:
+                    data = await loop.run_in_executor(self._executor, os.pread, fd, length, offset)
+                if len(data) != length:
                     raise OSError("blob is shorter than its recorded size")
                 yield data
         finally:
