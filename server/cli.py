@@ -13,8 +13,8 @@ from core.accounts import AccountExists
 from core.config import ConfigError, load_config
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
-from server.runtime import ensure_admin_account, open_runtime
 from server.memory import tune_malloc
+from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
 from server.web import build_web_app
 

@@ -36,7 +36,12 @@ def test_environment_overrides_file_and_flags_override_environment(tmp_path: Pat
 
 @pytest.mark.parametrize(
     "text",
-    ['[server]\nengine = "nginx"\n', "[server]\nbogus = 1\n", '[storage]\ninline_threshold = "big"\n', "[nope]\n"],
+    [
+        '[server]\nengine = "nginx"\n',
+        "[server]\nbogus = 1\n",
+        '[storage]\ninline_threshold = "big"\n',
+        "[nope]\n",
+    ],
 )
 def test_bad_settings_are_refused_with_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "c.toml"
