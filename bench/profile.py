@@ -1,11 +1,12 @@
 """`python -m bench.run --profile SCENARIO`: where Folio spends its time under one scenario's load.
 
-Folio starts as in a benchmark run; after the scenario's set-up, a sampling profiler watches
-it for one measured run. py-spy attaches by PID when it is installed (`pip install py-spy`;
-it samples every thread); otherwise, or with `--profiler pyinstrument`, Folio is started with pyinstrument
-loaded through a `sitecustomize` of our own, and the profile is written when Folio exits.
-The raw profile and a text summary (top functions by own time and by inclusive time) land in
-`bench/results/`.
+Folio starts as in a benchmark run and the scenario's set-up runs; then a sampling profiler
+watches the measured job, repeated for `--duration` seconds (single transfers are short).
+py-spy attaches by PID when it is installed (`pip install py-spy`; it samples every thread
+and sees only the measured runs). Otherwise, or with `--profiler pyinstrument`, Folio starts
+with pyinstrument loaded through a `sitecustomize` of our own; that profile covers the whole
+process (set-up included) and is written when Folio exits. The raw profile and a summary
+(own time per line, inclusive time per function) land in `bench/results/`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def _is_wait(frame: str) -> bool:
     return False
 
 
+def _function(frame: str) -> str:
+    """`func (file:line)` -> `func (file)`: inclusive time is per function, not per line."""
+    match = _FRAME.match(frame)
+    return f"{match['func']} ({match['file']})" if match else frame
+
+
 def summarize_collapsed(path: Path, top: int = 25) -> str:
     """Own-time and inclusive-time tables from py-spy's raw (collapsed stack) output, idle waits left out."""
     own: collections.Counter[str] = collections.Counter()
@@ -84,20 +91,21 @@ def summarize_collapsed(path: Path, top: int = 25) -> str:
             continue
         total += count
         own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
+        for function in {_function(frame) for frame in frames}:
+            inclusive[function] += count
     if not total:
         return "no samples (was the server idle?)\n"
     out = [f"{total} busy samples ({waiting} more in queue/lock waits, left out), all threads\n"]
     out += ["## own time (where the time goes; C calls such as fsync or hashing count for their caller)\n"]
     out += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
-    out += ["", "## inclusive time (what it is for)\n"]
+    out += ["", "## inclusive time by function (what it is for)\n"]
     out += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top * 2)]
     return "\n".join(out) + "\n"
 
 
-def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> dict[str, Any]:
-    from bench.run import measure, run_loadgen, run_setup
+def _prepare(target: FolioTarget, scenario: Scenario) -> None:
+    """Create the bucket and run the scenario's set-up, before any profiler watches."""
+    from bench.run import run_loadgen, run_setup
 
     assert target.endpoint is not None
     created = run_loadgen(target.endpoint, {"op": "create_bucket", "bucket": "bench"}, 60)
@@ -106,8 +114,21 @@ def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> d
     problem = run_setup(target.endpoint, scenario, set())
     if problem:
         raise Unavailable(problem)
+
+
+def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> list[dict[str, Any]]:
+    """The measured job, repeated (single transfers are short) until `duration` seconds have passed."""
+    from bench.run import measure
+
+    assert target.endpoint is not None
     log(f"profiling folio {scenario.name}")
-    return measure(target, target.endpoint, scenario, 0, duration)
+    results: list[dict[str, Any]] = []
+    deadline = time.monotonic() + duration
+    while not results or (time.monotonic() < deadline and len(results) < 20):
+        result = measure(target, target.endpoint, scenario, len(results), duration)
+        log(f"{scenario.name}: {result.get(scenario.metric)} {scenario.unit}, errors {result.get('errors')}")
+        results.append(result)
+    return results
 
 
 def _find_py_spy() -> str | None:
@@ -116,7 +137,6 @@ def _find_py_spy() -> str | None:
 
 
 def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto") -> int:
-
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = RESULTS_DIR / f"profile-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     py_spy = _find_py_spy() if profiler in ("auto", "py-spy") else None
@@ -133,6 +153,7 @@ def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto"
             (boot / "sitecustomize.py").write_text(_SITECUSTOMIZE)
             target.extra_env = {"PYTHONPATH": str(boot), "FOLIO_BENCH_PYINSTRUMENT": str(stem)}
         target.start(workroot)
+        _prepare(target, scenario)
         if py_spy is not None:
             raw = stem.with_suffix(".collapsed.txt")
             spy = subprocess.Popen(
@@ -152,8 +173,7 @@ def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto"
                 stderr=subprocess.PIPE,
             )
             time.sleep(1.0)  # py-spy needs a moment to attach
-        result = _run_measured(target, scenario, duration)
-        log(f"{scenario.name}: {result.get(scenario.metric)} {scenario.unit}, errors {result.get('errors')}")
+        _run_measured(target, scenario, duration)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             _, err = spy.communicate(timeout=60)

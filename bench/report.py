@@ -110,7 +110,11 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, scenario: Scenari
 def summary_table(results: dict[str, Any]) -> str:
     targets = results["targets"]
     names = [n for n in TARGET_ORDER if n in targets]
-    header = "| scenario | unit | " + " | ".join(SHORT[n] for n in names) + " | Folio/moto | target | Folio |"
+    header = (
+        "| scenario | unit | "
+        + " | ".join(SHORT[n] for n in names)
+        + " | Folio/moto | target | Folio vs target |"
+    )
     lines = [header, "|" + "---|" * (len(names) + 5)]
     for scenario in SCENARIOS.values():
         if not any(scenario.name in (targets[n].get("scenarios") or {}) for n in names):

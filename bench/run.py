@@ -199,7 +199,8 @@ def _measure_run(
 ) -> dict[str, Any]:
     """One run; measured again (new keys) if other work took too much CPU, keeping the calmer attempt."""
     result = _measure_once(target, scenario, run, policy)
-    if result.get("other_cpu_pct", 0.0) > policy.max_other_load and policy.retries_left > 0:
+    disturbed = result.get("other_cpu_pct", 0.0) > policy.max_other_load
+    if disturbed and policy.retries_left > 0 and not scenario.watch_rss:  # memory does not suffer from load
         policy.retries_left -= 1
         policy.retried += 1
         log(

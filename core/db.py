@@ -17,8 +17,9 @@ How a write becomes durable, and why it is done this way:
   then acknowledges every write committed before that fsync began: one fsync for
   all of them (group commit). With `[storage] sync = "normal"` the fsync is
   skipped: writes survive a process crash (kill -9), not a power cut.
-- Checkpoints (copying the WAL into the database file) run on the sync thread,
-  through a connection of its own, never on the event loop.
+- Checkpoints (copying the WAL into the database file) run on a thread of their
+  own, through a connection of their own: never on the event loop, and never in
+  front of the next group's fsync (a checkpoint can take longer than many fsyncs).
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ class Database:
         self._uncommitted: list[asyncio.Future] = []
         self._sync_queue: queue.SimpleQueue[list[asyncio.Future] | None] = queue.SimpleQueue()
         self._sync_thread: threading.Thread | None = None
+        self._checkpoint_wanted = threading.Event()
+        self._checkpoint_thread: threading.Thread | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -160,6 +163,9 @@ class Database:
         if self._sync_thread is not None:
             self._sync_queue.put(None)
             self._sync_thread.join()
+        if self._checkpoint_thread is not None:
+            self._checkpoint_wanted.set()
+            self._checkpoint_thread.join()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
@@ -247,10 +253,13 @@ class Database:
         self._loop = loop
         self._sync_thread = threading.Thread(target=self._sync_loop, name="folio-db-sync", daemon=True)
         self._sync_thread.start()
+        self._checkpoint_thread = threading.Thread(
+            target=self._checkpoint_loop, name="folio-db-checkpoint", daemon=True
+        )
+        self._checkpoint_thread.start()
 
     def _sync_loop(self) -> None:
         """fsync the WAL for every commit queued so far, then acknowledge them."""
-        checkpointer = _connect(self.path)
         stopping = False
         while not stopping:
             item = self._sync_queue.get()
@@ -279,16 +288,26 @@ class Database:
                 self._loop.call_soon_threadsafe(_acknowledge, futures, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
-            self._maybe_checkpoint(checkpointer)
-        checkpointer.close()
+            if not self._checkpoint_wanted.is_set() and self._wal_is_large():
+                self._checkpoint_wanted.set()
 
-    def _maybe_checkpoint(self, conn: sqlite3.Connection) -> None:
+    def _wal_is_large(self) -> bool:
         try:
-            size = os.path.getsize(self.wal_path)
+            return os.path.getsize(self.wal_path) >= CHECKPOINT_PAGES * 4096
         except OSError:
-            return
-        if size >= CHECKPOINT_PAGES * 4096:
-            self._checkpoint(conn)
+            return False
+
+    def _checkpoint_loop(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                self._checkpoint_wanted.wait()
+                if self._closed:
+                    return
+                self._checkpoint(conn)
+                self._checkpoint_wanted.clear()
+        finally:
+            conn.close()
 
     @staticmethod
     def _checkpoint(conn: sqlite3.Connection) -> None:

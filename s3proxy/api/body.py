@@ -64,37 +64,51 @@ def plan_body(ctx: RequestContext, *, require_length: bool = True) -> BodyPlan:
     )
 
 
-class BodyReceiver:
-    """`receive()` for request bodies with an idle timeout: one timer for the whole
-    body, pushed back whenever bytes arrive (a timer per message costs more than a
-    small PUT's other work)."""
+class IdleWatchdog:
+    """Times out request bodies left idle: one periodic check for all of them, not a
+    timer per request (creating one cost more than the rest of a small PUT)."""
 
-    def __init__(self, ctx: RequestContext, idle_timeout: float) -> None:
-        self.ctx = ctx
+    def __init__(self, idle_timeout: float) -> None:
         self.idle_timeout = idle_timeout
-        self._loop = asyncio.get_running_loop()
-        self._deadline = self._loop.time() + idle_timeout
+        self.interval = min(1.0, idle_timeout / 4)
+        self._waiting: dict[BodyReceiver, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+
+    def started(self, receiver: BodyReceiver, loop: asyncio.AbstractEventLoop) -> None:
+        self._waiting[receiver] = loop.time() + self.idle_timeout
+        if self._timer is None:
+            self._timer = loop.call_later(self.interval, self._check, loop)
+
+    def ended(self, receiver: BodyReceiver) -> None:
+        self._waiting.pop(receiver, None)
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for receiver, deadline in list(self._waiting.items()):
+            if now >= deadline:
+                del self._waiting[receiver]
+                receiver.expire()
+        self._timer = loop.call_later(self.interval, self._check, loop) if self._waiting else None
+
+
+class BodyReceiver:
+    """`receive()` for a request body, answered RequestTimeout when the client leaves
+    it idle longer than the watchdog allows (time spent writing to disk does not count)."""
+
+    def __init__(self, ctx: RequestContext, watchdog: IdleWatchdog) -> None:
+        self.ctx = ctx
+        self.watchdog = watchdog
         self._task: asyncio.Task | None = None
         self._timed_out = False
-        self._waiting = False
 
-    def _on_timer(self) -> None:
-        remaining = self._deadline - self._loop.time()
-        if remaining > 0 or not self._waiting:
-            # Only time spent waiting for the client counts, not our own disk writes.
-            self._timer = self._loop.call_later(max(remaining, self.idle_timeout), self._on_timer)
-            return
+    def expire(self) -> None:
         self._timed_out = True
         if self._task is not None:
             self._task.cancel()
 
     async def receive(self) -> dict:
-        self._deadline = self._loop.time() + self.idle_timeout
-        if self._timer is None:
-            self._task = asyncio.current_task()
-            self._timer = self._loop.call_later(self.idle_timeout, self._on_timer)
-        self._waiting = True
+        self._task = asyncio.current_task()
+        self.watchdog.started(self, asyncio.get_running_loop())
         try:
             message = await self.ctx.receive()
         except asyncio.CancelledError as exc:
@@ -106,45 +120,35 @@ class BodyReceiver:
                 ) from exc
             raise
         finally:
-            self._waiting = False
+            self.watchdog.ended(self)
         if message["type"] == "http.disconnect":
-            self.close()
             raise ClientDisconnected()
         if not message.get("more_body", False):
             self.ctx.body_done = True
-            self.close()
         return message
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 async def stream_into(
-    ctx: RequestContext, plan: BodyPlan, writer: ObjectWriter, *, idle_timeout: float
+    ctx: RequestContext, plan: BodyPlan, writer: ObjectWriter, *, watchdog: IdleWatchdog
 ) -> None:
     """Read the whole body into `writer` (hashers already attached by the caller)."""
     decoder = ChunkedDecoder(ctx.auth) if plan.streaming and ctx.auth is not None else None
-    receiver = BodyReceiver(ctx, idle_timeout)
+    receiver = BodyReceiver(ctx, watchdog)
     received = 0
     more = True
-    try:
-        while more:
-            message = await receiver.receive()
-            data = message.get("body", b"")
-            more = message.get("more_body", False)
-            if data:
-                received += len(data)
-                if plan.content_length is not None and received > plan.content_length:
-                    raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
-                if decoder is None:
-                    await writer.write(data)
-                else:
-                    for piece in decoder.feed(data):
-                        await writer.write(piece)
-    finally:
-        receiver.close()
+    while more:
+        message = await receiver.receive()
+        data = message.get("body", b"")
+        more = message.get("more_body", False)
+        if data:
+            received += len(data)
+            if plan.content_length is not None and received > plan.content_length:
+                raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
+            if decoder is None:
+                await writer.write(data)
+            else:
+                for piece in decoder.feed(data):
+                    await writer.write(piece)
     if plan.content_length is not None and received < plan.content_length:
         raise S3Error("IncompleteBody")
     ctx.trailers = decoder.finish() if decoder is not None else {}
@@ -177,30 +181,27 @@ def verify_integrity(
     return computed
 
 
-async def read_small_body(ctx: RequestContext, limit: int, *, idle_timeout: float) -> bytes:
+async def read_small_body(ctx: RequestContext, limit: int, *, watchdog: IdleWatchdog) -> bytes:
     """A whole small body in memory (XML documents), integrity-checked."""
     plan = plan_body(ctx, require_length=False)
     if plan.expected_length is not None and plan.expected_length > limit:
         raise S3Error("MaxMessageLengthExceeded")
     decoder = ChunkedDecoder(ctx.auth) if plan.streaming and ctx.auth is not None else None
     data = bytearray()
-    receiver = BodyReceiver(ctx, idle_timeout)
+    receiver = BodyReceiver(ctx, watchdog)
     received = 0
     more = True
-    try:
-        while more:
-            message = await receiver.receive()
-            chunk = message.get("body", b"")
-            more = message.get("more_body", False)
-            received += len(chunk)
-            if plan.content_length is not None and received > plan.content_length:
-                raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
-            for piece in decoder.feed(chunk) if decoder is not None else [chunk]:
-                data += piece
-            if len(data) > limit:
-                raise S3Error("MaxMessageLengthExceeded")
-    finally:
-        receiver.close()
+    while more:
+        message = await receiver.receive()
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        received += len(chunk)
+        if plan.content_length is not None and received > plan.content_length:
+            raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
+        for piece in decoder.feed(chunk) if decoder is not None else [chunk]:
+            data += piece
+        if len(data) > limit:
+            raise S3Error("MaxMessageLengthExceeded")
     if plan.content_length is not None and received < plan.content_length:
         raise S3Error("IncompleteBody")
     trailers = decoder.finish() if decoder is not None else {}

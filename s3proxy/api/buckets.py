@@ -14,7 +14,7 @@ async def create_bucket(ctx: RequestContext, services: Services) -> Response:
     account = ctx.require_account()
     assert ctx.bucket_name is not None
     region = None
-    body = await read_small_body(ctx, 64 * 1024, idle_timeout=services.body_timeout)
+    body = await read_small_body(ctx, 64 * 1024, watchdog=services.watchdog)
     if body.strip():
         root = parse(body)
         if local_name(root) != "CreateBucketConfiguration":

@@ -20,7 +20,7 @@ async def delete_objects(ctx: RequestContext, services: Services) -> Response:
     bucket = services.owned_bucket(ctx)
     if not any(name.startswith(_INTEGRITY_HEADERS) for name in ctx.headers):
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
-    body = await read_small_body(ctx, services.config.limits.max_xml_body, idle_timeout=services.body_timeout)
+    body = await read_small_body(ctx, services.config.limits.max_xml_body, watchdog=services.watchdog)
     root = parse(body)
     if local_name(root) != "Delete":
         raise S3Error("MalformedXML")

@@ -79,7 +79,7 @@ async def put_object(ctx: RequestContext, services: Services) -> Response:
     hashers = [h for h in (checksummer, sha256) if h is not None]
     writer = services.store.new_writer(hashers)
     try:
-        await stream_into(ctx, plan, writer, idle_timeout=services.body_timeout)
+        await stream_into(ctx, plan, writer, watchdog=services.watchdog)
         computed = verify_integrity(ctx, plan, writer, checksummer, sha256)
     except BaseException:
         await writer.aclose_pending()

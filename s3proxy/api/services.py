@@ -3,10 +3,11 @@ never module globals)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.accounts import Accounts
 from core.config import Config
+from s3proxy.api.body import IdleWatchdog
 from s3proxy.api.context import RequestContext
 from s3proxy.store.engine import Store
 from s3proxy.store.models import Bucket
@@ -19,6 +20,10 @@ class Services:
     config: Config
     # Seconds a client may leave a request body idle before RequestTimeout.
     body_timeout: float = 20.0
+    watchdog: IdleWatchdog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.watchdog = IdleWatchdog(self.body_timeout)
 
     def owned_bucket(self, ctx: RequestContext) -> Bucket:
         assert ctx.bucket_name is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import functools
 import hashlib
 import hmac
 import re
@@ -255,6 +256,7 @@ def verify_signature(
     return False
 
 
+@functools.lru_cache(maxsize=1024)  # requests within the same second share the timestamp
 def parse_amz_date(value: str) -> float | None:
     """Seconds since the epoch of an ISO 8601 basic timestamp (20130524T000000Z), or None."""
     if not _AMZ_DATE.fullmatch(value):
