@@ -7,9 +7,11 @@ backend would implement later.
 
 from __future__ import annotations
 
+import mmap
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,36 +25,119 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+ALIGN = 4096
+STAGE_BYTES = 1024 * 1024
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+class AlignedBuffers:
+    """Page-aligned buffers for O_DIRECT, reused: fresh pages cost a page fault each,
+    which on this kind of VM is slower than the disk."""
+
+    def __init__(self, size: int = STAGE_BYTES, keep: int = 32) -> None:
+        self.size = size
+        self.keep = keep
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> mmap.mmap:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, self.size)
+
+    def put(self, buffer: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._free) < self.keep:
+                self._free.append(buffer)
+                return
+        buffer.close()
+
+
 class BlobFile:
-    """A blob being written: bytes go to tmp/, `publish()` makes it durable and visible."""
+    """A blob being written: bytes go to tmp/, `publish()` makes it durable and visible.
+
+    Whole 4 KiB blocks are written with O_DIRECT from an aligned staging buffer:
+    straight to the disk (2 GB/s here) instead of into freshly allocated page-cache
+    pages (0.3-0.8 GB/s here), and the final fsync has little left to flush. The
+    unaligned tail goes through an ordinary descriptor."""
 
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
         self.blob_id = secrets.token_hex(16)
         self.tmp_path = store.tmp_dir / self.blob_id
-        self.fd: int | None = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        self.direct = store.direct_io
+        try:
+            self.fd: int | None = os.open(self.tmp_path, flags | (_O_DIRECT if self.direct else 0), 0o600)
+        except OSError:  # a filesystem without O_DIRECT (tmpfs): plain writes
+            self.direct = False
+            self.fd = os.open(self.tmp_path, flags, 0o600)
         self.size = 0
         self.published = False
+        self._stage: mmap.mmap | None = store.buffers.get() if self.direct else None
+        self._fill = 0
 
     def write(self, data: bytes | memoryview) -> None:
         self.write_pieces([data])
 
     def write_pieces(self, pieces: list[bytes | memoryview]) -> None:
-        """Append the pieces with as few system calls as possible (writev)."""
+        """Append the pieces (called from one worker thread at a time)."""
+        assert self.fd is not None
+        if self._stage is None:
+            self._write_buffered(pieces)
+            return
+        stage, capacity = self._stage, len(self._stage)
+        for piece in pieces:
+            view = memoryview(piece).cast("B")
+            while view:
+                n = min(len(view), capacity - self._fill)
+                stage[self._fill : self._fill + n] = view[:n]
+                self._fill += n
+                view = view[n:]
+                if self._fill == capacity:
+                    _write_all(self.fd, stage)
+                    self._fill = 0
+            self.size += len(piece)
+
+    def _write_buffered(self, pieces: list[bytes | memoryview]) -> None:
         assert self.fd is not None
         if len(pieces) > 256:  # writev takes at most IOV_MAX (1024) buffers
             pieces = [b"".join(pieces)]
         total = sum(len(p) for p in pieces)
         written = os.writev(self.fd, pieces)
         if written < total:  # short write: finish the rest piece by piece
-            view = memoryview(b"".join(bytes(p) for p in pieces))[written:]
-            while view:
-                view = view[os.write(self.fd, view) :]
+            _write_all(self.fd, memoryview(b"".join(bytes(p) for p in pieces))[written:])
         self.size += total
+
+    def _flush_stage(self) -> None:
+        """The staged remainder: whole blocks directly, the tail through the page cache."""
+        assert self.fd is not None and self._stage is not None
+        aligned = self._fill - self._fill % ALIGN
+        if aligned:
+            _write_all(self.fd, memoryview(self._stage)[:aligned])
+        tail = self._fill - aligned
+        if tail:
+            offset = self.size - tail
+            plain = os.open(self.tmp_path, os.O_WRONLY)
+            try:
+                os.pwrite(plain, self._stage[aligned : self._fill], offset)
+                os.fsync(plain)
+            finally:
+                os.close(plain)
+        self._fill = 0
+
+    def _release_stage(self) -> None:
+        if self._stage is not None:
+            self.store.buffers.put(self._stage)
+            self._stage = None
 
     def publish(self) -> str:
         """fsync, rename into blobs/, fsync the directory; returns the blob id."""
         assert self.fd is not None
+        if self._stage is not None:
+            self._flush_stage()
+            self._release_stage()
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = None
@@ -64,6 +149,7 @@ class BlobFile:
         return self.blob_id
 
     def abort(self) -> None:
+        self._release_stage()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -74,8 +160,16 @@ class BlobFile:
             pass
 
 
+def _write_all(fd: int, data: bytes | memoryview | mmap.mmap) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class LocalBlobStore:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, direct_io: bool = True) -> None:
+        self.direct_io = direct_io and bool(_O_DIRECT)
+        self.buffers = AlignedBuffers()
         self.root = data_dir / "blobs"
         self.tmp_dir = data_dir / "tmp"
         self.root.mkdir(parents=True, exist_ok=True)
