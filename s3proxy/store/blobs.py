@@ -27,7 +27,7 @@ def _fsync_dir(path: Path) -> None:
 
 ALIGN = 4096
 STAGE_BYTES = 1024 * 1024
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
+O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 class AlignedBuffers:
@@ -69,7 +69,7 @@ class BlobFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         self.direct = store.direct_io
         try:
-            self.fd: int | None = os.open(self.tmp_path, flags | (_O_DIRECT if self.direct else 0), 0o600)
+            self.fd: int | None = os.open(self.tmp_path, flags | (O_DIRECT if self.direct else 0), 0o600)
         except OSError:  # a filesystem without O_DIRECT (tmpfs): plain writes
             self.direct = False
             self.fd = os.open(self.tmp_path, flags, 0o600)
@@ -168,7 +168,7 @@ def _write_all(fd: int, data: bytes | memoryview | mmap.mmap) -> None:
 
 class LocalBlobStore:
     def __init__(self, data_dir: Path, *, direct_io: bool = True) -> None:
-        self.direct_io = direct_io and bool(_O_DIRECT)
+        self.direct_io = direct_io and bool(O_DIRECT)
         self.buffers = AlignedBuffers()
         self.root = data_dir / "blobs"
         self.tmp_dir = data_dir / "tmp"

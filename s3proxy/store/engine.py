@@ -215,7 +215,7 @@ class Store:
                 for fd in fds:
                     os.close(fd)
                 continue
-            return ObjectReader(version, fds, self.executor)
+            return ObjectReader(version, fds, self.executor, self.blobs.buffers)
         raise NoSuchKey(key=key)
 
     async def delete_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> DeleteResult:
