@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
-from s3proxy.api import buckets, delete, listing, objects
+from s3proxy.api import buckets, copy, delete, listing, objects
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
@@ -39,6 +39,7 @@ HANDLERS: dict[str, Handler] = {
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
     "DeleteObjects": delete.delete_objects,
+    "CopyObject": copy.copy_object,
 }
 
 

@@ -31,6 +31,7 @@ from s3proxy.store.models import (
     ListPage,
     ObjectMeta,
     ObjectVersion,
+    Segment,
     WriteConditions,
 )
 from s3proxy.store.naming import check_bucket_name, encode_key
@@ -157,12 +158,12 @@ class Store:
         raw_key = encode_key(key)
         assert writer.finished, "finish() the writer first"
         loop = asyncio.get_running_loop()
-        segments: tuple[tuple[str, int], ...] = ()
+        segments: tuple[Segment, ...] = ()
         try:
             if writer.blob is not None:
                 blob = writer.blob
                 blob_id = await loop.run_in_executor(self.executor, blob.publish)
-                segments = ((blob_id, writer.size),)
+                segments = (Segment(blob_id, writer.size),)
             now = time.time()
             version, freed = await self.db.write(
                 lambda c: version_rows.put_version(

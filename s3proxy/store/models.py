@@ -4,8 +4,38 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 NULL_VERSION = "null"
+
+
+class Segment(NamedTuple):
+    """`length` bytes of blob `blob_id` from `offset`: an object's bytes are a list of
+    them (one for a plain PUT, one or more per part for a multipart upload)."""
+
+    blob_id: str
+    length: int
+    offset: int = 0
+
+
+def segments_from_json(text: str | None) -> tuple[Segment, ...]:
+    return tuple(Segment(*item) for item in json.loads(text)) if text else ()
+
+
+def segments_to_json(segments: tuple[Segment, ...]) -> str | None:
+    # [blob_id, length], with the offset only when there is one (UploadPartCopy ranges).
+    if not segments:
+        return None
+    return json.dumps([[s.blob_id, s.length, s.offset] if s.offset else [s.blob_id, s.length] for s in segments])
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One part of a completed multipart object (for GET ?partNumber=)."""
+
+    size: int
+    etag: str
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,16 +89,27 @@ class ObjectVersion:
     user_meta: dict[str, str]
     checksums: dict[str, str]
     inline_data: bytes | None
-    segments: tuple[tuple[str, int], ...]
+    segments: tuple[Segment, ...]
+    # Multipart objects: their parts in order; empty for single-PUT objects.
+    parts: tuple[PartInfo, ...] = ()
 
     @property
     def blob_ids(self) -> list[str]:
-        return [blob_id for blob_id, _ in self.segments]
+        return [segment.blob_id for segment in self.segments]
+
+    def part_range(self, part_number: int) -> tuple[int, int] | None:
+        """(first, last) byte of a part; a single-PUT object is its own part 1."""
+        if not self.parts:
+            return (0, self.size - 1) if part_number == 1 else None
+        if not 1 <= part_number <= len(self.parts):
+            return None
+        start = sum(p.size for p in self.parts[: part_number - 1])
+        return start, start + self.parts[part_number - 1].size - 1
 
 
 OBJECT_COLUMNS = (
     "id, bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class,"
-    " content_type, headers, user_meta, checksums, inline_data, segments"
+    " content_type, headers, user_meta, checksums, inline_data, segments, parts"
 )
 
 
@@ -89,7 +130,10 @@ def object_from_row(row: tuple) -> ObjectVersion:
         user_meta=json.loads(row[12]) if row[12] else {},
         checksums=json.loads(row[13]) if row[13] else {},
         inline_data=row[14],
-        segments=tuple((b, s) for b, s in json.loads(row[15])) if row[15] else (),
+        segments=segments_from_json(row[15]),
+        parts=tuple(PartInfo(size, etag, checksums) for size, etag, checksums in json.loads(row[16]))
+        if row[16]
+        else (),
     )
 
 

@@ -94,16 +94,16 @@ class ObjectReader:
     def _extents(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         """(fd, length, offset) reads covering start..end inclusive: os.pread's arguments."""
         offset = 0
-        for fd, (_, size) in zip(self._fds, self.version.segments, strict=True):
-            seg_start, seg_end = offset, offset + size - 1
-            offset += size
+        for fd, segment in zip(self._fds, self.version.segments, strict=True):
+            seg_start, seg_end = offset, offset + segment.length - 1
+            offset += segment.length
             if seg_end < start or seg_start > end:
                 continue
             pos = max(start, seg_start) - seg_start
             stop = min(end, seg_end) - seg_start + 1
             while pos < stop:
                 n = min(READ_CHUNK, stop - pos)
-                yield fd, n, pos
+                yield fd, n, segment.offset + pos
                 pos += n
 
     async def iter_range(self, start: int, end: int) -> AsyncIterator[bytes]:

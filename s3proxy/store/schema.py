@@ -56,5 +56,40 @@ MIGRATIONS = [
             created_at REAL NOT NULL
         ) WITHOUT ROWID;
         """,
-    )
+    ),
+    Migration(
+        "s3proxy.store",
+        2,
+        """
+        -- Multipart objects remember their parts (sizes, ETags, checksums) for GET ?partNumber=.
+        ALTER TABLE objects ADD COLUMN parts TEXT;
+
+        CREATE TABLE uploads (
+            id TEXT PRIMARY KEY,
+            bucket_id INTEGER NOT NULL REFERENCES buckets(id),
+            key BLOB NOT NULL,
+            initiated REAL NOT NULL,
+            storage_class TEXT NOT NULL DEFAULT 'STANDARD',
+            content_type TEXT,
+            headers TEXT,
+            user_meta TEXT,
+            checksum_algorithm TEXT,           -- CRC32, ... as given to CreateMultipartUpload
+            checksum_type TEXT                 -- COMPOSITE or FULL_OBJECT
+        );
+        CREATE INDEX uploads_by_key ON uploads(bucket_id, key, initiated);
+        CREATE INDEX uploads_by_age ON uploads(initiated);
+
+        -- Each part's bytes are blobs (reference counted like an object's).
+        CREATE TABLE upload_parts (
+            upload_id TEXT NOT NULL REFERENCES uploads(id),
+            part_number INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            checksums TEXT,
+            last_modified REAL NOT NULL,
+            segments TEXT NOT NULL,
+            PRIMARY KEY (upload_id, part_number)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]

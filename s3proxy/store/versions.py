@@ -15,8 +15,12 @@ from s3proxy.store.models import (
     Bucket,
     ObjectMeta,
     ObjectVersion,
+    PartInfo,
+    Segment,
     WriteConditions,
     object_from_row,
+    segments_from_json,
+    segments_to_json,
 )
 
 
@@ -43,7 +47,7 @@ def specific_version(
     return object_from_row(row) if row else None
 
 
-def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> list[str]:
+def release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> list[str]:
     """Drop one reference from each blob; returns the ids whose files can go."""
     freed = []
     for blob_id in blob_ids:
@@ -56,18 +60,19 @@ def _release_blobs(conn: sqlite3.Connection, blob_ids: list[str]) -> list[str]:
     return freed
 
 
-def _reference_blobs(conn: sqlite3.Connection, segments: tuple[tuple[str, int], ...], now: float) -> None:
-    for blob_id, size in segments:
+def reference_blobs(conn: sqlite3.Connection, segments: tuple[Segment, ...], now: float) -> None:
+    """One more reference to each segment's blob (a new blob is created with its length)."""
+    for segment in segments:
         conn.execute(
             "INSERT INTO blobs (id, size, refcount, created_at) VALUES (?, ?, 1, ?)"
             " ON CONFLICT(id) DO UPDATE SET refcount = refcount + 1",
-            (blob_id, size, now),
+            (segment.blob_id, segment.offset + segment.length, now),
         )
 
 
 def _remove_row(conn: sqlite3.Connection, version: ObjectVersion) -> list[str]:
     conn.execute("DELETE FROM objects WHERE id = ?", (version.id,))
-    return _release_blobs(conn, version.blob_ids)
+    return release_blobs(conn, version.blob_ids)
 
 
 def _promote_newest(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> None:
@@ -106,12 +111,13 @@ def _insert_row(
     now: float,
     meta: ObjectMeta,
     inline_data: bytes | None,
-    segments: tuple[tuple[str, int], ...],
+    segments: tuple[Segment, ...],
+    parts: tuple[PartInfo, ...] = (),
 ) -> int:
     cursor = conn.execute(
         "INSERT INTO objects (bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified,"
-        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments)"
-        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             bucket_id,
             key,
@@ -126,7 +132,8 @@ def _insert_row(
             json.dumps(meta.user_meta) if meta.user_meta else None,
             json.dumps(meta.checksums) if meta.checksums else None,
             inline_data,
-            json.dumps(segments) if segments else None,
+            segments_to_json(segments),
+            json.dumps([[p.size, p.etag, p.checksums] for p in parts]) if parts else None,
         ),
     )
     return cursor.lastrowid
@@ -140,8 +147,7 @@ def _remove_null_version(conn: sqlite3.Connection, bucket_id: int, key: bytes) -
     ).fetchone()
     if row is None:
         return False, []
-    segments = json.loads(row[0]) if row[0] else []
-    return True, _release_blobs(conn, [blob_id for blob_id, _ in segments])
+    return True, release_blobs(conn, [segment.blob_id for segment in segments_from_json(row[0])])
 
 
 def _make_room_for_new_latest(conn: sqlite3.Connection, bucket: Bucket, key: bytes) -> tuple[str, list[str]]:
@@ -173,14 +179,15 @@ def put_version(
     etag: str,
     meta: ObjectMeta,
     inline_data: bytes | None,
-    segments: tuple[tuple[str, int], ...],
+    segments: tuple[Segment, ...],
     conditions: WriteConditions,
     now: float,
+    parts: tuple[PartInfo, ...] = (),
 ) -> tuple[ObjectVersion, list[str]]:
     if conditions.any:
         check_conditions(latest_version(conn, bucket.id, key), conditions)
     version_id, freed = _make_room_for_new_latest(conn, bucket, key)
-    _reference_blobs(conn, segments, now)
+    reference_blobs(conn, segments, now)
     row_id = _insert_row(
         conn,
         bucket_id=bucket.id,
@@ -193,6 +200,7 @@ def put_version(
         meta=meta,
         inline_data=inline_data,
         segments=segments,
+        parts=parts,
     )
     version = ObjectVersion(
         id=row_id,
@@ -211,6 +219,7 @@ def put_version(
         checksums=meta.checksums,
         inline_data=inline_data,
         segments=segments,
+        parts=parts,
     )
     return version, freed
 
