@@ -49,6 +49,10 @@ class LimitsConfig:
     max_delete_objects: int = 1000
     # Largest XML request body we parse (DeleteObjects with 1000 long keys fits).
     max_xml_body: int = 2 * 1024 * 1024
+    # Multipart: every part but the last must be at least this big (EntityTooSmall).
+    min_part_size: int = 5 * 1024 * 1024
+    # Incomplete multipart uploads older than this are aborted by a background sweep.
+    multipart_expiry_days: float = 7.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from core.accounts import AccountExists
 from core.config import ConfigError, load_config
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
+from server.background import sweep_incomplete_uploads
 from server.memory import tune_malloc
 from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
@@ -100,7 +101,7 @@ def _serve(config) -> None:
             config.server.web_listen,
             config.storage.data_dir,
         )
-        run(apps, config)
+        run(apps, config, [lambda: sweep_incomplete_uploads(runtime.store, config)])
     finally:
         runtime.close()
 

@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from core.config import Config, parse_listen
 
@@ -91,21 +92,32 @@ async def _serve_hypercorn(apps: list[tuple[ASGIApp, str]], config: Config, stop
     await asyncio.gather(*tasks)
 
 
-async def serve_apps(apps: list[tuple[ASGIApp, str]], config: Config) -> None:
+Background = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def serve_apps(apps: list[tuple[ASGIApp, str]], config: Config, background: list[Background]) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if config.server.engine == "hypercorn":
-        await _serve_hypercorn(apps, config, stop)
-    else:
-        await _serve_uvicorn(apps, config, stop)
+    tasks = [asyncio.create_task(job()) for job in background]
+    try:
+        if config.server.engine == "hypercorn":
+            await _serve_hypercorn(apps, config, stop)
+        else:
+            await _serve_uvicorn(apps, config, stop)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run(apps: list[tuple[ASGIApp, str]], config: Config) -> None:
+def run(apps: list[tuple[ASGIApp, str]], config: Config, background: Sequence[Background] = ()) -> None:
+    """Serve until SIGTERM/SIGINT, with the background jobs running alongside."""
+    jobs = list(background)
     if config.server.engine == "uvicorn":
         import uvloop
 
-        uvloop.run(serve_apps(apps, config))
+        uvloop.run(serve_apps(apps, config, jobs))
     else:
-        asyncio.run(serve_apps(apps, config))
+        asyncio.run(serve_apps(apps, config, jobs))

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
-from s3proxy.api import buckets, copy, delete, listing, objects
+from s3proxy.api import buckets, copy, delete, listing, multipart, objects
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
@@ -39,6 +39,13 @@ HANDLERS: dict[str, Handler] = {
     "HeadObject": objects.head_object,
     "DeleteObject": objects.delete_object,
     "DeleteObjects": delete.delete_objects,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListParts": multipart.list_parts,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
     "CopyObject": copy.copy_object,
 }
 

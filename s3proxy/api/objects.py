@@ -168,6 +168,24 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
+def _part_number(ctx: RequestContext) -> int | None:
+    raw = ctx.query.get("partNumber")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
+        )
+    return int(raw)
+
+
+def checksum_type_of(value: str) -> str:
+    """COMPOSITE values end in "-<parts>" (base64 has no '-'); the rest describe the whole object."""
+    return "COMPOSITE" if "-" in value else "FULL_OBJECT"
+
+
 def _invalid_range(size: int) -> S3Error:
     return S3Error(
         "InvalidRange", headers={"content-range": f"bytes */{size}"}, extra={"ActualObjectSize": str(size)}
@@ -235,18 +253,30 @@ def _object_response(ctx: RequestContext, bucket: Bucket, version: ObjectVersion
     for param, header in RESPONSE_OVERRIDES.items():
         if param in ctx.query:
             headers[header] = ctx.query[param]
-    byte_range = parse_range(ctx.headers.get("range"), version.size)
+    checksum_mode = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+    if version.parts:
+        headers["x-amz-mp-parts-count"] = str(len(version.parts))
+    part_number = _part_number(ctx)
+    if part_number is not None:
+        byte_range = version.part_range(part_number)
+        if byte_range is None:
+            raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416)
+        if checksum_mode and version.parts:
+            for algorithm, value in version.parts[part_number - 1].checksums.items():
+                headers[header_name(algorithm)] = value
+    else:
+        byte_range = parse_range(ctx.headers.get("range"), version.size)
     status = 200
     start, end = 0, version.size - 1
     if byte_range is not None:
         start, end = byte_range
         status = 206
         headers["content-range"] = f"bytes {start}-{end}/{version.size}"
-    elif ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and version.checksums:
-        # Full-object checksums only describe the whole object, never a range.
+    elif checksum_mode and version.checksums:
+        # Object checksums describe the whole object (or its parts), never a range.
         for algorithm, value in version.checksums.items():
             headers[header_name(algorithm)] = value
-        headers["x-amz-checksum-type"] = "FULL_OBJECT"
+            headers["x-amz-checksum-type"] = checksum_type_of(value)
     length = end - start + 1 if version.size else 0
     if reader is None or length == 0:
         if reader is not None:

@@ -13,6 +13,7 @@ from s3proxy.store.errors import (
     TooManyBuckets,
 )
 from s3proxy.store.models import Bucket
+from s3proxy.store.multipart import drop_uploads_of_bucket
 
 _COLUMNS = "id, name, account_id, region, versioning, created_at"
 
@@ -63,9 +64,13 @@ def insert_bucket(
     return Bucket(cursor.lastrowid, name, account_id, region, versioning, now), True
 
 
-def remove_bucket(conn: sqlite3.Connection, bucket_id: int) -> None:
+def remove_bucket(conn: sqlite3.Connection, bucket_id: int) -> list[str]:
+    """Delete an empty bucket; its incomplete multipart uploads go with it (as in S3,
+    they do not make a bucket non-empty). Returns the blobs freed."""
     if not conn.execute("SELECT 1 FROM buckets WHERE id = ?", (bucket_id,)).fetchone():
         raise NoSuchBucket()
     if conn.execute("SELECT 1 FROM objects WHERE bucket_id = ? LIMIT 1", (bucket_id,)).fetchone():
         raise BucketNotEmpty()
+    freed = drop_uploads_of_bucket(conn, bucket_id)
     conn.execute("DELETE FROM buckets WHERE id = ?", (bucket_id,))
+    return freed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from pathlib import Path
 from core.config import Config
 from core.db import Database
 from s3proxy.store import buckets as bucket_rows
+from s3proxy.store import multipart
 from s3proxy.store import versions as version_rows
 from s3proxy.store.blobs import LocalBlobStore
 from s3proxy.store.errors import (
@@ -34,6 +36,7 @@ from s3proxy.store.models import (
     Segment,
     WriteConditions,
 )
+from s3proxy.store.multipart import Finalizer, Part, RequestedPart, Upload
 from s3proxy.store.naming import check_bucket_name, encode_key
 from s3proxy.store.reader import ObjectReader
 from s3proxy.store.schema import MIGRATIONS
@@ -131,8 +134,9 @@ class Store:
 
     async def delete_bucket(self, bucket: Bucket) -> None:
         self._buckets.pop(bucket.name, None)
-        await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id))
+        freed = await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id))
         self._buckets.pop(bucket.name, None)
+        self._free_blobs(freed)
 
     # -- objects ------------------------------------------------------------------------------
 
@@ -247,3 +251,166 @@ class Store:
                 c, bucket.id, prefix=raw_prefix, delimiter=raw_delimiter, after=raw_after, max_keys=max_keys
             )
         )
+
+    # -- multipart uploads --------------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        bucket: Bucket,
+        key: str,
+        meta: ObjectMeta,
+        checksum_algorithm: str | None,
+        checksum_type: str | None,
+    ) -> Upload:
+        raw_key = encode_key(key)
+        now = time.time()
+        return await self.db.write(
+            lambda c: multipart.insert_upload(
+                c, bucket, raw_key, meta, checksum_algorithm, checksum_type, now
+            )
+        )
+
+    def get_upload(self, bucket: Bucket, key: str, upload_id: str) -> Upload:
+        raw_key = encode_key(key)
+        return self.db.read(lambda c: multipart.find_upload(c, bucket, raw_key, upload_id))
+
+    async def put_part(
+        self,
+        bucket: Bucket,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        writer: ObjectWriter,
+        checksums: dict[str, str],
+    ) -> str:
+        """Store a finished writer's bytes as a part; returns the part's ETag (hex)."""
+        assert writer.finished, "finish() the writer first"
+        loop = asyncio.get_running_loop()
+        try:
+            if writer.blob is None:  # a small part: parts are always blobs
+                writer.blob = self.blobs.new_file()
+                await loop.run_in_executor(self.executor, writer.blob.write, writer.inline_data or b"")
+            blob_id = await loop.run_in_executor(self.executor, writer.blob.publish)
+            segments = (Segment(blob_id, writer.size),) if writer.size else ()
+            await self.put_part_segments(
+                bucket,
+                key,
+                upload_id,
+                part_number,
+                size=writer.size,
+                etag=writer.etag,
+                checksums=checksums,
+                segments=segments,
+            )
+        except BaseException:
+            writer.abort()
+            raise
+        if not segments:
+            self._free_blobs([blob_id])
+        return writer.etag
+
+    async def put_part_segments(
+        self,
+        bucket: Bucket,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        size: int,
+        etag: str,
+        checksums: dict[str, str],
+        segments: tuple[Segment, ...],
+    ) -> None:
+        raw_key = encode_key(key)
+        now = time.time()
+        freed = await self.db.write(
+            lambda c: multipart.put_part(
+                c,
+                bucket,
+                raw_key,
+                upload_id,
+                part_number,
+                size=size,
+                etag=etag,
+                checksums=checksums,
+                segments=segments,
+                now=now,
+            )
+        )
+        self._free_blobs(freed)
+
+    def list_parts(
+        self, bucket: Bucket, key: str, upload_id: str, *, after: int, max_parts: int
+    ) -> tuple[Upload, list[Part], bool]:
+        raw_key = encode_key(key)
+
+        def read(c: sqlite3.Connection) -> tuple[Upload, list[Part], bool]:
+            upload = multipart.find_upload(c, bucket, raw_key, upload_id)
+            parts, truncated = multipart.list_parts(c, upload_id, after=after, max_parts=max_parts)
+            return upload, parts, truncated
+
+        return self.db.read(read)
+
+    def list_uploads(
+        self,
+        bucket: Bucket,
+        *,
+        prefix: str,
+        delimiter: str | None,
+        key_marker: str | None,
+        upload_id_marker: str | None,
+        max_uploads: int,
+    ) -> tuple[list[Upload], list[str], bool]:
+        return self.db.read(
+            lambda c: multipart.list_uploads(
+                c,
+                bucket,
+                prefix=prefix.encode("utf-8"),
+                delimiter=delimiter.encode("utf-8") if delimiter else None,
+                key_marker=key_marker.encode("utf-8") if key_marker is not None else None,
+                upload_id_marker=upload_id_marker,
+                max_uploads=max_uploads,
+            )
+        )
+
+    async def complete_upload(
+        self,
+        bucket: Bucket,
+        key: str,
+        upload_id: str,
+        requested: list[RequestedPart],
+        finalize: Finalizer,
+        conditions: WriteConditions = NO_CONDITIONS,
+    ) -> ObjectVersion:
+        """One transaction whatever the size: the parts' blobs become the object's."""
+        raw_key = encode_key(key)
+        now = time.time()
+        version, freed = await self.db.write(
+            lambda c: multipart.complete_upload(
+                c,
+                bucket,
+                raw_key,
+                upload_id,
+                requested,
+                min_part_size=self.config.limits.min_part_size,
+                finalize=finalize,
+                conditions=conditions,
+                now=now,
+            )
+        )
+        self._free_blobs(freed)
+        return version
+
+    async def abort_upload(self, bucket: Bucket, key: str, upload_id: str) -> None:
+        raw_key = encode_key(key)
+        freed = await self.db.write(lambda c: multipart.abort_upload(c, bucket, raw_key, upload_id))
+        self._free_blobs(freed)
+
+    async def expire_uploads(self, max_age_seconds: float) -> int:
+        """Abort uploads initiated longer ago than `max_age_seconds` (the background sweep)."""
+        cutoff = time.time() - max_age_seconds
+        expired = self.db.read(lambda c: multipart.uploads_older_than(c, cutoff))
+        for upload_id in expired:
+            freed = await self.db.write(lambda c, u=upload_id: multipart.drop_upload_by_id(c, u))
+            self._free_blobs(freed)
+        return len(expired)

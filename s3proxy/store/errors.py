@@ -73,3 +73,19 @@ class ObjectIsDeleteMarker(StoreError):
         self.by_version_id = by_version_id
         if by_version_id:
             self.code = "MethodNotAllowed"
+
+
+class NoSuchUpload(StoreError):
+    code = "NoSuchUpload"
+
+
+class InvalidPart(StoreError):
+    code = "InvalidPart"
+
+
+class InvalidPartOrder(StoreError):
+    code = "InvalidPartOrder"
+
+
+class EntityTooSmall(StoreError):
+    code = "EntityTooSmall"

@@ -26,7 +26,9 @@ def segments_to_json(segments: tuple[Segment, ...]) -> str | None:
     # [blob_id, length], with the offset only when there is one (UploadPartCopy ranges).
     if not segments:
         return None
-    return json.dumps([[s.blob_id, s.length, s.offset] if s.offset else [s.blob_id, s.length] for s in segments])
+    return json.dumps(
+        [[s.blob_id, s.length, s.offset] if s.offset else [s.blob_id, s.length] for s in segments]
+    )
 
 
 @dataclass(frozen=True)

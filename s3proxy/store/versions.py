@@ -5,6 +5,7 @@ run inside the writer's transaction."""
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sqlite3
 
@@ -184,6 +185,10 @@ def put_version(
     now: float,
     parts: tuple[PartInfo, ...] = (),
 ) -> tuple[ObjectVersion, list[str]]:
+    # S3 times have whole seconds (Last-Modified has no fractions). Rounding up, not
+    # down, keeps "modified after the local file" true for a file written in the same
+    # second: `aws s3 sync` would otherwise upload it again.
+    now = float(math.ceil(now))
     if conditions.any:
         check_conditions(latest_version(conn, bucket.id, key), conditions)
     version_id, freed = _make_room_for_new_latest(conn, bucket, key)

@@ -1,0 +1,80 @@
+"""Checksums of multipart objects, as S3 defines them.
+
+- ETag: hex MD5 of the concatenated binary part MD5s, then "-<part count>".
+- COMPOSITE checksum: the algorithm over the concatenated binary part checksums,
+  base64, then "-<part count>" (it describes the parts, not the whole object).
+- FULL_OBJECT checksum (CRC algorithms only): the CRC of the whole object,
+  combined from the part CRCs without reading a byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from awscrt import checksums as crt
+
+from s3proxy.api.errors import S3Error
+from s3proxy.auth.checksums import compute
+from s3proxy.store.multipart import Part, Upload
+
+_COMBINE = {
+    "CRC32": (crt.combine_crc32, 4),
+    "CRC32C": (crt.combine_crc32c, 4),
+    "CRC64NVME": (crt.combine_crc64nvme, 8),
+}
+CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
+
+
+def default_checksum_type(algorithm: str) -> str:
+    return "FULL_OBJECT" if algorithm == "CRC64NVME" else "COMPOSITE"
+
+
+def check_checksum_type(algorithm: str | None, checksum_type: str | None) -> str | None:
+    """The upload's checksum type, validated as S3 does at CreateMultipartUpload."""
+    if checksum_type is None:
+        return default_checksum_type(algorithm) if algorithm else None
+    if checksum_type not in CHECKSUM_TYPES:
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    if algorithm is None:
+        raise S3Error("InvalidRequest", "The x-amz-checksum-type header requires x-amz-checksum-algorithm.")
+    if checksum_type == "FULL_OBJECT" and algorithm not in _COMBINE:
+        raise S3Error("InvalidRequest", f"The FULL_OBJECT checksum type is not supported for {algorithm}.")
+    if checksum_type == "COMPOSITE" and algorithm == "CRC64NVME":
+        raise S3Error("InvalidRequest", "The COMPOSITE checksum type is not supported for CRC64NVME.")
+    return checksum_type
+
+
+def multipart_etag(parts: list[Part]) -> str:
+    digest = hashlib.md5(b"".join(bytes.fromhex(part.etag) for part in parts)).hexdigest()
+    return f"{digest}-{len(parts)}"
+
+
+def object_checksum(upload: Upload, parts: list[Part]) -> dict[str, str]:
+    algorithm = upload.checksum_algorithm
+    if algorithm is None:
+        return {}
+    values = []
+    for part in parts:
+        value = part.checksums.get(algorithm)
+        if value is None:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created with the {algorithm} checksum algorithm, "
+                f"but part {part.part_number} has no {algorithm} checksum.",
+            )
+        values.append(base64.b64decode(value))
+    if upload.checksum_type == "FULL_OBJECT":
+        combine, width = _COMBINE[algorithm]
+        crc = int.from_bytes(values[0], "big")
+        for part, value in zip(parts[1:], values[1:], strict=True):
+            crc = combine(crc, int.from_bytes(value, "big"), part.size)
+        return {algorithm: base64.b64encode(crc.to_bytes(width, "big")).decode()}
+    return {algorithm: f"{compute(algorithm, b''.join(values))}-{len(parts)}"}
+
+
+def finalize(upload: Upload, parts: list[Part]) -> tuple[str, dict[str, str]]:
+    """The Finalizer handed to the store's complete_upload."""
+    if not parts:
+        raise S3Error("MalformedXML", "You must specify at least one part.")
+    return multipart_etag(parts), object_checksum(upload, parts)

@@ -1,0 +1,338 @@
+"""Multipart uploads: the upload and part rows, and completing an upload by
+stitching its parts' blobs into the object's segment list (no byte is copied).
+Plain functions on a connection, run inside the writer's transaction."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from s3proxy.store.errors import EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload
+from s3proxy.store.models import (
+    Bucket,
+    ObjectMeta,
+    ObjectVersion,
+    PartInfo,
+    Segment,
+    WriteConditions,
+    segments_from_json,
+    segments_to_json,
+)
+from s3proxy.store.naming import prefix_successor
+from s3proxy.store.versions import put_version, reference_blobs, release_blobs
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    bucket_id: int
+    key: str
+    initiated: float
+    meta: ObjectMeta
+    checksum_algorithm: str | None
+    checksum_type: str | None
+
+
+@dataclass(frozen=True)
+class Part:
+    part_number: int
+    size: int
+    etag: str
+    checksums: dict[str, str]
+    last_modified: float
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class RequestedPart:
+    """A part as named in CompleteMultipartUpload."""
+
+    part_number: int
+    etag: str
+    checksums: dict[str, str]
+
+
+# Computes the object's ETag (hex, without quotes) and checksums from the chosen parts.
+Finalizer = Callable[[Upload, list[Part]], tuple[str, dict[str, str]]]
+
+_UPLOAD_COLUMNS = "id, bucket_id, key, initiated, storage_class, content_type, headers, user_meta, checksum_algorithm, checksum_type"
+
+
+def _upload(row: tuple) -> Upload:
+    return Upload(
+        id=row[0],
+        bucket_id=row[1],
+        key=bytes(row[2]).decode("utf-8"),
+        initiated=row[3],
+        meta=ObjectMeta(
+            storage_class=row[4],
+            content_type=row[5],
+            headers=json.loads(row[6]) if row[6] else {},
+            user_meta=json.loads(row[7]) if row[7] else {},
+        ),
+        checksum_algorithm=row[8],
+        checksum_type=row[9],
+    )
+
+
+def _part(row: tuple) -> Part:
+    return Part(
+        part_number=row[0],
+        size=row[1],
+        etag=row[2],
+        checksums=json.loads(row[3]) if row[3] else {},
+        last_modified=row[4],
+        segments=segments_from_json(row[5]),
+    )
+
+
+def insert_upload(
+    conn: sqlite3.Connection,
+    bucket: Bucket,
+    key: bytes,
+    meta: ObjectMeta,
+    checksum_algorithm: str | None,
+    checksum_type: str | None,
+    now: float,
+) -> Upload:
+    upload_id = secrets.token_urlsafe(32)
+    conn.execute(
+        f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            upload_id,
+            bucket.id,
+            key,
+            now,
+            meta.storage_class,
+            meta.content_type,
+            json.dumps(meta.headers) if meta.headers else None,
+            json.dumps(meta.user_meta) if meta.user_meta else None,
+            checksum_algorithm,
+            checksum_type,
+        ),
+    )
+    return Upload(upload_id, bucket.id, key.decode("utf-8"), now, meta, checksum_algorithm, checksum_type)
+
+
+def find_upload(conn: sqlite3.Connection, bucket: Bucket, key: bytes, upload_id: str) -> Upload:
+    row = conn.execute(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND bucket_id = ? AND key = ?",
+        (upload_id, bucket.id, key),
+    ).fetchone()
+    if row is None:
+        raise NoSuchUpload(upload_id=upload_id)
+    return _upload(row)
+
+
+def put_part(
+    conn: sqlite3.Connection,
+    bucket: Bucket,
+    key: bytes,
+    upload_id: str,
+    part_number: int,
+    *,
+    size: int,
+    etag: str,
+    checksums: dict[str, str],
+    segments: tuple[Segment, ...],
+    now: float,
+) -> list[str]:
+    """Store a part (replacing an earlier upload of the same number); returns freed blobs."""
+    find_upload(conn, bucket, key, upload_id)
+    freed: list[str] = []
+    old = conn.execute(
+        "DELETE FROM upload_parts WHERE upload_id = ? AND part_number = ? RETURNING segments",
+        (upload_id, part_number),
+    ).fetchone()
+    if old is not None:
+        freed = release_blobs(conn, [s.blob_id for s in segments_from_json(old[0])])
+    reference_blobs(conn, segments, now)
+    conn.execute(
+        "INSERT INTO upload_parts (upload_id, part_number, size, etag, checksums, last_modified, segments)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            upload_id,
+            part_number,
+            size,
+            etag,
+            json.dumps(checksums) if checksums else None,
+            now,
+            segments_to_json(segments),
+        ),
+    )
+    return freed
+
+
+def list_parts(
+    conn: sqlite3.Connection, upload_id: str, *, after: int, max_parts: int
+) -> tuple[list[Part], bool]:
+    rows = conn.execute(
+        "SELECT part_number, size, etag, checksums, last_modified, segments FROM upload_parts"
+        " WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
+        (upload_id, after, max_parts + 1),
+    ).fetchall()
+    return [_part(r) for r in rows[:max_parts]], len(rows) > max_parts
+
+
+def _all_parts(conn: sqlite3.Connection, upload_id: str) -> dict[int, Part]:
+    rows = conn.execute(
+        "SELECT part_number, size, etag, checksums, last_modified, segments FROM upload_parts WHERE upload_id = ?",
+        (upload_id,),
+    ).fetchall()
+    return {row[0]: _part(row) for row in rows}
+
+
+def _drop_upload(conn: sqlite3.Connection, upload_id: str) -> list[str]:
+    """Delete the upload and its parts; returns the blobs no longer referenced."""
+    freed: list[str] = []
+    for (segments,) in conn.execute(
+        "DELETE FROM upload_parts WHERE upload_id = ? RETURNING segments", (upload_id,)
+    ).fetchall():
+        freed += release_blobs(conn, [s.blob_id for s in segments_from_json(segments)])
+    conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+    return freed
+
+
+def abort_upload(conn: sqlite3.Connection, bucket: Bucket, key: bytes, upload_id: str) -> list[str]:
+    find_upload(conn, bucket, key, upload_id)
+    return _drop_upload(conn, upload_id)
+
+
+def complete_upload(
+    conn: sqlite3.Connection,
+    bucket: Bucket,
+    key: bytes,
+    upload_id: str,
+    requested: list[RequestedPart],
+    *,
+    min_part_size: int,
+    finalize: Finalizer,
+    conditions: WriteConditions,
+    now: float,
+) -> tuple[ObjectVersion, list[str]]:
+    """Validate the part list as S3 does, make the object from the parts' blobs, and
+    drop the upload (freeing parts that were not used). One transaction."""
+    upload = find_upload(conn, bucket, key, upload_id)
+    stored = _all_parts(conn, upload_id)
+    chosen: list[Part] = []
+    previous = 0
+    for wanted in requested:
+        if wanted.part_number <= previous:
+            raise InvalidPartOrder(
+                "The list of parts was not in ascending order. Parts must be ordered by part number."
+            )
+        previous = wanted.part_number
+        part = stored.get(wanted.part_number)
+        if part is None or wanted.etag.strip().strip('"') != part.etag:
+            raise InvalidPart(
+                "One or more of the specified parts could not be found. The part may not have been uploaded, "
+                "or the specified entity tag may not match the part's entity tag.",
+                part_number=wanted.part_number,
+            )
+        for algorithm, value in wanted.checksums.items():
+            if part.checksums.get(algorithm) not in (None, value):
+                raise InvalidPart(f"The {algorithm} checksum of part {wanted.part_number} does not match.")
+        chosen.append(part)
+    for part in chosen[:-1]:
+        if part.size < min_part_size:
+            raise EntityTooSmall(
+                "Your proposed upload is smaller than the minimum allowed object size.",
+                part_number=part.part_number,
+                size=part.size,
+                min_size_allowed=min_part_size,
+            )
+    etag, checksums = finalize(upload, chosen)
+    meta = ObjectMeta(
+        content_type=upload.meta.content_type,
+        headers=upload.meta.headers,
+        user_meta=upload.meta.user_meta,
+        checksums=checksums,
+        storage_class=upload.meta.storage_class,
+    )
+    segments = tuple(segment for part in chosen for segment in part.segments)
+    version, freed = put_version(
+        conn,
+        bucket,
+        key,
+        size=sum(part.size for part in chosen),
+        etag=etag,
+        meta=meta,
+        inline_data=None,
+        segments=segments,
+        conditions=conditions,
+        now=now,
+        parts=tuple(PartInfo(part.size, part.etag, part.checksums) for part in chosen),
+    )
+    return version, freed + _drop_upload(conn, upload_id)
+
+
+def list_uploads(
+    conn: sqlite3.Connection,
+    bucket: Bucket,
+    *,
+    prefix: bytes,
+    delimiter: bytes | None,
+    key_marker: bytes | None,
+    upload_id_marker: str | None,
+    max_uploads: int,
+) -> tuple[list[Upload], list[str], bool]:
+    """Uploads in (key, initiation) order after the markers, with common prefixes."""
+    uploads: list[Upload] = []
+    prefixes: list[str] = []
+    upper = prefix_successor(prefix) if prefix else None
+    cursor_key = key_marker if key_marker is not None else prefix
+    cursor_id = upload_id_marker if key_marker is not None and upload_id_marker else None
+    # Without an upload-id-marker, S3 starts after every upload of the key-marker.
+    skip_marker_key = key_marker is not None and not upload_id_marker
+    rows = conn.execute(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE bucket_id = ? AND key >= ?"
+        + (" AND key < ?" if upper is not None else "")
+        + " ORDER BY key, initiated, id",
+        (bucket.id, cursor_key, upper) if upper is not None else (bucket.id, cursor_key),
+    )
+    truncated = False
+    passed_marker = cursor_id is None
+    for row in rows:
+        key = bytes(row[2])
+        if key_marker is not None and key == key_marker:
+            if skip_marker_key:
+                continue
+            if not passed_marker:
+                if row[0] == cursor_id:
+                    passed_marker = True
+                continue
+        common: str | None = None
+        if delimiter:
+            at = key.find(delimiter, len(prefix))
+            if at >= 0:
+                common = key[: at + len(delimiter)].decode("utf-8")
+                if (prefixes and prefixes[-1] == common) or (
+                    key_marker is not None and common.encode() <= key_marker
+                ):
+                    continue
+        if len(uploads) + len(prefixes) >= max_uploads:
+            truncated = True
+            break
+        if common is not None:
+            prefixes.append(common)
+            continue
+        uploads.append(_upload(row))
+    return uploads, prefixes, truncated
+
+
+def uploads_older_than(conn: sqlite3.Connection, cutoff: float, limit: int = 1000) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT id FROM uploads WHERE initiated < ? LIMIT ?", (cutoff, limit))]
+
+
+def drop_upload_by_id(conn: sqlite3.Connection, upload_id: str) -> list[str]:
+    return _drop_upload(conn, upload_id)
+
+
+def drop_uploads_of_bucket(conn: sqlite3.Connection, bucket_id: int) -> list[str]:
+    freed: list[str] = []
+    for (upload_id,) in conn.execute("SELECT id FROM uploads WHERE bucket_id = ?", (bucket_id,)).fetchall():
+        freed += _drop_upload(conn, upload_id)
+    return freed
