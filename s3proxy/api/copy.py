@@ -5,12 +5,11 @@ bytes. `parse_copy_source` is shared with UploadPartCopy."""
 from __future__ import annotations
 
 import asyncio
-from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, unquote_to_bytes
 
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
-from s3proxy.api.objects import STORAGE_CLASSES, object_meta_from_headers, write_conditions
+from s3proxy.api.objects import STORAGE_CLASSES, object_meta_from_headers, parse_http_date, write_conditions
 from s3proxy.api.services import Services
 from s3proxy.api.xml import document, element, iso8601
 from s3proxy.auth import checksums
@@ -61,22 +60,12 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     return bucket, key, version_id
 
 
-def _http_date(value: str | None) -> float | None:
-    """A date condition's timestamp; None when absent or unparsable (S3 ignores those)."""
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 def copy_conditions(headers: dict[str, str]) -> copy_engine.CopyConditions:
     return copy_engine.CopyConditions(
         if_match=headers.get("x-amz-copy-source-if-match"),
         if_none_match=headers.get("x-amz-copy-source-if-none-match"),
-        if_modified_since=_http_date(headers.get("x-amz-copy-source-if-modified-since")),
-        if_unmodified_since=_http_date(headers.get("x-amz-copy-source-if-unmodified-since")),
+        if_modified_since=parse_http_date(headers.get("x-amz-copy-source-if-modified-since")),
+        if_unmodified_since=parse_http_date(headers.get("x-amz-copy-source-if-unmodified-since")),
     )
 
 

@@ -13,6 +13,7 @@ from s3proxy.api.xml import http_date
 from s3proxy.auth.checksums import header_name
 from s3proxy.store.errors import ObjectIsDeleteMarker
 from s3proxy.store.models import Bucket, ObjectMeta, ObjectVersion, WriteConditions
+from s3proxy.store.versions import etag_matches
 
 # Headers S3 stores with an object and returns on GET/HEAD.
 STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
@@ -101,19 +102,14 @@ async def put_object(ctx: RequestContext, services: Services) -> Response:
     return Response(headers=headers)
 
 
-def _parse_http_date(value: str) -> float | None:
+def parse_http_date(value: str | None) -> float | None:
+    """A date condition's timestamp; None when absent or unparsable (S3 ignores those)."""
+    if not value:
+        return None
     try:
         return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):
         return None
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/").strip('"') == etag:
-            return True
-    return False
 
 
 def check_read_conditions(headers: dict[str, str], version: ObjectVersion) -> int | None:
@@ -121,20 +117,20 @@ def check_read_conditions(headers: dict[str, str], version: ObjectVersion) -> in
     modified = math.floor(version.last_modified)
     if_match = headers.get("if-match")
     if if_match is not None:
-        if not _etag_matches(if_match, version.etag):
+        if not etag_matches(if_match, version.etag):
             return 412
     else:
         since = headers.get("if-unmodified-since")
-        stamp = _parse_http_date(since) if since else None
+        stamp = parse_http_date(since) if since else None
         if stamp is not None and modified > stamp:
             return 412
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
-        if _etag_matches(if_none_match, version.etag):
+        if etag_matches(if_none_match, version.etag):
             return 304
     else:
         since = headers.get("if-modified-since")
-        stamp = _parse_http_date(since) if since else None
+        stamp = parse_http_date(since) if since else None
         if stamp is not None and modified <= stamp:
             return 304
     return None

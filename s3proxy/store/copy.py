@@ -19,6 +19,7 @@ from s3proxy.store import versions as version_rows
 from s3proxy.store.errors import NoSuchKey, NoSuchVersion, PreconditionFailed, StoreError
 from s3proxy.store.models import Bucket, ObjectMeta, ObjectVersion, WriteConditions
 from s3proxy.store.naming import encode_key
+from s3proxy.store.versions import etag_matches
 
 SELF_COPY_MESSAGE = (
     "This copy request is illegal because it is trying to copy an object to itself without changing the "
@@ -72,14 +73,6 @@ class ComputedChecksums:
     values: dict[str, str]
 
 
-def _etag_listed(header: str, etag: str) -> bool:
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/").strip('"') == etag:
-            return True
-    return False
-
-
 def _precondition_failed(condition: str) -> PreconditionFailed:
     return PreconditionFailed(
         "At least one of the pre-conditions you specified did not hold", condition=condition
@@ -92,12 +85,12 @@ def check_copy_conditions(source: ObjectVersion, conditions: CopyConditions) -> 
     (a copy never answers 304)."""
     modified = math.floor(source.last_modified)
     if conditions.if_match is not None:
-        if not _etag_listed(conditions.if_match, source.etag):
+        if not etag_matches(conditions.if_match, source.etag):
             raise _precondition_failed("x-amz-copy-source-If-Match")
     elif conditions.if_unmodified_since is not None and modified > conditions.if_unmodified_since:
         raise _precondition_failed("x-amz-copy-source-If-Unmodified-Since")
     if conditions.if_none_match is not None:
-        if _etag_listed(conditions.if_none_match, source.etag):
+        if etag_matches(conditions.if_none_match, source.etag):
             raise _precondition_failed("x-amz-copy-source-If-None-Match")
     elif conditions.if_modified_since is not None and modified <= conditions.if_modified_since:
         raise _precondition_failed("x-amz-copy-source-If-Modified-Since")
@@ -132,14 +125,6 @@ def _copied_checksums(
     if checksum_algorithm not in source.checksums:
         raise ChecksumNotStored(checksum_algorithm, source)
     return {checksum_algorithm: source.checksums[checksum_algorithm]}
-
-
-def _still_referenced(conn: sqlite3.Connection, blob_ids: list[str]) -> set[str]:
-    return {
-        blob_id
-        for blob_id in blob_ids
-        if conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone() is not None
-    }
 
 
 def copy_in_transaction(
@@ -209,11 +194,6 @@ def copy_in_transaction(
         # The copy keeps the multipart ETag, so it keeps the parts that ETag counts.
         parts=source.parts,
     )
-    if freed:
-        # Copying onto itself replaces the source row before the copy references its blobs:
-        # the blobs are released to zero, then referenced again. They are not free.
-        alive = _still_referenced(conn, freed)
-        freed = [blob_id for blob_id in freed if blob_id not in alive]
     return version, source, freed
 
 

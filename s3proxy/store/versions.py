@@ -83,6 +83,15 @@ def _promote_newest(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> Non
     )
 
 
+def etag_matches(header: str, etag: str) -> bool:
+    """Whether an If-Match / If-None-Match style list names this ETag (or is '*')."""
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/").strip('"') == etag:
+            return True
+    return False
+
+
 def check_conditions(current: ObjectVersion | None, conditions: WriteConditions) -> None:
     exists = current is not None and not current.is_delete_marker
     if conditions.if_none_match_any and exists:
@@ -191,8 +200,10 @@ def put_version(
     now = float(math.ceil(now))
     if conditions.any:
         check_conditions(latest_version(conn, bucket.id, key), conditions)
-    version_id, freed = _make_room_for_new_latest(conn, bucket, key)
+    # Reference the new bytes before retiring the old version: when both share blobs
+    # (a copy onto itself), their count must never touch zero on the way.
     reference_blobs(conn, segments, now)
+    version_id, freed = _make_room_for_new_latest(conn, bucket, key)
     row_id = _insert_row(
         conn,
         bucket_id=bucket.id,
