@@ -414,7 +414,7 @@ def test_unknown_upload_id_is_no_such_upload_for_every_upload_operation(
 
 
 @pytest.mark.parametrize("number", ["0", "10001", "-1", "abc"])
-def test_part_number_outside_1_to_10000_is_invalid_argument(
+def test_part_number_not_an_integer_from_1_to_10000_is_invalid_argument(
     folio: FolioProcess, s3, pending: UploadOverAnObject, number: str
 ) -> None:
     reply = signed(
@@ -424,7 +424,8 @@ def test_part_number_outside_1_to_10000_is_invalid_argument(
         query=f"partNumber={number}&uploadId={pending.upload_id}",
         body=b"part bytes",
     )
-    assert_s3_error(reply, 400, "InvalidArgument")
+    fields = assert_s3_error(reply, 400, "InvalidArgument")
+    assert (fields.get("ArgumentName"), fields.get("ArgumentValue")) == ("partNumber", number)
     pending.assert_object_and_upload_untouched(s3)
     # The bounds themselves are valid part numbers.
     for valid in (1, 10000):
@@ -871,6 +872,23 @@ def test_full_object_crc32c_checksum_is_the_crc32c_of_the_whole_object(s3, bucke
     got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert got["ChecksumCRC32C"] == whole
     assert got["Body"].read() == data  # boto3 also checks the body against the full-object CRC32C
+
+
+def test_part_whose_checksum_does_not_match_its_bytes_is_bad_digest_and_not_stored(s3, bucket: str) -> None:
+    key = "checked.bin"
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32C")["UploadId"]
+    part = os.urandom(MIB)
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=1,
+            Body=part,
+            ChecksumCRC32C=local_checksum("CRC32C", b"other bytes"),
+        )
+    assert s3_error(exc) == (400, "BadDigest")
+    assert listed_parts(s3, bucket, key, upload_id) == []
 
 
 def test_composite_sha256_checksum_is_the_sha256_of_the_part_sha256s_with_the_part_count(
