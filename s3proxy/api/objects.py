@@ -250,10 +250,11 @@ def _object_response(ctx: RequestContext, bucket: Bucket, version: ObjectVersion
         if param in ctx.query:
             headers[header] = ctx.query[param]
     checksum_mode = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-    if version.parts:
-        headers["x-amz-mp-parts-count"] = str(len(version.parts))
     part_number = _part_number(ctx)
     if part_number is not None:
+        # As S3: the part count only answers a request for a part.
+        if version.parts:
+            headers["x-amz-mp-parts-count"] = str(len(version.parts))
         byte_range = version.part_range(part_number)
         if byte_range is None:
             raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416)

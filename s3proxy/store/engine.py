@@ -287,11 +287,13 @@ class Store:
         assert writer.finished, "finish() the writer first"
         loop = asyncio.get_running_loop()
         try:
-            if writer.blob is None:  # a small part: parts are always blobs
-                writer.blob = self.blobs.new_file()
-                await loop.run_in_executor(self.executor, writer.blob.write, writer.inline_data or b"")
-            blob_id = await loop.run_in_executor(self.executor, writer.blob.publish)
-            segments = (Segment(blob_id, writer.size),) if writer.size else ()
+            segments: tuple[Segment, ...] = ()
+            if writer.size:
+                if writer.blob is None:  # a small part: parts are always blobs
+                    writer.blob = self.blobs.new_file()
+                    await loop.run_in_executor(self.executor, writer.blob.write, writer.inline_data or b"")
+                blob_id = await loop.run_in_executor(self.executor, writer.blob.publish)
+                segments = (Segment(blob_id, writer.size),)
             await self.put_part_segments(
                 bucket,
                 key,
@@ -305,8 +307,6 @@ class Store:
         except BaseException:
             writer.abort()
             raise
-        if not segments:
-            self._free_blobs([blob_id])
         return writer.etag
 
     async def put_part_segments(

@@ -160,7 +160,7 @@ def put_part(
             etag,
             json.dumps(checksums) if checksums else None,
             now,
-            segments_to_json(segments),
+            segments_to_json(segments) or "[]",
         ),
     )
     return freed
