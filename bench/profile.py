@@ -193,8 +193,8 @@ def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto"
             spy.send_signal(signal.SIGKILL)
             spy.wait()
         target.stop()  # pyinstrument writes its profile as Folio exits
-        if py_spy is None and Path(f"{stem}.txt").exists():
-            log(f"pyinstrument profile: {stem}.txt and {stem}.html")
-            print(Path(f"{stem}.txt").read_text()[:6000])
         shutil.rmtree(workroot, ignore_errors=True)
+    if py_spy is None and Path(f"{stem}.txt").exists():
+        log(f"pyinstrument profile: {stem}.txt and {stem}.html")
+        print(Path(f"{stem}.txt").read_text()[:6000])
     return 0

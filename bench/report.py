@@ -281,8 +281,9 @@ def render(results: dict[str, Any]) -> str:
         "`asyncio.BufferedProtocol` with uvloop that signs every request with SigV4 itself (header auth, "
         "`UNSIGNED-PAYLOAD`). *generator CPU* is its own CPU time over the measured window (getrusage), as a "
         "share of one core and in seconds; *server CPU* is the server's (psutil). The two share 2 cores. "
-        "*other load* is the machine's busy time that was neither, as a share of one core: work by others on "
-        "these cores during the run (a high figure means that run's numbers are depressed).",
+        "*other load* is the machine's busy time that was neither (nor this harness, nor the kernel's own "
+        "threads), as a share of one core: work by others on these cores during the run. A run above half a "
+        "core is measured again once, while a budget of 16 lasts (not with `--quick`).",
         "- PUTs write distinct keys; GETs cycle over 256 (4 KiB) or 32 (1 MiB) preloaded objects. 4 KiB: "
         "concurrency 16; 1 MiB: concurrency 8; timed runs. 256 MiB and 1 GiB: one request on one connection, "
         "the body written in 1 MiB pieces from one buffer. LIST: the whole 10,000-key bucket in ListObjectsV2 "

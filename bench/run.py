@@ -360,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         setups_done: dict[str, set[str]] = {}
         for scenario in scenarios:
             run_scenario(scenario, live, results["targets"], policy, setups_done)
+        results["settings"]["completed"] = True
     finally:
         for name, target in targets.items():
             if isinstance(target, FolioTarget) and name in results["targets"]:
@@ -379,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         raw.write_text(json.dumps(results, indent=1))
         markdown = report.render(results)
         (RESULTS_DIR / f"{stamp}.md").write_text(markdown)
-        doc = args.doc or (DOC_PATH if full else None)
+        # An interrupted run keeps its raw results but never replaces the report.
+        doc = (args.doc or (DOC_PATH if full else None)) if results["settings"].get("completed") else None
         if doc is not None:
             report.write_doc(doc, markdown)
         log(f"results: {raw}" + (f", report: {doc}" if doc else ""))

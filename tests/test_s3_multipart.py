@@ -14,8 +14,10 @@ import json
 import os
 import random
 import re
+import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -27,6 +29,7 @@ import boto3
 import pytest
 from awscrt import checksums as crt_checksums
 from boto3.s3.transfer import TransferConfig
+from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -34,7 +37,7 @@ from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
 from tests.test_awscli import AwsRunner, aws  # noqa: F401 - the `aws` fixture
 from tests.test_crash_recovery import NO_RETRIES
-from tests.test_malformed_input import assert_s3_error, signed
+from tests.test_malformed_input import assert_s3_error, sign, signed
 from tests.test_s3_listing import moto_url  # noqa: F401 - the moto_server fixture
 from tests.test_s3_objects import local_checksum, s3_error
 
@@ -270,6 +273,21 @@ def test_1000_part_upload_completes_lists_in_pages_and_serves_each_part(
     assert (whole["ContentLength"], whole.get("PartsCount")) == (total, None)
 
 
+def test_get_with_both_a_range_and_a_part_number_is_invalid_request(s3, bucket: str) -> None:
+    """As AWS answers (quoted in ceph/ceph#66780): the two ways of asking for bytes exclude each other."""
+    parts = [os.urandom(MIN_PART), os.urandom(KIB)]
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="two-parts.bin")["UploadId"]
+    etags = upload_parts(s3, bucket, "two-parts.bin", upload_id, parts)
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="two-parts.bin", UploadId=upload_id, MultipartUpload=part_list(etags)
+    )
+    assert read(s3, bucket, "two-parts.bin", PartNumber=2) == parts[1]
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="two-parts.bin", PartNumber=2, Range="bytes=0-10")
+    assert s3_error(exc) == (400, "InvalidRequest")
+    assert "Range" in exc.value.response["Error"]["Message"]
+
+
 # ---------------------------------------------------------------- crash safety
 
 
@@ -337,7 +355,8 @@ class UploadOverAnObject:
 
     def assert_object_and_upload_untouched(self, s3) -> None:
         got = s3.get_object(Bucket=self.bucket, Key=self.key)
-        assert (got["Body"].read() == self.old_body, got["ETag"]) == (True, self.old_etag)
+        assert got["ETag"] == self.old_etag
+        assert got["Body"].read() == self.old_body, "the object at the key changed"
         listed = listed_parts(s3, self.bucket, self.key, self.upload_id)
         assert [(p["PartNumber"], p["ETag"]) for p in listed] == list(enumerate(self.etags, start=1))
 
@@ -490,15 +509,10 @@ def test_complete_with_an_empty_part_list_from_boto3_is_malformed_xml(
 def test_failed_completes_keep_the_upload_so_a_corrected_complete_succeeds(
     s3, pending: UploadOverAnObject
 ) -> None:
-    assert complete_error(s3, pending, part_list(pending.etags, [2, 1, 3])["Parts"])[1] == "InvalidPartOrder"
-    assert (
-        complete_error(
-            s3,
-            pending,
-            part_list(pending.etags, [1, 2])["Parts"][:1] + [{"PartNumber": 3, "ETag": pending.etags[0]}],
-        )[1]
-        == "InvalidPart"
-    )
+    swapped = part_list(pending.etags, [2, 1, 3])["Parts"]
+    wrong_etag = [{"PartNumber": 1, "ETag": pending.etags[0]}, {"PartNumber": 3, "ETag": pending.etags[0]}]
+    assert complete_error(s3, pending, swapped) == (400, "InvalidPartOrder")
+    assert complete_error(s3, pending, wrong_etag) == (400, "InvalidPart")
     pending.assert_object_and_upload_untouched(s3)
     done = s3.complete_multipart_upload(
         Bucket=pending.bucket,
@@ -511,6 +525,7 @@ def test_failed_completes_keep_the_upload_so_a_corrected_complete_succeeds(
     with pytest.raises(ClientError) as exc:
         s3.list_parts(Bucket=pending.bucket, Key=pending.key, UploadId=pending.upload_id)
     assert s3_error(exc) == (404, "NoSuchUpload")
+    assert listed_uploads(s3.list_multipart_uploads(Bucket=pending.bucket)) == []
 
 
 # ---------------------------------------------------------------- replacing and freeing parts
@@ -554,12 +569,8 @@ def test_abort_and_complete_free_the_blob_files_of_parts_not_used(small_parts_se
     upload_parts(s3, bucket, "aborted.bin", aborted_id, [os.urandom(100 * KIB) for _ in range(3)])
     aborted_blobs = blob_files(server.data_dir) - before
     assert len(aborted_blobs) == 3, "each part is a blob file"
-    assert (
-        s3.abort_multipart_upload(Bucket=bucket, Key="aborted.bin", UploadId=aborted_id)["ResponseMetadata"][
-            "HTTPStatusCode"
-        ]
-        == 204
-    )
+    aborted = s3.abort_multipart_upload(Bucket=bucket, Key="aborted.bin", UploadId=aborted_id)
+    assert aborted["ResponseMetadata"]["HTTPStatusCode"] == 204
     for call in (s3.list_parts, s3.abort_multipart_upload):
         with pytest.raises(ClientError) as exc:
             call(Bucket=bucket, Key="aborted.bin", UploadId=aborted_id)
@@ -598,10 +609,14 @@ def test_single_empty_part_completes_to_an_empty_object(s3, bucket: str) -> None
     assert (got["ContentLength"], got["Body"].read(), got["ETag"]) == (0, b"", multipart_etag([b""]))
 
 
-def test_multipart_upload_to_a_key_with_spaces_unicode_and_plus_round_trips(s3, bucket: str) -> None:
+def test_multipart_upload_to_a_key_with_spaces_unicode_and_plus_round_trips_with_its_metadata(
+    s3, bucket: str
+) -> None:
     key = "dossiers/été 2024/rapport+annexe (v2) ü.pdf"
     parts = [os.urandom(MIN_PART), os.urandom(KIB)]
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/pdf")["UploadId"]
+    upload_id = s3.create_multipart_upload(
+        Bucket=bucket, Key=key, ContentType="application/pdf", Metadata={"owner": "finance"}
+    )["UploadId"]
     assert listed_uploads(s3.list_multipart_uploads(Bucket=bucket)) == [(key, upload_id)]
     etags = upload_parts(s3, bucket, key, upload_id, parts)
     assert [p["ETag"] for p in listed_parts(s3, bucket, key, upload_id)] == etags
@@ -610,14 +625,45 @@ def test_multipart_upload_to_a_key_with_spaces_unicode_and_plus_round_trips(s3, 
     )
     assert done["Key"] == key
     got = s3.get_object(Bucket=bucket, Key=key)
-    assert (got["Body"].read(), got["ContentType"]) == (b"".join(parts), "application/pdf")
+    assert (got["ContentType"], got["Metadata"]) == ("application/pdf", {"owner": "finance"})
+    assert got["Body"].read() == b"".join(parts)
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
+
+
+def test_part_finishing_after_its_upload_was_aborted_is_no_such_upload_and_leaves_no_blob_file(
+    small_parts_server: FolioProcess,
+) -> None:
+    server = small_parts_server
+    s3 = make_s3_client(server)
+    s3.create_bucket(Bucket="aborting")
+    upload_id = s3.create_multipart_upload(Bucket="aborting", Key="late.bin")["UploadId"]
+    body = os.urandom(MIB)
+    path, query = "/aborting/late.bin", f"partNumber=1&uploadId={upload_id}"
+    headers = sign(server, "PUT", path, query=query, body=body, headers={"Content-Length": str(len(body))})
+    head = f"PUT {path}?{query} HTTP/1.1\r\nHost: 127.0.0.1:{server.s3_port}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    before = blob_files(server.data_dir)
+    with socket.create_connection(("127.0.0.1", server.s3_port), timeout=15) as sock:
+        sock.sendall(head.encode() + body[: MIB // 2])  # the part is under way...
+        time.sleep(0.3)
+        s3.abort_multipart_upload(Bucket="aborting", Key="late.bin", UploadId=upload_id)
+        sock.sendall(body[MIB // 2 :])  # ...and ends after the abort
+        reply = b""
+        while b"</Error>" not in reply and (chunk := sock.recv(65536)):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 404 "), reply[:300]
+    assert b"<Code>NoSuchUpload</Code>" in reply, reply
+    server.stop()
+    check_blobs_match_their_references(server.data_dir)
+    assert blob_files(server.data_dir) == before, "the late part left a blob file"
 
 
 # ---------------------------------------------------------------- UploadPartCopy
 
 
-def copy_part(s3, bucket: str, key: str, upload_id: str, number: int, source: str, byte_range: str | None):
+def copy_part(
+    s3, bucket: str, key: str, upload_id: str, number: int, source: str, byte_range: str | None
+) -> str:
     extra = {"CopySourceRange": byte_range} if byte_range else {}
     result = s3.upload_part_copy(
         Bucket=bucket,
@@ -690,6 +736,33 @@ def test_upload_part_copy_of_ranges_across_the_parts_of_a_multipart_source(s3, b
     assert read(s3, bucket, "spliced.bin") == b"".join(expected)
 
 
+def test_upload_part_copy_of_an_empty_object_is_an_empty_part(s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="src/empty", Body=b"")
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="from-empty.bin")["UploadId"]
+    etag = copy_part(s3, bucket, "from-empty.bin", upload_id, 1, "src/empty", None)
+    assert etag == md5_etag(b"")
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="from-empty.bin", UploadId=upload_id, MultipartUpload=part_list([etag])
+    )
+    assert read(s3, bucket, "from-empty.bin") == b""
+
+
+# What AWS answers (quoted in versity/versitygw#610, fsspec/s3fs#321, gaul/s3proxy#304):
+# a well-formed range past the end is "Range specified is not valid for source object of
+# size: N", a malformed one "The x-amz-copy-source-range value must be of the form
+# bytes=first-last ..."; both 400 InvalidArgument.
+@pytest.mark.parametrize("byte_range", ["bytes=0-1024", "bytes=1000-2000", "0-100", "bytes=5-"])
+def test_upload_part_copy_range_outside_the_source_or_malformed_is_invalid_argument(
+    s3, bucket: str, byte_range: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="src/1KiB", Body=os.urandom(KIB))
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="ranged.bin")["UploadId"]
+    with pytest.raises(ClientError) as exc:
+        copy_part(s3, bucket, "ranged.bin", upload_id, 1, "src/1KiB", byte_range)
+    assert s3_error(exc) == (400, "InvalidArgument")
+    assert listed_parts(s3, bucket, "ranged.bin", upload_id) == []
+
+
 # ---------------------------------------------------------------- ListMultipartUploads
 
 # 30 uploads: several per key, keys nested under "/" at different depths.
@@ -741,8 +814,8 @@ def expected_listing(
 class UploadsOnBoth:
     """The same 30 uploads, created in the same shuffled order, on Folio and on moto."""
 
-    folio: object  # boto3 clients
-    moto: object
+    folio: BaseClient
+    moto: BaseClient
     bucket: str
     created: list[tuple[str, str]]  # Folio's (key, upload id), in creation order
 
