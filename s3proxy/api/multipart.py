@@ -95,15 +95,22 @@ async def upload_part(ctx: RequestContext, services: Services) -> Response:
 def _copy_range(header: str | None, size: int) -> tuple[int, int]:
     if header is None:
         return 0, size - 1
+    argument = {"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": header}
     unit, _, spec = header.strip().partition("=")
     first, dash, last = spec.partition("-")
     if unit != "bytes" or not dash or not first.isdigit() or not last.isdigit():
         raise S3Error(
-            "InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last."
+            "InvalidArgument",
+            "The x-amz-copy-source-range value must be of the form bytes=first-last",
+            extra=argument,
         )
     start, end = int(first), int(last)
     if start > end or end >= size:
-        raise S3Error("InvalidRange", "The requested range is not satisfiable", status=416)
+        raise S3Error(
+            "InvalidArgument",
+            f"Range specified is not valid for source object of size: {size}",
+            extra=argument,
+        )
     return start, end
 
 

@@ -251,6 +251,8 @@ def _object_response(ctx: RequestContext, bucket: Bucket, version: ObjectVersion
             headers[header] = ctx.query[param]
     checksum_mode = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     part_number = _part_number(ctx)
+    if part_number is not None and "range" in ctx.headers:
+        raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
     if part_number is not None:
         # As S3: the part count only answers a request for a part.
         if version.parts:
