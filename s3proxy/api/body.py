@@ -6,8 +6,8 @@ before anything is stored."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from s3proxy.api.context import RequestContext
@@ -15,6 +15,7 @@ from s3proxy.api.errors import S3Error
 from s3proxy.auth import checksums
 from s3proxy.auth.chunked import ChunkedDecoder
 from s3proxy.auth.sigv4 import PayloadMode
+from s3proxy.store.engine import Store
 from s3proxy.store.writer import ObjectWriter
 
 
@@ -128,10 +129,12 @@ class BodyReceiver:
         return message
 
 
-async def stream_into(
-    ctx: RequestContext, plan: BodyPlan, writer: ObjectWriter, *, watchdog: IdleWatchdog
-) -> None:
-    """Read the whole body into `writer` (hashers already attached by the caller)."""
+Consume = Callable[[bytes | memoryview], Awaitable[None]]
+
+
+async def _pump(ctx: RequestContext, plan: BodyPlan, watchdog: IdleWatchdog, consume: Consume) -> None:
+    """Every payload byte of the body to `consume`, aws-chunked decoded, with the
+    declared lengths enforced; the trailers end up in `ctx.trailers`."""
     decoder = ChunkedDecoder(ctx.auth) if plan.streaming and ctx.auth is not None else None
     receiver = BodyReceiver(ctx, watchdog)
     received = 0
@@ -145,40 +148,49 @@ async def stream_into(
             if plan.content_length is not None and received > plan.content_length:
                 raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
             if decoder is None:
-                await writer.write(data)
+                await consume(data)
             else:
                 for piece in decoder.feed(data):
-                    await writer.write(piece)
+                    await consume(piece)
     if plan.content_length is not None and received < plan.content_length:
         raise S3Error("IncompleteBody")
     ctx.trailers = decoder.finish() if decoder is not None else {}
-    if plan.expected_length is not None and writer.size != plan.expected_length:
-        raise S3Error("IncompleteBody")
-    await writer.finish()
-
-
-def make_hashers(plan: BodyPlan) -> tuple[checksums.Checksummer, hashlib._Hash | None]:
-    checksummer = checksums.Checksummer(plan.checksum_request.algorithms())
-    sha256 = hashlib.sha256() if plan.signed_sha256 is not None else None
-    return checksummer, sha256
 
 
 def verify_integrity(
-    ctx: RequestContext,
-    plan: BodyPlan,
-    writer: ObjectWriter,
-    checksummer: checksums.Checksummer,
-    sha256: hashlib._Hash | None,
-) -> dict[str, str]:
-    """Check every claim about the bytes; returns the computed checksums to store."""
-    if sha256 is not None and sha256.hexdigest() != plan.signed_sha256:
+    ctx: RequestContext, plan: BodyPlan, md5_digest: bytes, sha256_hex: str | None, computed: dict[str, str]
+) -> None:
+    """Check every claim about the bytes: signed SHA-256, Content-MD5, checksums."""
+    if sha256_hex is not None and sha256_hex != plan.signed_sha256:
         raise S3Error("XAmzContentSHA256Mismatch")
-    if plan.content_md5 is not None and writer.md5.digest() != plan.content_md5:
+    if plan.content_md5 is not None and md5_digest != plan.content_md5:
         raise S3Error("BadDigest", "The Content-MD5 you specified did not match what was received.")
-    computed = checksummer.digests()
-    expected = checksums.expected_with_trailers(plan.checksum_request, ctx.trailers)
-    checksums.verify(expected, computed)
-    return computed
+    checksums.verify(checksums.expected_with_trailers(plan.checksum_request, ctx.trailers), computed)
+
+
+async def receive_object_body(
+    ctx: RequestContext, store: Store, watchdog: IdleWatchdog, *, also_compute: Iterable[str] = ()
+) -> tuple[ObjectWriter, dict[str, str]]:
+    """Stream the body into a new store writer, hashing as it goes, and check it.
+    Returns the finished writer (not yet stored) and the checksums computed: the
+    requested ones plus `also_compute` (a multipart upload's algorithm). On any
+    failure nothing is left behind."""
+    plan = plan_body(ctx)
+    checksummer = checksums.Checksummer(plan.checksum_request.algorithms() | set(also_compute))
+    sha256 = hashlib.sha256() if plan.signed_sha256 is not None else None
+    writer = store.new_writer([h for h in (checksummer, sha256) if h is not None])
+    try:
+        await _pump(ctx, plan, watchdog, writer.write)
+        if plan.expected_length is not None and writer.size != plan.expected_length:
+            raise S3Error("IncompleteBody")
+        await writer.finish()
+        computed = checksummer.digests()
+        verify_integrity(ctx, plan, writer.md5.digest(), sha256.hexdigest() if sha256 else None, computed)
+    except BaseException:
+        await writer.aclose_pending()
+        writer.abort()
+        raise
+    return writer, computed
 
 
 async def read_small_body(ctx: RequestContext, limit: int, *, watchdog: IdleWatchdog) -> bytes:
@@ -186,35 +198,17 @@ async def read_small_body(ctx: RequestContext, limit: int, *, watchdog: IdleWatc
     plan = plan_body(ctx, require_length=False)
     if plan.expected_length is not None and plan.expected_length > limit:
         raise S3Error("MaxMessageLengthExceeded")
-    decoder = ChunkedDecoder(ctx.auth) if plan.streaming and ctx.auth is not None else None
     data = bytearray()
-    receiver = BodyReceiver(ctx, watchdog)
-    received = 0
-    more = True
-    while more:
-        message = await receiver.receive()
-        chunk = message.get("body", b"")
-        more = message.get("more_body", False)
-        received += len(chunk)
-        if plan.content_length is not None and received > plan.content_length:
-            raise S3Error("IncompleteBody", "The request body is longer than its Content-Length.")
-        for piece in decoder.feed(chunk) if decoder is not None else [chunk]:
-            data += piece
+
+    async def collect(piece: bytes | memoryview) -> None:
+        data.extend(piece)
         if len(data) > limit:
             raise S3Error("MaxMessageLengthExceeded")
-    if plan.content_length is not None and received < plan.content_length:
-        raise S3Error("IncompleteBody")
-    trailers = decoder.finish() if decoder is not None else {}
+
+    await _pump(ctx, plan, watchdog, collect)
     body = bytes(data)
-    if plan.signed_sha256 is not None and hashlib.sha256(body).hexdigest() != plan.signed_sha256:
-        raise S3Error("XAmzContentSHA256Mismatch")
-    if plan.content_md5 is not None and hashlib.md5(body).digest() != plan.content_md5:
-        raise S3Error("BadDigest", "The Content-MD5 you specified did not match what was received.")
     checksummer = checksums.Checksummer(plan.checksum_request.algorithms())
     checksummer.update(body)
-    checksums.verify(checksums.expected_with_trailers(plan.checksum_request, trailers), checksummer.digests())
+    sha256 = hashlib.sha256(body).hexdigest() if plan.signed_sha256 is not None else None
+    verify_integrity(ctx, plan, hashlib.md5(body).digest(), sha256, checksummer.digests())
     return body
-
-
-def b64_md5(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()

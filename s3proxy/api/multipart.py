@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from s3proxy.api.body import plan_body, read_small_body, stream_into, verify_integrity
+from s3proxy.api.body import read_small_body, receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.copy import parse_copy_source
 from s3proxy.api.errors import S3Error
@@ -74,20 +74,8 @@ async def upload_part(ctx: RequestContext, services: Services) -> Response:
     part_number = _part_number(ctx)
     # The upload must exist before a byte of the part is read.
     upload = services.store.get_upload(bucket, ctx.key, _upload_id(ctx))
-    plan = plan_body(ctx)
-    wanted = plan.checksum_request.algorithms()
-    if upload.checksum_algorithm:
-        wanted.add(upload.checksum_algorithm)
-    checksummer = checksums.Checksummer(wanted)
-    sha256 = hashlib.sha256() if plan.signed_sha256 is not None else None
-    writer = services.store.new_writer([h for h in (checksummer, sha256) if h is not None])
-    try:
-        await stream_into(ctx, plan, writer, watchdog=services.watchdog)
-        computed = verify_integrity(ctx, plan, writer, checksummer, sha256)
-    except BaseException:
-        await writer.aclose_pending()
-        writer.abort()
-        raise
+    also = [upload.checksum_algorithm] if upload.checksum_algorithm else []
+    writer, computed = await receive_object_body(ctx, services.store, services.watchdog, also_compute=also)
     etag = await services.store.put_part(bucket, ctx.key, upload.id, part_number, writer, computed)
     return Response(headers={"etag": f'"{etag}"', **_checksum_headers(computed)})
 

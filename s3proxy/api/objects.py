@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from email.utils import parsedate_to_datetime
 
-from s3proxy.api.body import make_hashers, plan_body, stream_into, verify_integrity
+from s3proxy.api.body import receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
 from s3proxy.api.services import Services
@@ -75,17 +75,7 @@ async def put_object(ctx: RequestContext, services: Services) -> Response:
     assert ctx.key is not None
     meta = object_meta_from_headers(ctx.headers)
     conditions = write_conditions(ctx.headers)
-    plan = plan_body(ctx)
-    checksummer, sha256 = make_hashers(plan)
-    hashers = [h for h in (checksummer, sha256) if h is not None]
-    writer = services.store.new_writer(hashers)
-    try:
-        await stream_into(ctx, plan, writer, watchdog=services.watchdog)
-        computed = verify_integrity(ctx, plan, writer, checksummer, sha256)
-    except BaseException:
-        await writer.aclose_pending()
-        writer.abort()
-        raise
+    writer, computed = await receive_object_body(ctx, services.store, services.watchdog)
     meta = ObjectMeta(
         content_type=meta.content_type,
         headers=meta.headers,
