@@ -1,15 +1,21 @@
-"""Shared fixtures: a real Folio server on loopback and clients that talk to it."""
+"""Shared fixtures: a real Folio server on loopback, clients that talk to it (boto3,
+the aws CLI), and moto as a reference S3."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, free_port
 
 # The shared test server allows many buckets: tests each make their own.
 TEST_CONFIG = """
@@ -66,3 +72,77 @@ def bucket(s3) -> Iterator[str]:
 @pytest.fixture
 def tmp_files(tmp_path: Path) -> Path:
     return tmp_path
+
+
+AWS = Path(sys.executable).with_name("aws")
+
+AwsRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def aws(folio: FolioProcess, tmp_path: Path) -> AwsRunner:
+    """Run `aws <args> --endpoint-url <folio>` with only our credentials in its environment."""
+    config_dir = tmp_path / "aws-config"
+    config_dir.mkdir()
+    (config_dir / "config").write_text("")
+    (config_dir / "credentials").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": folio.access_key,
+            "AWS_SECRET_ACCESS_KEY": folio.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(config_dir / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_PAGER": "",
+        }
+    )
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [str(AWS), *args, "--endpoint-url", folio.s3_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check:
+            assert out.returncode == 0, (
+                f"aws {' '.join(args)} exited {out.returncode}\nstdout: {out.stdout}\nstderr: {out.stderr}"
+            )
+        return out
+
+    return run
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("moto_server did not start listening")
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log: Path = tmp_path_factory.mktemp("moto") / "moto.log"
+    binary = Path(sys.executable).parent / "moto_server"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

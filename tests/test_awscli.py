@@ -7,56 +7,13 @@ import filecmp
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.folio_process import FolioProcess
-
-AWS = Path(sys.executable).with_name("aws")
-
-AwsRunner = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def aws(folio: FolioProcess, tmp_path: Path) -> AwsRunner:
-    """Run `aws <args> --endpoint-url <folio>` with only our credentials in its environment."""
-    config_dir = tmp_path / "aws-config"
-    config_dir.mkdir()
-    (config_dir / "config").write_text("")
-    (config_dir / "credentials").write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        {
-            "AWS_ACCESS_KEY_ID": folio.access_key,
-            "AWS_SECRET_ACCESS_KEY": folio.secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": str(config_dir / "config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_PAGER": "",
-        }
-    )
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(
-            [str(AWS), *args, "--endpoint-url", folio.s3_url],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check:
-            assert out.returncode == 0, (
-                f"aws {' '.join(args)} exited {out.returncode}\nstdout: {out.stdout}\nstderr: {out.stderr}"
-            )
-        return out
-
-    return run
+from tests.conftest import AwsRunner
 
 
 @pytest.fixture

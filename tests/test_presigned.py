@@ -20,12 +20,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from lxml import etree
 
-from tests import test_awscli
-from tests.conftest import make_s3_client
+from tests.conftest import AwsRunner, make_s3_client
 from tests.folio_process import FolioProcess
-from tests.test_awscli import AwsRunner
-
-aws = test_awscli.aws  # the `aws` CLI fixture, shared with test_awscli
 
 KEY = "photos/my photo é+1.jpg"
 SIGNERS = ["sigv2-default", "sigv4"]

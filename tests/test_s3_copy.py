@@ -17,12 +17,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from tests import test_awscli
-from tests.conftest import make_s3_client
+from tests.conftest import AwsRunner, make_s3_client
 from tests.folio_process import FolioProcess
-from tests.test_awscli import AwsRunner
-
-aws = test_awscli.aws  # the `aws` CLI fixture, shared with test_awscli
 
 INLINE_SIZE = 1024  # under the 64 KiB inline threshold: bytes in the metadata row
 BLOB_SIZE = 20 * 1024 * 1024  # a blob file

@@ -6,14 +6,9 @@ answer."""
 from __future__ import annotations
 
 import itertools
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import unquote, unquote_plus
 
 import boto3
@@ -23,7 +18,7 @@ from botocore.exceptions import ClientError
 from botocore.handlers import set_list_objects_encoding_type_url
 
 from tests.conftest import make_s3_client
-from tests.folio_process import FolioProcess, free_port
+from tests.folio_process import FolioProcess
 
 
 def s3_error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
@@ -452,38 +447,6 @@ REFERENCE_KEYS = sorted(
         "%2F",
     }
 )
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("moto_server did not start listening")
-
-
-@pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log: Path = tmp_path_factory.mktemp("moto") / "moto.log"
-    binary = Path(sys.executable).parent / "moto_server"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def raw_listing_client(endpoint_url: str, access_key: str, secret_key: str):

@@ -33,12 +33,10 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import make_s3_client
+from tests.conftest import AwsRunner, make_s3_client
 from tests.folio_process import FolioProcess
-from tests.test_awscli import AwsRunner, aws  # noqa: F401 - the `aws` fixture
 from tests.test_crash_recovery import NO_RETRIES
 from tests.test_malformed_input import assert_s3_error, sign, signed
-from tests.test_s3_listing import moto_url  # noqa: F401 - the moto_server fixture
 from tests.test_s3_objects import local_checksum, s3_error
 
 KIB = 1024
@@ -199,7 +197,7 @@ def test_upload_file_of_200_mib_in_8_mib_parts_round_trips_with_multipart_etag_a
 
 
 def test_aws_cli_cp_of_100_mib_up_and_down_is_byte_identical(
-    aws: AwsRunner,  # noqa: F811
+    aws: AwsRunner,
     s3,
     bucket: str,
     file_100_mib: Path,
@@ -821,7 +819,7 @@ class UploadsOnBoth:
 
 
 @pytest.fixture(scope="module")
-def uploads_on_both(folio: FolioProcess, moto_url: str) -> Iterator[UploadsOnBoth]:  # noqa: F811
+def uploads_on_both(folio: FolioProcess, moto_url: str) -> Iterator[UploadsOnBoth]:
     folio_s3 = make_s3_client(folio)
     moto_s3 = boto3.client(
         "s3",
