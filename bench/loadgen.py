@@ -8,7 +8,10 @@ because on two shared cores the generator is part of the measurement.
 Jobs (`op`): `create_bucket`, `preload` (PUT `count` objects, unmeasured set-up), `put` and
 `get` (fixed concurrency for a fixed duration, bounded by `max_ops`), `put_stream` and
 `get_stream` (one large object over one connection), and `list` (ListObjectsV2 over the
-whole bucket in pages, repeated for at least `duration` seconds).
+whole bucket in pages, repeated for at least `duration` seconds); for multipart and copy,
+`mpu` (one multipart upload, parts at a fixed concurrency, timed from Create to Complete),
+`complete` (parts uploaded untimed, then CompleteMultipartUpload timed) and `copy`
+(CopyObject of one object, one copy at a time, each copy deleted untimed).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import html
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -51,15 +55,21 @@ class S3Requests:
         )
 
     def head(
-        self, method: str, bucket: str, key: str = "", query: dict[str, str] | None = None, length: int = 0
+        self,
+        method: str,
+        bucket: str,
+        key: str = "",
+        query: dict[str, str] | None = None,
+        length: int = 0,
+        headers: dict[str, str] | None = None,
     ) -> bytes:
+        """The request line and headers; `headers` (x-amz-* ones) are signed too."""
         path = encode_path(f"/{bucket}/{key}" if key else f"/{bucket}")
         qs = encode_query(query) if query else ""
         target = f"{path}?{qs}" if qs else path
         body_header = f"Content-Length: {length}\r\n" if method in ("PUT", "POST") else ""
-        return (
-            f"{method} {target} HTTP/1.1\r\n{self.signer.headers(method, path, qs)}{body_header}\r\n"
-        ).encode()
+        signed = self.signer.headers(method, path, qs, headers)
+        return f"{method} {target} HTTP/1.1\r\n{signed}{body_header}\r\n".encode()
 
 
 @dataclass
@@ -315,6 +325,261 @@ async def job_list(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+class RequestFailed(Exception):
+    """A request of a multi-step job failed: what, and the response if there was one."""
+
+    def __init__(self, what: str, response: Response | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.response = response
+
+
+class Reconnecting:
+    """One connection, opened again when the server closed it (moto answers `Connection: close`)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.conn: HttpConnection | None = None
+
+    async def _ready(self) -> HttpConnection:
+        if self.conn is None or self.conn.closed:
+            self.conn = await connect(self.endpoint.host, self.endpoint.port)
+        return self.conn
+
+    async def request(
+        self, head: bytes, body: bytes | memoryview = b"", *, keep_body: bool = False
+    ) -> Response:
+        return await (await self._ready()).request(head, body, keep_body=keep_body)
+
+    async def request_streamed(self, head: bytes, piece: memoryview, total: int) -> Response:
+        return await (await self._ready()).request_streamed(head, piece, total)
+
+    async def fresh(self) -> None:
+        """A new connection: one idle through a long upload may be closed by the server any moment."""
+        self.close()
+        self.conn = await connect(self.endpoint.host, self.endpoint.port)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _ok(response: Response) -> bool:
+    """2xx and no `<Error>` in a kept body (Complete and Copy may fail after answering 200)."""
+    return 200 <= response.status < 300 and b"<Error>" not in response.body
+
+
+class Multipart:
+    """CreateMultipartUpload, UploadPart (from one buffer), Complete, Abort, for one key."""
+
+    def __init__(self, ep: Endpoint, bucket: str, key: str) -> None:
+        self.ep, self.bucket, self.key = ep, bucket, key
+        self.s3 = S3Requests(ep)
+        self.upload_id = ""
+
+    async def create(self, conn: Reconnecting) -> None:
+        response = await conn.request(
+            self.s3.head("POST", self.bucket, self.key, {"uploads": ""}), keep_body=True
+        )
+        upload_id = _between(response.body, b"UploadId") if _ok(response) else None
+        if not upload_id:
+            raise RequestFailed("CreateMultipartUpload", response)
+        self.upload_id = upload_id
+
+    async def upload_parts(
+        self, count: int, part_size: int, concurrency: int, rec: Recorder | None = None
+    ) -> dict[int, str]:
+        """Upload parts 1..count at `concurrency`, every body from one buffer; return their ETags."""
+        piece = _payload(part_size)
+        numbers = iter(range(1, count + 1))
+        etags: dict[int, str] = {}
+        failed: list[RequestFailed] = []
+
+        async def worker() -> None:
+            conn = Reconnecting(self.ep)
+            try:
+                for number in numbers:
+                    if failed:
+                        return
+                    query = {"partNumber": str(number), "uploadId": self.upload_id}
+                    head = self.s3.head("PUT", self.bucket, self.key, query, length=part_size)
+                    t0 = time.perf_counter_ns()
+                    try:
+                        response = await conn.request_streamed(head, piece, part_size)
+                    except (OSError, ValueError) as exc:
+                        failed.append(RequestFailed(f"UploadPart {number}: {type(exc).__name__}: {exc}"))
+                        return
+                    etag = response.headers.get("etag") if _ok(response) else None
+                    if not etag:
+                        failed.append(RequestFailed(f"UploadPart {number}", response))
+                        return
+                    etags[number] = etag
+                    if rec is not None:
+                        rec.latencies_ns.append(time.perf_counter_ns() - t0)
+            finally:
+                conn.close()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if failed:
+            raise failed[0]
+        return etags
+
+    async def complete(self, conn: Reconnecting, etags: dict[int, str]) -> Response:
+        body = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{n}</PartNumber><ETag>{html.escape(etags[n], quote=False)}</ETag></Part>"
+                for n in sorted(etags)
+            )
+            + "</CompleteMultipartUpload>"
+        ).encode()
+        head = self.s3.head("POST", self.bucket, self.key, {"uploadId": self.upload_id}, length=len(body))
+        response = await conn.request(head, body, keep_body=True)
+        if not _ok(response):
+            raise RequestFailed("CompleteMultipartUpload", response)
+        return response
+
+    async def abort(self, conn: Reconnecting) -> None:
+        """Best effort, after a failure: the failure already recorded is what matters."""
+        if self.upload_id:
+            try:
+                await conn.request(
+                    self.s3.head("DELETE", self.bucket, self.key, {"uploadId": self.upload_id})
+                )
+            except (OSError, ValueError):
+                pass
+
+
+async def _delete(ep: Endpoint, conn: Reconnecting, bucket: str, key: str, rec: Recorder) -> None:
+    """Untimed clean-up (servers in memory would otherwise hold every GiB); a failure still counts."""
+    try:
+        response = await conn.request(S3Requests(ep).head("DELETE", bucket, key), keep_body=True)
+    except (OSError, ValueError) as exc:
+        rec.failure(f"DeleteObject {key}: {type(exc).__name__}: {exc}")
+        return
+    if not 200 <= response.status < 300:
+        rec.failure(f"DeleteObject {key}", response)
+
+
+def _parts_of(size: int, part_size: int) -> int:
+    return max(1, -(-size // part_size))
+
+
+async def job_mpu(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    """One multipart upload of `size` bytes in `part_size` parts at `concurrency`, timed from
+    CreateMultipartUpload to the end of CompleteMultipartUpload; the object is deleted after
+    (untimed) when `cleanup` is set. p50/p99 are those of the UploadPart requests."""
+    size, part_size = int(job["size"]), int(job["part_size"])
+    if size % part_size:
+        raise ValueError("size must be a multiple of part_size")
+    upload = Multipart(ep, job["bucket"], job["key"])
+    rec, conn = Recorder(), Reconnecting(ep)
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    complete_ms = 0.0
+    try:
+        await upload.create(conn)
+        etags = await upload.upload_parts(size // part_size, part_size, int(job["concurrency"]), rec)
+        c0 = time.perf_counter()
+        await conn.fresh()
+        await upload.complete(conn, etags)
+        complete_ms = (time.perf_counter() - c0) * 1e3
+        ok = True
+    except (RequestFailed, OSError, ValueError) as exc:
+        _record(rec, exc)
+        await upload.abort(conn)
+        ok = False
+    elapsed, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    if ok and job.get("cleanup"):
+        await _delete(ep, conn, job["bucket"], job["key"], rec)
+    conn.close()
+    result = _summary(rec, elapsed, cpu)
+    if not ok:
+        return result | {"ops": 0}
+    return result | {"bytes": size, "mb_per_s": size / 1e6 / elapsed, "complete_ms": complete_ms}
+
+
+def _record(rec: Recorder, exc: Exception) -> None:
+    if isinstance(exc, RequestFailed):
+        rec.failure(exc.what, exc.response)
+    else:
+        rec.failure(f"{type(exc).__name__}: {exc}")
+
+
+async def job_complete(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    """`parts` parts of `part_size` bytes uploaded at `concurrency` (untimed), then one timed
+    CompleteMultipartUpload; the object is deleted after (untimed)."""
+    parts, part_size = int(job["parts"]), int(job["part_size"])
+    upload = Multipart(ep, job["bucket"], job["key"])
+    rec, conn = Recorder(), Reconnecting(ep)
+    elapsed = cpu = upload_s = 0.0
+    ok = False
+    try:
+        u0 = time.perf_counter()
+        await upload.create(conn)
+        etags = await upload.upload_parts(parts, part_size, int(job["concurrency"]))
+        upload_s = time.perf_counter() - u0
+        await conn.fresh()
+        cpu0, t0 = _cpu_seconds(), time.perf_counter_ns()
+        await upload.complete(conn, etags)
+        elapsed_ns = time.perf_counter_ns() - t0
+        elapsed, cpu = elapsed_ns / 1e9, _cpu_seconds() - cpu0
+        rec.latencies_ns.append(elapsed_ns)
+        ok = True
+    except (RequestFailed, OSError, ValueError) as exc:
+        _record(rec, exc)
+        await upload.abort(conn)
+    if ok:
+        await _delete(ep, conn, job["bucket"], job["key"], rec)
+    conn.close()
+    result = _summary(rec, elapsed, cpu) | {
+        "parts": parts,
+        "part_size": part_size,
+        "upload_s": round(upload_s, 3),
+        "upload_mb_per_s": parts * part_size / 1e6 / upload_s if upload_s else 0.0,
+    }
+    if ok:
+        result["latency_ms"] = elapsed * 1e3
+    return result
+
+
+async def job_copy(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    """CopyObject of `src` to `dst_prefix + i`, one at a time on one connection, each copy deleted
+    (untimed) before the next: `count` copies, or fewer (at least `min_count`) once `duration`
+    seconds have passed. The figure is the median latency."""
+    s3 = S3Requests(ep)
+    bucket, src = job["bucket"], job["src"]
+    source = {"x-amz-copy-source": encode_path(f"/{bucket}/{src}")}
+    rec, conn = Recorder(), Reconnecting(ep)
+    count, min_count, duration = int(job["count"]), int(job["min_count"]), float(job["duration"])
+    failures = 0
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    for i in range(count):
+        if failures >= 3 or (i >= min_count and time.perf_counter() - t0 >= duration):
+            break
+        key = f"{job['dst_prefix']}{i:04d}"
+        head = s3.head("PUT", bucket, key, headers=source)
+        c0 = time.perf_counter_ns()
+        try:
+            response = await conn.request(head, keep_body=True)
+        except (OSError, ValueError) as exc:
+            rec.failure(f"CopyObject: {type(exc).__name__}: {exc}")
+            failures += 1
+            continue
+        c1 = time.perf_counter_ns()
+        if not _ok(response) or b"CopyObjectResult" not in response.body:
+            rec.failure("CopyObject", response)
+            failures += 1
+            continue
+        rec.latencies_ns.append(c1 - c0)
+        await _delete(ep, conn, bucket, key, rec)
+    elapsed, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    conn.close()
+    result = _summary(rec, elapsed, cpu)
+    if rec.latencies_ns:
+        result["latency_ms"] = statistics.median(rec.latencies_ns) / 1e6
+    return result
+
+
 JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "create_bucket": job_create_bucket,
     "put": job_put,
@@ -322,6 +587,9 @@ JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]]
     "put_stream": job_put_stream,
     "get_stream": job_get_stream,
     "list": job_list,
+    "mpu": job_mpu,
+    "complete": job_complete,
+    "copy": job_copy,
 }
 
 

@@ -145,6 +145,7 @@ def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto"
         return 1
     workroot = Path(tempfile.mkdtemp(prefix="folio-bench-profile-"))
     target = FolioTarget()
+    target.min_part_size = scenario.min_part_size
     spy: subprocess.Popen[bytes] | None = None
     try:
         if py_spy is None:

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import SCENARIOS, Scenario
+from bench.scenarios import RATIOS, SCENARIOS, Ratio, Scenario
 
 NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
 TARGET_ORDER = ("folio", "moto", "s3rver", "ceiling")
@@ -97,14 +97,50 @@ def _why_not(entry: dict[str, Any] | None, scenario: Scenario) -> str:
     cell = entry["scenarios"].get(scenario.name)
     if cell is None:
         return "not run"
+    if cell.get("status") == "n/a":
+        return "n/a (not applicable)"
     return "n/a (failed)"
+
+
+def _times(ratio: float) -> str:
+    """A ratio: two decimals, or two significant digits when tiny, no decimals when large."""
+    if ratio >= 100:
+        return f"{ratio:,.0f}"
+    return f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.2g}"
 
 
 def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, scenario: Scenario) -> str:
     if not a or not b or not b["median"]:
         return "n/a"
-    ratio = a["median"] / b["median"]
-    return f"{ratio:.2f}x" if scenario.higher_is_better else f"{ratio:.2f}x (lower is better)"
+    ratio = _times(a["median"] / b["median"])
+    return f"{ratio}x" if scenario.higher_is_better else f"{ratio}x (lower is better)"
+
+
+def _goal(scenario: Scenario) -> str:
+    if scenario.goal is None:
+        return "—"
+    return f"{'≥' if scenario.higher_is_better else '<'} {_fmt(scenario.goal, scenario.unit)}"
+
+
+def _verdict(met: bool | None, bold_pass: bool = False) -> str:
+    if met is None:
+        return "—"
+    return ("**pass**" if bold_pass else "pass") if met else "**miss**"
+
+
+def ratio_value(entry: dict[str, Any] | None, ratio: Ratio) -> float | None:
+    """One server's median of the numerator scenario over its median of the denominator."""
+    top = _cell(entry, SCENARIOS[ratio.numerator])
+    bottom = _cell(entry, SCENARIOS[ratio.denominator])
+    if not top or not bottom or not bottom["median"]:
+        return None
+    return float(top["median"] / bottom["median"])
+
+
+def _ratios_run(targets: dict[str, Any]) -> list[Ratio]:
+    """The ratios whose two scenarios were both part of this run."""
+    ran = {name for entry in targets.values() for name in (entry.get("scenarios") or {})}
+    return [r for r in RATIOS if r.numerator in ran and r.denominator in ran]
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -127,12 +163,20 @@ def summary_table(results: dict[str, Any]) -> str:
         ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario).replace(
             " (lower is better)", ""
         )
-        goal = f"{'≥' if scenario.higher_is_better else '<'} {_fmt(scenario.goal, scenario.unit)}"
-        verdict = "n/a" if not folio else ("pass" if scenario.met(folio["median"]) else "**miss**")
+        verdict = "n/a" if not folio else _verdict(scenario.met(folio["median"]))
         lines.append(
             f"| {scenario.name} | {scenario.unit} | "
             + " | ".join(cells)
-            + f" | {ratio} | {goal} | {verdict} |"
+            + f" | {ratio} | {_goal(scenario)} | {verdict} |"
+        )
+    for size_ratio in _ratios_run(targets):
+        values = [ratio_value(targets[name], size_ratio) for name in names]
+        folio_value = ratio_value(targets.get("folio"), size_ratio)
+        verdict = "n/a" if folio_value is None else _verdict(size_ratio.met(folio_value))
+        lines.append(
+            f"| {size_ratio.name} | ratio | "
+            + " | ".join("n/a" if v is None else _times(v) for v in values)
+            + f" | — | ≤ {size_ratio.limit:g} | {verdict} |"
         )
     return "\n".join(lines)
 
@@ -192,10 +236,56 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
     folio = _cell(targets.get("folio"), scenario)
     ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario)
     ceiling = _ratio(folio, _cell(targets.get("ceiling"), scenario), scenario)
-    goal = f"{'at least' if scenario.higher_is_better else 'under'} {_fmt(scenario.goal, scenario.unit)} {scenario.unit}"
-    verdict = "n/a" if not folio else ("**pass**" if scenario.met(folio["median"]) else "**miss**")
-    out += ["", f"Folio/moto: {ratio}; Folio/ceiling: {ceiling}. Target {goal}: {verdict}.", ""]
+    if scenario.goal is None:
+        target = "The issue sets no target for this figure on its own"
+        target += (
+            "; see the ratios below."
+            if any(scenario.name in (r.numerator, r.denominator) for r in RATIOS)
+            else "."
+        )
+    else:
+        bound = "at least" if scenario.higher_is_better else "under"
+        goal = f"{bound} {_fmt(scenario.goal, scenario.unit)} {scenario.unit}"
+        verdict = "n/a" if not folio else _verdict(scenario.met(folio["median"]), bold_pass=True)
+        target = f"Target {goal}: {verdict}."
+    out += ["", f"Folio/moto: {ratio}; Folio/ceiling: {ceiling}. {target}", ""]
+    for key, label, unit in scenario.extras:
+        figures = []
+        for name in TARGET_ORDER:
+            cell = _cell(targets.get(name), scenario)
+            if cell and key in cell:
+                figures.append(f"{SHORT[name]} {_fmt(cell[key], unit)} {unit}")
+        if figures:
+            out += [f"Also, {label} (median): " + "; ".join(figures) + ".", ""]
     return out
+
+
+def _ratios_section(results: dict[str, Any]) -> list[str]:
+    """Issue 3's size-independence targets: one scenario's median over another's, per server."""
+    targets = results["targets"]
+    ratios = _ratios_run(targets)
+    if not ratios:
+        return []
+    names = [n for n in TARGET_ORDER if n in targets]
+    out = [
+        "### Size independence (issue 3)",
+        "",
+        "Each server's median for the larger object over its median for the smaller, from the same run: "
+        "a server that copies or concatenates bytes shows the size here, one that only links blobs does not.",
+        "",
+        "| ratio | " + " | ".join(SHORT[n] for n in names) + " | target | Folio vs target |",
+        "|" + "---|" * (len(names) + 3),
+    ]
+    for ratio in ratios:
+        values = [ratio_value(targets[name], ratio) for name in names]
+        folio = ratio_value(targets.get("folio"), ratio)
+        verdict = "n/a" if folio is None else _verdict(ratio.met(folio), bold_pass=True)
+        out.append(
+            f"| {ratio.title} | "
+            + " | ".join("n/a" if v is None else _times(v) for v in values)
+            + f" | ≤ {ratio.limit:g} | {verdict} |"
+        )
+    return [*out, ""]
 
 
 def _md(text: str) -> str:
@@ -264,6 +354,8 @@ def render(results: dict[str, Any]) -> str:
         "make bench                                   # everything, 3 runs each: about 10-15 minutes",
         ".venv/bin/python -m bench.run --quick        # one short run of each: a smoke test of the harness",
         ".venv/bin/python -m bench.run --only folio,moto --scenarios put4k,get4k",
+        ".venv/bin/python -m bench.run --only folio,moto "
+        "--scenarios mpu1g,complete1000,copy1g,copy4k --runs 1",
         ".venv/bin/python -m bench.run --profile put4k  # Folio under py-spy or pyinstrument -> bench/results/",
         "```",
         "",
@@ -290,6 +382,18 @@ def render(results: dict[str, Any]) -> str:
         "pages of 1,000 (following NextContinuationToken), repeated for about 2 s. RSS: every server is "
         "restarted first (fresh directory), then its process (with any children) is polled every 20 ms during "
         "one 1 GiB PUT; the RSS it had reached after the earlier scenarios is shown beside it.",
+        "- Multipart and copy (issue 3; the ceiling app has neither, so it is n/a there): *mpu1g* is one 1 "
+        "GiB multipart upload, 128 parts of 8 MiB sent at concurrency 8 from one 1 MiB buffer, timed from "
+        "CreateMultipartUpload to the end of CompleteMultipartUpload, the object deleted after (untimed); "
+        "its p50 / p99 are those of the UploadPart requests. *complete1000-1g* and *complete1000-1m* upload"
+        " 1,000 parts of 1 MiB or of 1 KiB at concurrency 8 (untimed), then time the one Complete, on a "
+        "fresh connection; Folio and moto are restarted first (fresh directory) with the minimum part size "
+        "lowered to 1 KiB (Folio's `[limits] min_part_size`, moto's `S3_UPLOAD_PART_MIN_SIZE`), and "
+        "restarted with their defaults again if a later scenario runs. *copy4k* and *copy1g* time "
+        "CopyObject (signed `x-amz-copy-source`) of one 4 KiB object or of one 1 GiB object uploaded by "
+        "multipart (as mpu1g), one copy at a time, up to 20 (at least 3, fewer once the timed run's "
+        "duration has passed), each copy deleted (untimed) before the next; the figure is the median copy. "
+        "For these, *server CPU* also covers the untimed uploads and deletes of the run.",
         "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "
         "median of the runs' p50 and p99.",
         "",
@@ -300,6 +404,7 @@ def render(results: dict[str, Any]) -> str:
     for scenario in SCENARIOS.values():
         if any(scenario.name in (e.get("scenarios") or {}) for e in targets.values()):
             lines += _scenario_section(results, scenario)
+    lines += _ratios_section(results)
     lines += _errors_section(results)
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ RSS scenario) and always stops everything it started, by PID.
     python -m bench.run                       # everything: about 10-15 minutes here
     python -m bench.run --quick               # one short run of each: a smoke test
     python -m bench.run --only folio,moto --scenarios put4k,get4k
+    python -m bench.run --only folio,moto --scenarios mpu1g,complete1000,copy1g,copy4k --runs 1
     python -m bench.run --profile put4k       # Folio under py-spy (or pyinstrument)
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 from bench import report
 from bench.loadgen import Endpoint
 from bench.monitor import OtherLoad, RssWatcher, cpu_seconds, log, rss_bytes, wait_for_quiet
-from bench.scenarios import SCENARIOS, Scenario
+from bench.scenarios import GROUPS, SCENARIOS, Scenario, expand
 from bench.targets import REPO_ROOT, TARGETS, FolioTarget, Target, Unavailable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -128,6 +129,8 @@ def summarize(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "baseline_rss_mib",
         "mb_per_s",
         "other_cpu_pct",
+        "complete_ms",
+        "upload_mb_per_s",
     ):
         present = [float(r[key]) for r in good if key in r]
         if present:
@@ -234,22 +237,33 @@ def run_scenario(
     """Set the scenario up on every live server, then measure run 1 on each, run 2 on each, and so on:
     interleaving spreads whatever else the machine is doing evenly over the servers compared."""
     rss_before_restart: dict[str, float] = {}
-    if scenario.fresh_server:
-        for name, target in list(live.items()):
+    for name, target in list(live.items()):
+        if name in scenario.not_for:
+            reason = f"not applicable: {target.label} has no multipart upload or copy"
+            entries[name]["scenarios"][scenario.name] = {"status": "n/a", "reason": reason, "runs": []}
+            continue
+        wanted = scenario.min_part_size if target.supports_min_part_size else target.min_part_size
+        if not scenario.fresh_server and wanted == target.min_part_size:
+            continue
+        if scenario.fresh_server:
             rss_before_restart[name] = rss_bytes(target.pid) / 2**20
             log(f"restarting {name} for {scenario.name} (RSS was {rss_before_restart[name]:.0f} MiB)")
-            target.stop()
-            workdir = policy.workroot / f"{name}-{scenario.name}"
-            workdir.mkdir()
-            restarted = start_target(target, workdir)
-            setups_done[name] = set()
-            if restarted["status"] != "ok":
-                reason = f"restart failed: {restarted.get('reason')}"
-                entries[name]["scenarios"][scenario.name] = {"status": "failed", "reason": reason, "runs": []}
-                del live[name]
+        else:
+            log(f"restarting {name} for {scenario.name} with minimum part size {wanted or 'default'}")
+        target.stop()
+        target.min_part_size = wanted
+        workdir = Path(tempfile.mkdtemp(prefix=f"{name}-{scenario.name}-", dir=policy.workroot))
+        restarted = start_target(target, workdir)
+        setups_done[name] = set()
+        if restarted["status"] != "ok":
+            reason = f"restart failed: {restarted.get('reason')}"
+            entries[name]["scenarios"][scenario.name] = {"status": "failed", "reason": reason, "runs": []}
+            del live[name]
     ready: dict[str, Target] = {}
     for name, target in live.items():
         assert target.endpoint is not None
+        if name in scenario.not_for:
+            continue
         problem = run_setup(target.endpoint, scenario, setups_done.setdefault(name, set()))
         if problem:
             log(f"{name} {scenario.name}: {problem}")
@@ -274,8 +288,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", default=",".join(TARGETS), help=f"targets, comma-separated: {','.join(TARGETS)}"
     )
+    groups = "; ".join(f"{group} = {','.join(members)}" for group, members in GROUPS.items())
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"scenarios, comma-separated: {','.join(SCENARIOS)}"
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"scenarios, comma-separated: {','.join(SCENARIOS)} (groups: {groups})",
     )
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3, 1 with --quick)")
     parser.add_argument("--duration", type=float, help="seconds per timed run (default 5, 1.5 with --quick)")
@@ -317,8 +334,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if name not in TARGETS:
             parser.error(f"unknown target {name!r}")
     for name in args.scenarios.split(","):
-        if name not in SCENARIOS:
+        if name not in SCENARIOS and name not in GROUPS:
             parser.error(f"unknown scenario {name!r}")
+    args.scenarios = ",".join(expand(args.scenarios.split(",")))
     if args.profile and args.profile not in SCENARIOS:
         parser.error(f"unknown scenario {args.profile!r}")
     return args

@@ -1,7 +1,9 @@
-"""The benchmark scenarios of issue 2, each with its set-up, its load-generator job and its target.
+"""The benchmark scenarios of issues 2 and 3, each with its set-up, its load-generator job and its target.
 
-A scenario's set-up jobs run once per server (preloading the objects a GET or LIST reads);
-its measured job runs `runs` times. Names are what `--scenarios` and `--profile` take.
+A scenario's set-up jobs run once per server (preloading the objects a GET, LIST or copy reads);
+its measured job runs `runs` times. Names are what `--scenarios` and `--profile` take; `GROUPS`
+names a few scenarios at once for `--scenarios`. `RATIOS` are issue 3's size-independence
+targets: one scenario's figure over another's, on the same server in the same run.
 """
 
 from __future__ import annotations
@@ -20,18 +22,40 @@ class Scenario:
     title: str
     metric: str  # the key of the run result that is the headline figure
     unit: str
-    goal: float  # the issue's target for Folio
+    goal: float | None  # the issue's target for Folio; None when it sets none for this figure
     higher_is_better: bool = True
     setup: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     watch_rss: bool = False
     fresh_server: bool = False  # restart every server first, so earlier scenarios leave nothing behind
+    # Servers that can lower their minimum part size (Folio, moto) run the scenario with this one,
+    # restarted with a fresh directory when they run with another; None: their default (5 MiB).
+    min_part_size: int | None = None
+    not_for: frozenset[str] = frozenset()  # targets the scenario means nothing for, reported n/a
+    # Secondary figures of the run results shown under the scenario's table: (key, label, unit).
+    extras: tuple[tuple[str, str, str], ...] = ()
 
     def job(self, run: int, duration: float) -> dict[str, Any]:
         """The measured job of run number `run`."""
         return _JOBS[self.name](run, duration)
 
-    def met(self, value: float) -> bool:
+    def met(self, value: float) -> bool | None:
+        if self.goal is None:
+            return None
         return value >= self.goal if self.higher_is_better else value < self.goal
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A target on one scenario's median over another's, for the same server (lower is better)."""
+
+    name: str
+    title: str
+    numerator: str
+    denominator: str
+    limit: float
+
+    def met(self, value: float) -> bool:
+        return value <= self.limit
 
 
 def _put(prefix: str, size: int, concurrency: int, duration: float, max_ops: int) -> dict[str, Any]:
@@ -72,6 +96,49 @@ def _get(
     }
 
 
+MPU_PART_SIZE, MPU_CONCURRENCY = 8 * MIB, 8
+COMPLETE_PARTS, COPIES, MIN_COPIES = 1000, 20, 3
+SMALL_PARTS = 1024  # the minimum part size the complete1000 scenarios lower the servers' to
+COPY_SMALL_SOURCE, COPY_LARGE_SOURCE = "copy4k/0000000", "copy1g/source"
+NOT_S3 = frozenset({"ceiling"})  # the ceiling app has no multipart upload and no copy
+
+
+def _mpu(key: str, cleanup: bool) -> dict[str, Any]:
+    """One 1 GiB multipart upload, 8 MiB parts at concurrency 8, each sent from one buffer."""
+    return {
+        "op": "mpu",
+        "bucket": BUCKET,
+        "key": key,
+        "size": GIB,
+        "part_size": MPU_PART_SIZE,
+        "concurrency": MPU_CONCURRENCY,
+        "cleanup": cleanup,
+    }
+
+
+def _complete(key: str, part_size: int) -> dict[str, Any]:
+    return {
+        "op": "complete",
+        "bucket": BUCKET,
+        "key": key,
+        "parts": COMPLETE_PARTS,
+        "part_size": part_size,
+        "concurrency": MPU_CONCURRENCY,
+    }
+
+
+def _copy(src: str, dst_prefix: str, duration: float) -> dict[str, Any]:
+    return {
+        "op": "copy",
+        "bucket": BUCKET,
+        "src": src,
+        "dst_prefix": dst_prefix,
+        "count": COPIES,
+        "min_count": MIN_COPIES,
+        "duration": duration,
+    }
+
+
 _JOBS = {
     "put4k": lambda run, d: _put(f"put4k/r{run}/", 4 * KIB, 16, d, 500_000),
     "get4k": lambda run, d: _get("get4k/", 4 * KIB, GET_SMALL_KEYS, 16, d, 500_000),
@@ -98,6 +165,11 @@ _JOBS = {
         "max_passes": 20,
     },
     "rss1g": lambda run, d: {"op": "put_stream", "bucket": BUCKET, "key": f"rss1g/r{run}", "size": GIB},
+    "mpu1g": lambda run, d: _mpu(f"mpu1g/r{run}", cleanup=True),
+    "copy4k": lambda run, d: _copy(COPY_SMALL_SOURCE, f"copy4k/r{run}/", d),
+    "copy1g": lambda run, d: _copy(COPY_LARGE_SOURCE, f"copy1g/r{run}/", d),
+    "complete1000-1m": lambda run, d: _complete(f"complete1000-1m/r{run}", KIB),
+    "complete1000-1g": lambda run, d: _complete(f"complete1000-1g/r{run}", MIB),
 }
 
 SCENARIOS: dict[str, Scenario] = {
@@ -151,5 +223,85 @@ SCENARIOS: dict[str, Scenario] = {
             watch_rss=True,
             fresh_server=True,
         ),
+        Scenario(
+            "mpu1g",
+            "one 1 GiB multipart upload, 8 MiB parts at concurrency 8, from Create to the end of Complete",
+            "mb_per_s",
+            "MB/s",
+            None,
+            not_for=NOT_S3,
+            extras=(("complete_ms", "CompleteMultipartUpload of the 128 parts", "ms"),),
+        ),
+        Scenario(
+            "copy4k",
+            f"CopyObject of a 4 KiB object, median of up to {COPIES} copies",
+            "latency_ms",
+            "ms",
+            None,
+            higher_is_better=False,
+            setup=(_preload(BUCKET, "copy4k/", 4 * KIB, 1, 1),),
+            not_for=NOT_S3,
+        ),
+        Scenario(
+            "copy1g",
+            f"CopyObject of a 1 GiB object (uploaded by multipart), median of up to {COPIES} copies",
+            "latency_ms",
+            "ms",
+            None,
+            higher_is_better=False,
+            setup=(_mpu(COPY_LARGE_SOURCE, cleanup=False),),
+            not_for=NOT_S3,
+        ),
+        Scenario(
+            "complete1000-1m",
+            "CompleteMultipartUpload of 1,000 parts of 1 KiB (1 MiB in all); parts uploaded untimed",
+            "latency_ms",
+            "ms",
+            None,
+            higher_is_better=False,
+            min_part_size=SMALL_PARTS,
+            not_for=NOT_S3,
+            extras=(("upload_mb_per_s", "the untimed upload of the parts", "MB/s"),),
+        ),
+        Scenario(
+            "complete1000-1g",
+            "CompleteMultipartUpload of 1,000 parts of 1 MiB (1 GiB in all); parts uploaded untimed",
+            "latency_ms",
+            "ms",
+            None,
+            higher_is_better=False,
+            min_part_size=SMALL_PARTS,
+            not_for=NOT_S3,
+            extras=(("upload_mb_per_s", "the untimed upload of the parts", "MB/s"),),
+        ),
     )
 }
+
+GROUPS: dict[str, tuple[str, ...]] = {"complete1000": ("complete1000-1m", "complete1000-1g")}
+
+RATIOS: tuple[Ratio, ...] = (
+    Ratio(
+        "complete 1 GiB / 1 MiB",
+        "Complete of 1,000 parts: 1 GiB of parts against 1 MiB (the issue: no longer for 1 GiB)",
+        "complete1000-1g",
+        "complete1000-1m",
+        2.0,
+    ),
+    Ratio(
+        "copy 1 GiB / 4 KiB",
+        "CopyObject of 1 GiB against 4 KiB (the issue: same order, independent of size)",
+        "copy1g",
+        "copy4k",
+        3.0,
+    ),
+)
+
+
+def expand(names: list[str]) -> list[str]:
+    """Scenario names with groups replaced by their members, each once, in the order given."""
+    out: list[str] = []
+    for name in names:
+        for member in GROUPS.get(name, (name,)):
+            if member not in out:
+                out.append(member)
+    return out

@@ -2,6 +2,8 @@
 
 Each target starts on a free loopback port in a work directory of its own, says which
 endpoint and credentials to use and which PID to watch, and is stopped by that PID.
+Folio and moto can be started with a lower minimum multipart part size (`min_part_size`,
+set before `start()`), for the scenarios that complete uploads of many small parts.
 A target that cannot start (s3rver without npm, say) raises `Unavailable`, and the run
 reports it as such instead of failing.
 """
@@ -57,11 +59,13 @@ class Target:
 
     name = "target"
     label = "target"
+    supports_min_part_size = False  # whether `min_part_size` means anything to this server
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint: Endpoint | None = None
         self.version = ""
+        self.min_part_size: int | None = None  # None: the server's default (5 MiB, as S3)
 
     @property
     def pid(self) -> int:
@@ -93,15 +97,28 @@ class Target:
 
 
 class FolioTarget(Target):
-    """Folio with its default configuration and a fresh data directory."""
+    """Folio with its default configuration (plus `config_text`, if any) and a fresh data directory."""
 
     name = "folio"
     label = "Folio"
+    supports_min_part_size = True
 
-    def __init__(self) -> None:
+    def __init__(self, config_text: str = "") -> None:
         super().__init__()
         self.server = None
         self.extra_env: dict[str, str] = {}  # e.g. to load a profiler into the server
+        # TOML appended to the (otherwise empty) config file; `min_part_size` adds a `[limits]`
+        # table of its own, so the two must not both set `[limits]`.
+        self.config_text = config_text
+        # Error lines and samples from the logs of instances stopped before this one.
+        self._earlier_errors = 0
+        self._earlier_samples: list[str] = []
+
+    def _config(self) -> str:
+        text = self.config_text
+        if self.min_part_size is not None:
+            text += f"\n[limits]\nmin_part_size = {self.min_part_size}\n"
+        return text
 
     def start(self, workdir: Path) -> Endpoint:
         try:
@@ -110,7 +127,9 @@ class FolioTarget(Target):
             raise Unavailable(f"tests.folio_process cannot be imported: {exc}") from exc
         if not (REPO_ROOT / "server" / "cli.py").exists():
             raise Unavailable("server/cli.py does not exist yet")
-        self.server = FolioProcess(data_dir=workdir / "folio" / "data", config_text="", env=self.extra_env)
+        self.server = FolioProcess(
+            data_dir=workdir / "folio" / "data", config_text=self._config(), env=self.extra_env
+        )
         try:
             self.server.start(timeout=60)
         except RuntimeError as exc:
@@ -121,18 +140,28 @@ class FolioTarget(Target):
         )
         return self.endpoint
 
-    def log_problems(self, limit: int = 5) -> dict[str, object]:
-        """Tracebacks and error lines in Folio's own log, to report beside the figures."""
-        if self.server is None:
-            return {}
-        lines = self.server.log().splitlines()
+    @staticmethod
+    def _problems(log: str, limit: int) -> tuple[int, list[str]]:
+        lines = log.splitlines()
         hits = [i for i, line in enumerate(lines) if re.search(r"Traceback|\bERROR\b|\bCRITICAL\b", line)]
-        samples = ["\n".join(lines[i : i + 12])[:1500] for i in hits[:limit]]
-        return {"log_error_lines": len(hits), "log_error_samples": samples}
+        return len(hits), ["\n".join(lines[i : i + 12])[:1500] for i in hits[:limit]]
+
+    def log_problems(self, limit: int = 5) -> dict[str, object]:
+        """Tracebacks and error lines in Folio's own logs (every instance of the run), to report
+        beside the figures."""
+        count, samples = self._problems(self.server.log(), limit) if self.server else (0, [])
+        return {
+            "log_error_lines": self._earlier_errors + count,
+            "log_error_samples": (self._earlier_samples + samples)[:limit],
+        }
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+            # A scenario may restart Folio (fresh directory, other config): keep what it logged.
+            count, samples = self._problems(self.server.log(), 5)
+            self._earlier_errors += count
+            self._earlier_samples += samples
             self.server = None
         self.proc = None
 
@@ -142,6 +171,7 @@ class MotoTarget(Target):
 
     name = "moto"
     label = "moto"
+    supports_min_part_size = True
 
     def start(self, workdir: Path) -> Endpoint:
         exe = Path(sys.executable).parent / "moto_server"
@@ -157,7 +187,12 @@ class MotoTarget(Target):
         except Exception:  # noqa: BLE001 - the version is only reported
             pass
         port = free_port()
-        log = self._spawn([str(exe), "-H", "127.0.0.1", "-p", str(port)], workdir)
+        env = dict(os.environ)
+        if self.min_part_size is not None:
+            env["S3_UPLOAD_PART_MIN_SIZE"] = str(self.min_part_size)
+            # moto derives its in-memory buffer size per object from the minimum: keep the default.
+            env["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(5 * 2**20 - 1024)
+        log = self._spawn([str(exe), "-H", "127.0.0.1", "-p", str(port)], workdir, env)
         _wait_http(f"http://127.0.0.1:{port}/", self.proc, log, 60)  # type: ignore[arg-type]
         self.endpoint = Endpoint("127.0.0.1", port, "benchkey", "benchsecret")
         return self.endpoint

@@ -117,7 +117,7 @@ def check_blob_files_match_the_blobs_table(data_dir: Path) -> None:
         }
         uses: dict[str, int] = {}
         for (segments,) in db.execute("SELECT segments FROM objects WHERE segments IS NOT NULL"):
-            for blob_id, _size in json.loads(segments):
+            for blob_id, *_ in json.loads(segments):  # [blob_id, length(, offset)]
                 uses[blob_id] = uses.get(blob_id, 0) + 1
     finally:
         db.close()
