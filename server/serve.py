@@ -19,14 +19,67 @@ log = logging.getLogger("folio.server")
 ASGIApp = Callable
 
 
+CORK_LIMIT = 64 * 1024
+
+
+class CorkedTransport:
+    """Coalesces the small writes of one loop iteration into one send.
+
+    uvicorn writes a response's head and its body separately, and each write is a
+    system call that wakes the client; on this kind of VM that was half the event
+    loop's time for a 4 KiB GET. Writes are held until the end of the iteration (or
+    until 64 KiB pile up) and sent together. Large writes go out at once, uncopied."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if len(data) >= CORK_LIMIT:
+            self.flush()
+            self._transport.write(data)
+            return
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= CORK_LIMIT:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._pending:
+            pending, self._pending, self._size = self._pending, [], 0
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
 def _protocol_class() -> type:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class FolioHttpToolsProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol, except for bytes that follow a complete request
-        and do not parse (a body longer than its Content-Length): uvicorn would answer a
-        plain-text 400 and close at once, dropping the S3 answer to the request it
-        already has. Here that request is answered first, then the connection closes."""
+        """uvicorn's httptools protocol with two changes.
+
+        Writes go through a `CorkedTransport`. And bytes that follow a complete request
+        and do not parse (a body longer than its Content-Length) no longer make uvicorn
+        answer a plain-text 400 and close at once, dropping the S3 answer to the request
+        it already has: that request is answered first, then the connection closes."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.transport = CorkedTransport(transport, self.loop)  # type: ignore[assignment]
 
         def send_400_response(self, msg: str) -> None:
             cycle = getattr(self, "cycle", None)
