@@ -271,7 +271,13 @@ def _ratios_section(results: dict[str, Any]) -> list[str]:
         "### Size independence (issue 3)",
         "",
         "Each server's median for the larger object over its median for the smaller, from the same run: "
-        "a server that copies or concatenates bytes shows the size here, one that only links blobs does not.",
+        "a server that copies or concatenates bytes shows the size here, one that only links blobs does not."
+        + (
+            " With one run each, a ratio rests on single samples: on these shared cores other work can "
+            "double a Complete of some 40 ms. Take the medians of `--runs 3` (the default) before concluding."
+            if results["settings"].get("runs") == 1
+            else ""
+        ),
         "",
         "| ratio | " + " | ".join(SHORT[n] for n in names) + " | target | Folio vs target |",
         "|" + "---|" * (len(names) + 3),
@@ -351,7 +357,7 @@ def render(results: dict[str, Any]) -> str:
         "## How to run",
         "",
         "```",
-        "make bench                                   # everything, 3 runs each: about 10-15 minutes",
+        "make bench                                   # everything, 3 runs each: about 15-20 minutes",
         ".venv/bin/python -m bench.run --quick        # one short run of each: a smoke test of the harness",
         ".venv/bin/python -m bench.run --only folio,moto --scenarios put4k,get4k",
         ".venv/bin/python -m bench.run --only folio,moto "

@@ -7,7 +7,7 @@ all of them. The report quotes the median and the spread. The load generator is 
 process only starts things, polls the server's CPU and RSS (psutil, every 20 ms for the
 RSS scenario) and always stops everything it started, by PID.
 
-    python -m bench.run                       # everything: about 10-15 minutes here
+    python -m bench.run                       # everything: about 15-20 minutes here
     python -m bench.run --quick               # one short run of each: a smoke test
     python -m bench.run --only folio,moto --scenarios put4k,get4k
     python -m bench.run --only folio,moto --scenarios mpu1g,complete1000,copy1g,copy4k --runs 1
