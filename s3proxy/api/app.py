@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
-from s3proxy.api import buckets, copy, delete, listing, multipart, objects
+from s3proxy.api import buckets, copy, delete, listing, multipart, objects, versioning
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
@@ -46,6 +46,9 @@ HANDLERS: dict[str, Handler] = {
     "AbortMultipartUpload": multipart.abort_multipart_upload,
     "ListParts": multipart.list_parts,
     "ListMultipartUploads": multipart.list_multipart_uploads,
+    "GetBucketVersioning": versioning.get_bucket_versioning,
+    "PutBucketVersioning": versioning.put_bucket_versioning,
+    "ListObjectVersions": versioning.list_object_versions,
     "CopyObject": copy.copy_object,
 }
 

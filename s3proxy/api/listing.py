@@ -13,7 +13,7 @@ from s3proxy.api.xml import document, element, escape, iso8601, url_encode
 from s3proxy.store.models import ListPage
 
 
-def _max_keys(ctx: RequestContext, limit: int) -> int:
+def max_keys_param(ctx: RequestContext, limit: int) -> int:
     raw = ctx.query.get("max-keys")
     if raw is None:
         return limit
@@ -43,13 +43,13 @@ def _encoding(ctx: RequestContext) -> bool:
     return True
 
 
+def owner_element(owner: Account) -> str:
+    return f"<Owner>{element('ID', owner.canonical_id)}{element('DisplayName', owner.display_name)}</Owner>"
+
+
 def _contents(page: ListPage, encode: bool, owner: Account | None) -> str:
     # One f-string per entry: this loop is most of a 1,000-key listing's cost.
-    owner_xml = (
-        f"<Owner>{element('ID', owner.canonical_id)}{element('DisplayName', owner.display_name)}</Owner>"
-        if owner is not None
-        else ""
-    )
+    owner_xml = owner_element(owner) if owner is not None else ""
     enc = url_encode if encode else escape
     parts = [
         f"<Contents><Key>{enc(e.key)}</Key><LastModified>{iso8601(e.last_modified)}</LastModified>"
@@ -85,7 +85,7 @@ def decode_token(token: str) -> str:
 
 
 async def list_objects_v2(ctx: RequestContext, services: Services) -> Response:
-    max_keys = _max_keys(ctx, services.config.limits.max_keys_per_list)
+    max_keys = max_keys_param(ctx, services.config.limits.max_keys_per_list)
     encode = _encoding(ctx)
     token = ctx.query.get("continuation-token")
     start_after = ctx.query.get("start-after")
@@ -116,7 +116,7 @@ async def list_objects_v2(ctx: RequestContext, services: Services) -> Response:
 
 
 async def list_objects_v1(ctx: RequestContext, services: Services) -> Response:
-    max_keys = _max_keys(ctx, services.config.limits.max_keys_per_list)
+    max_keys = max_keys_param(ctx, services.config.limits.max_keys_per_list)
     encode = _encoding(ctx)
     marker = ctx.query.get("marker", "")
     page = await _list(ctx, services, marker or None, max_keys)

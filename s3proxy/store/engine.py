@@ -40,6 +40,7 @@ from s3proxy.store.multipart import Finalizer, Part, RequestedPart, Upload
 from s3proxy.store.naming import check_bucket_name, encode_key
 from s3proxy.store.reader import ObjectReader
 from s3proxy.store.schema import MIGRATIONS
+from s3proxy.store.version_listing import VersionPage, list_versions
 from s3proxy.store.writer import Hasher, ObjectWriter
 
 log = logging.getLogger("folio.store")
@@ -137,6 +138,39 @@ class Store:
         freed = await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id))
         self._buckets.pop(bucket.name, None)
         self._free_blobs(freed)
+
+    async def set_versioning(self, bucket: Bucket, status: str) -> Bucket:
+        """'Enabled' or 'Suspended' (a bucket never returns to unversioned, as in S3)."""
+        if status not in ("Enabled", "Suspended"):
+            raise ValueError(status)
+        await self.db.write(
+            lambda c: c.execute("UPDATE buckets SET versioning = ? WHERE id = ?", (status, bucket.id))
+        )
+        updated = Bucket(bucket.id, bucket.name, bucket.account_id, bucket.region, status, bucket.created_at)
+        self._buckets[bucket.name] = updated
+        return updated
+
+    def list_versions(
+        self,
+        bucket: Bucket,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        key_marker: str | None = None,
+        version_id_marker: str | None = None,
+        max_keys: int = 1000,
+    ) -> VersionPage:
+        return self.db.read(
+            lambda c: list_versions(
+                c,
+                bucket.id,
+                prefix=prefix.encode("utf-8"),
+                delimiter=delimiter.encode("utf-8") if delimiter else None,
+                key_marker=key_marker.encode("utf-8") if key_marker is not None else None,
+                version_id_marker=version_id_marker,
+                max_keys=max_keys,
+            )
+        )
 
     # -- objects ------------------------------------------------------------------------------
 

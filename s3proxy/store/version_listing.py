@@ -1,0 +1,124 @@
+"""Listing every version of every key (ListObjectVersions): keys in UTF-8 byte
+order, versions of a key newest first, delete markers included, with prefix,
+delimiter and the key/version-id markers."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from s3proxy.store.naming import prefix_successor
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    etag: str
+    last_modified: float
+    storage_class: str
+
+
+@dataclass
+class VersionPage:
+    entries: list[VersionEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None
+
+
+_SQL = (
+    "SELECT key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class"
+    " FROM objects WHERE bucket_id = ? AND key >= ?{older}{upper} ORDER BY key, id DESC LIMIT ?"
+)
+# Resuming inside the key-marker's versions: the ones older (smaller row id) than the marker.
+_OLDER = " AND (key > ? OR id < ?)"
+
+
+def list_versions(
+    conn: sqlite3.Connection,
+    bucket_id: int,
+    *,
+    prefix: bytes,
+    delimiter: bytes | None,
+    key_marker: bytes | None,
+    version_id_marker: str | None,
+    max_keys: int,
+) -> VersionPage:
+    upper = prefix_successor(prefix) if prefix else None
+    lower = prefix
+    skip_until_id: int | None = None  # within key_marker: versions older than this row id
+    if key_marker is not None and key_marker >= prefix:
+        if version_id_marker:
+            row = conn.execute(
+                "SELECT id FROM objects WHERE bucket_id = ? AND key = ? AND version_id = ?",
+                (bucket_id, key_marker, version_id_marker),
+            ).fetchone()
+            if row is not None:
+                lower, skip_until_id = key_marker, row[0]
+            else:
+                lower = key_marker + b"\x00"
+        else:
+            lower = key_marker + b"\x00"
+    entries: list[VersionEntry] = []
+    prefixes: list[str] = []
+    truncated = False
+    last: tuple[bytes, str] | None = None  # (key or common prefix, version id or "")
+    count = 0
+    while True:
+        want = max_keys - count + 1
+        params: list[object] = [bucket_id, lower]
+        if skip_until_id is not None:
+            params += [lower, skip_until_id]
+        if upper is not None:
+            params.append(upper)
+        params.append(want)
+        sql = _SQL.format(
+            older=_OLDER if skip_until_id is not None else "",
+            upper=" AND key < ?" if upper is not None else "",
+        )
+        rows = conn.execute(sql, params).fetchall()
+        skip_until_id = None
+        restart = False
+        for key, version_id, is_latest, is_marker, size, etag, modified, storage_class in rows:
+            key = bytes(key)
+            if delimiter:
+                at = key.find(delimiter, len(prefix))
+                if at >= 0:
+                    common = key[: at + len(delimiter)]
+                    if key_marker is None or common > key_marker:
+                        if count >= max_keys:
+                            truncated = True
+                            break
+                        prefixes.append(common.decode("utf-8"))
+                        count += 1
+                        last = (common, "")
+                    lower = prefix_successor(common) or b""
+                    restart = True
+                    break
+            if count >= max_keys:
+                truncated = True
+                break
+            entries.append(
+                VersionEntry(
+                    key.decode("utf-8"),
+                    version_id,
+                    bool(is_latest),
+                    bool(is_marker),
+                    size,
+                    etag,
+                    modified,
+                    storage_class,
+                )
+            )
+            count += 1
+            last = (key, version_id)
+        if truncated or not restart:
+            break
+    next_key = last[0].decode("utf-8") if truncated and last else None
+    next_version = last[1] or None if truncated and last else None
+    return VersionPage(entries, prefixes, truncated, next_key, next_version)
