@@ -22,16 +22,14 @@ from s3proxy.auth.sigv4 import (
     UNSIGNED_PAYLOAD,
     AuthResult,
     PayloadMode,
-    canonical_headers,
     canonical_query,
     decode_query_value,
-    derive_signing_key,
+    invalid_content_sha256,
     parse_amz_date,
     parse_query,
     payload_mode_for,
+    signed_result,
     split_credential,
-    streaming_details,
-    verify_signature,
     wire_bytes,
 )
 
@@ -143,48 +141,26 @@ def verify_presigned(
     if content_sha256:
         mode = payload_mode_for(content_sha256)
         if mode is None:
-            raise S3Error(
-                "InvalidArgument",
-                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
-                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER "
-                "or a valid sha256 value.",
-            )
+            raise invalid_content_sha256(content_sha256)
         payload_mode = mode
         # Signers differ on whether the hash enters a presigned canonical request: try both.
         payload_hashes = (
             [content_sha256, UNSIGNED_PAYLOAD] if content_sha256 != UNSIGNED_PAYLOAD else payload_hashes
         )
-    decoded_length, trailer_names = streaming_details(payload_mode, headers)
-
-    signature = params["X-Amz-Signature"]
-    scope = f"{scope_date}/{region}/{service}/{TERMINATOR}"
-    signing_key = derive_signing_key(secret, scope_date, region, service)
-    if not verify_signature(
+    return signed_result(
         method=method,
         raw_path=raw_path,
         canonical_query_string=canonical_query(pairs, exclude="X-Amz-Signature"),
-        canonical_headers_block=canonical_headers(headers, signed_header_names),
-        signed_headers=";".join(signed_header_names),
+        headers=headers,
+        signed_header_names=signed_header_names,
         payload_hashes=payload_hashes,
-        amz_date=amz_date,
-        scope=scope,
-        signing_key=signing_key,
-        signature=signature,
-    ):
-        raise S3Error("SignatureDoesNotMatch", extra={"AWSAccessKeyId": access_key})
-
-    return AuthResult(
-        access_key=access_key,
         payload_mode=payload_mode,
-        payload_sha256=content_sha256.lower()
-        if content_sha256 and payload_mode is PayloadMode.SIGNED
-        else None,
-        signing_key=signing_key,
-        seed_signature=signature.lower(),
+        content_sha256=content_sha256,
         amz_date=amz_date,
-        scope=scope,
-        decoded_content_length=decoded_length,
-        trailer_names=trailer_names,
+        scope_parts=(scope_date, region, service),
+        access_key=access_key,
+        secret=secret,
+        signature=params["X-Amz-Signature"],
         presigned=True,
     )
 

@@ -441,13 +441,7 @@ def authenticate(
         raise S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
     payload_mode = payload_mode_for(content_sha256)
     if payload_mode is None:
-        raise S3Error(
-            "InvalidArgument",
-            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
-            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER "
-            "or a valid sha256 value.",
-            extra={"ArgumentName": "x-amz-content-sha256", "ArgumentValue": content_sha256},
-        )
+        raise invalid_content_sha256(content_sha256)
 
     secret = lookup_secret(access_key)
     if secret is None:
@@ -457,33 +451,81 @@ def authenticate(
             "RequestTimeTooSkewed", extra={"MaxAllowedSkewMilliseconds": str(max_skew_seconds * 1000)}
         )
 
-    decoded_length, trailer_names = streaming_details(payload_mode, headers)
+    return signed_result(
+        method=method,
+        raw_path=raw_path,
+        canonical_query_string=canonical_query(parse_query(query_string)),
+        headers=headers,
+        signed_header_names=signed_header_names,
+        payload_hashes=(content_sha256,),
+        payload_mode=payload_mode,
+        content_sha256=content_sha256,
+        amz_date=amz_date,
+        scope_parts=(scope_date, region, service),
+        access_key=access_key,
+        secret=secret,
+        signature=signature,
+        presigned=False,
+    )
 
+
+def invalid_content_sha256(value: str) -> S3Error:
+    return S3Error(
+        "InvalidArgument",
+        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER "
+        "or a valid sha256 value.",
+        extra={"ArgumentName": "x-amz-content-sha256", "ArgumentValue": value},
+    )
+
+
+def signed_result(
+    *,
+    method: str,
+    raw_path: str,
+    canonical_query_string: str,
+    headers: Mapping[str, str],
+    signed_header_names: list[str],
+    payload_hashes: Iterable[str],
+    payload_mode: PayloadMode,
+    content_sha256: str | None,
+    amz_date: str,
+    scope_parts: tuple[str, str, str],
+    access_key: str,
+    secret: str,
+    signature: str,
+    presigned: bool,
+) -> AuthResult:
+    """The last step shared by header and query (presigned) SigV4: derive the key,
+    check the signature (SignatureDoesNotMatch), describe the verified request."""
+    scope_date, region, service = scope_parts
+    decoded_length, trailer_names = streaming_details(payload_mode, headers)
     scope = f"{scope_date}/{region}/{service}/{TERMINATOR}"
     signing_key = derive_signing_key(secret, scope_date, region, service)
     if not verify_signature(
         method=method,
         raw_path=raw_path,
-        canonical_query_string=canonical_query(parse_query(query_string)),
+        canonical_query_string=canonical_query_string,
         canonical_headers_block=canonical_headers(headers, signed_header_names),
         signed_headers=";".join(signed_header_names),
-        payload_hashes=(content_sha256,),
+        payload_hashes=payload_hashes,
         amz_date=amz_date,
         scope=scope,
         signing_key=signing_key,
         signature=signature,
     ):
         raise S3Error("SignatureDoesNotMatch", extra={"AWSAccessKeyId": access_key})
-
     return AuthResult(
         access_key=access_key,
         payload_mode=payload_mode,
-        payload_sha256=content_sha256.lower() if payload_mode is PayloadMode.SIGNED else None,
+        payload_sha256=content_sha256.lower()
+        if content_sha256 and payload_mode is PayloadMode.SIGNED
+        else None,
         signing_key=signing_key,
         seed_signature=signature.lower(),
         amz_date=amz_date,
         scope=scope,
         decoded_content_length=decoded_length,
         trailer_names=trailer_names,
-        presigned=False,
+        presigned=presigned,
     )
