@@ -58,8 +58,7 @@ async def delete_objects(ctx: RequestContext, services: Services) -> Response:
             continue
         deleted = element("Key", key) + element("VersionId", version_id)
         if result.delete_marker:
-            deleted += element("DeleteMarker", True)
-            if version_id is None:
-                deleted += element("DeleteMarkerVersionId", result.version_id)
+            # A marker created, or a marker deleted by its version id: S3 names it either way.
+            deleted += element("DeleteMarker", True) + element("DeleteMarkerVersionId", result.version_id)
         parts.append(f"<Deleted>{deleted}</Deleted>")
     return Response.xml(document("DeleteResult", "".join(parts)))

@@ -195,10 +195,11 @@ def object_headers(bucket: Bucket, version: ObjectVersion) -> dict[str, str]:
 
 
 def _delete_marker_error(exc: ObjectIsDeleteMarker, bucket: Bucket) -> S3Error:
-    headers = {"x-amz-delete-marker": "true"}
+    headers = {"x-amz-delete-marker": "true", "last-modified": http_date(exc.last_modified)}
     if bucket.versioning:
         headers["x-amz-version-id"] = exc.version_id
     if exc.by_version_id:
+        headers["allow"] = "DELETE"  # the only thing one can do to a delete marker
         return S3Error(
             "MethodNotAllowed", "The specified method is not allowed against this resource.", headers=headers
         )

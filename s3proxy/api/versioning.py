@@ -25,11 +25,8 @@ async def put_bucket_versioning(ctx: RequestContext, services: Services) -> Resp
         raise S3Error("MalformedXML")
     status = child_text(root, "Status")
     if status not in ("Enabled", "Suspended"):
-        raise S3Error(
-            "IllegalVersioningConfigurationException",
-            "The Versioning element must be specified",
-            status=400,
-        )
+        # What AWS answers for a missing or unknown Status (as other S3 servers found).
+        raise S3Error("MalformedXML")
     if (child_text(root, "MfaDelete") or "Disabled") != "Disabled":
         raise S3Error("NotImplemented", "MFA Delete is not supported by Folio.")
     await services.store.set_versioning(bucket, status)

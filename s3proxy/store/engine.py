@@ -238,7 +238,9 @@ class Store:
             if version is None:
                 raise NoSuchVersion(key=key, version_id=version_id)
         if version.is_delete_marker:
-            raise ObjectIsDeleteMarker(version.version_id, by_version_id=version_id is not None)
+            raise ObjectIsDeleteMarker(
+                version.version_id, by_version_id=version_id is not None, last_modified=version.last_modified
+            )
         return version
 
     def open_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> ObjectReader:

@@ -67,10 +67,11 @@ class ObjectIsDeleteMarker(StoreError):
 
     code = "NoSuchKey"
 
-    def __init__(self, version_id: str, by_version_id: bool) -> None:
+    def __init__(self, version_id: str, by_version_id: bool, last_modified: float) -> None:
         super().__init__("The specified key does not exist.")
         self.version_id = version_id
         self.by_version_id = by_version_id
+        self.last_modified = last_modified
         if by_version_id:
             self.code = "MethodNotAllowed"
 
