@@ -10,6 +10,7 @@ reports it as such instead of failing.
 
 from __future__ import annotations
 
+import abc
 import os
 import re
 import shutil
@@ -54,7 +55,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise Unavailable(f"not answering {url} after {timeout:.0f} s")
 
 
-class Target:
+class Target(abc.ABC):
     """A server process the benchmark starts, measures and stops."""
 
     name = "target"
@@ -72,8 +73,9 @@ class Target:
         assert self.proc is not None
         return self.proc.pid
 
+    @abc.abstractmethod
     def start(self, workdir: Path) -> Endpoint:
-        raise NotImplementedError
+        """Start the server on a free loopback port with its data under `workdir`."""
 
     def _spawn(self, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> Path:
         log = workdir / f"{self.name}.log"

@@ -52,10 +52,9 @@ def s3(folio: FolioProcess):
     return make_s3_client(folio)
 
 
-@pytest.fixture
-def bucket(s3) -> Iterator[str]:
-    """A fresh empty bucket, emptied and removed after the test."""
-    name = f"test-{uuid.uuid4().hex[:16]}"
+def new_bucket(s3, prefix: str = "test") -> Iterator[str]:
+    """A fresh empty bucket, emptied and removed afterwards if it is still there."""
+    name = f"{prefix}-{uuid.uuid4().hex[:16]}"
     s3.create_bucket(Bucket=name)
     yield name
     try:
@@ -67,6 +66,11 @@ def bucket(s3) -> Iterator[str]:
         s3.delete_bucket(Bucket=name)
     except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
         pass
+
+
+@pytest.fixture
+def bucket(s3) -> Iterator[str]:
+    yield from new_bucket(s3)
 
 
 @pytest.fixture

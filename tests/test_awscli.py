@@ -13,24 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AwsRunner
+from tests.conftest import AwsRunner, new_bucket
 
 
 @pytest.fixture
 def cli_bucket(s3) -> Iterator[str]:
     """A fresh bucket (made with boto3: `s3 mb` has its own test), removed afterwards if still there."""
-    name = f"cli-{uuid.uuid4().hex[:16]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    try:
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=name):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
-        s3.delete_bucket(Bucket=name)
-    except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
-        pass
+    yield from new_bucket(s3, "cli")
 
 
 def _tree(root: Path) -> dict[str, bytes]:
