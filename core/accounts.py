@@ -99,11 +99,44 @@ def _account(row: tuple) -> Account:
     return Account(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
 
 
+class UnknownAccount(LookupError):
+    """No account has this email."""
+
+
 class Accounts:
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox, default_plan: str = "default") -> None:
         self.db = db
         self.box = box
+        self.default_plan = default_plan
         self._key_cache: dict[str, tuple[float, Account, str] | tuple[float, None, None]] = {}
+        self._plan_cache: dict[str, tuple[float, str]] = {}
+
+    def plan_name(self, account_id: str) -> str:
+        """The account's plan name (cached briefly: every write consults the quota)."""
+        now = time.monotonic()
+        cached = self._plan_cache.get(account_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        row = self.db.read(lambda c: c.execute("SELECT plan FROM accounts WHERE id = ?", (account_id,)).fetchone())
+        plan = row[0] if row else self.default_plan
+        if len(self._plan_cache) > 10000:
+            self._plan_cache.clear()
+        self._plan_cache[account_id] = (now + KEY_CACHE_SECONDS, plan)
+        return plan
+
+    def set_plan_blocking(self, email: str, plan: str) -> Account:
+        """Move an account to another plan (operators; before the loop or from the CLI)."""
+
+        def update(conn: sqlite3.Connection) -> None:
+            if conn.execute("UPDATE accounts SET plan = ? WHERE email = ?", (plan, email)).rowcount == 0:
+                raise UnknownAccount(email)
+
+        self.db.write_blocking(update)
+        account = self.by_email(email)
+        assert account is not None
+        self._plan_cache.pop(account.id, None)
+        self._key_cache.clear()
+        return account
 
     def count(self) -> int:
         return self.db.read(lambda c: c.execute("SELECT count(*) FROM accounts").fetchone()[0])
@@ -116,13 +149,14 @@ class Accounts:
         access_key: str | None,
         secret_key: str | None,
         is_admin: bool,
+        plan: str | None = None,
     ):
         account = Account(
             id=uuid.uuid4().hex,
             canonical_id=secrets.token_hex(32),
             email=email,
             display_name=display_name or email.split("@")[0],
-            plan="default",
+            plan=plan or self.default_plan,
             is_admin=is_admin,
         )
         access_key = access_key or new_access_key()
@@ -166,9 +200,10 @@ class Accounts:
         access_key: str | None = None,
         secret_key: str | None = None,
         is_admin: bool = False,
+        plan: str | None = None,
     ) -> NewAccount:
         return self.db.write_blocking(
-            self._insert_account(email, password, display_name, access_key, secret_key, is_admin)
+            self._insert_account(email, password, display_name, access_key, secret_key, is_admin, plan)
         )
 
     async def create_account(self, email: str, password: str | None = None, **kwargs) -> NewAccount:
@@ -180,6 +215,7 @@ class Accounts:
                 kwargs.get("access_key"),
                 kwargs.get("secret_key"),
                 kwargs.get("is_admin", False),
+                kwargs.get("plan"),
             )
         )
 

@@ -44,7 +44,6 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    max_buckets: int = 10
     max_keys_per_list: int = 1000
     max_delete_objects: int = 1000
     # Largest XML request body we parse (DeleteObjects with 1000 long keys fits).
@@ -56,15 +55,63 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class AccountsConfig:
+    # The plan of new accounts (and of accounts whose plan is no longer configured).
+    default_plan: str = "default"
+    # Anonymous requests (public-read objects) are rate limited per client address
+    # with this plan's rates.
+    anonymous_plan: str = "default"
+
+
+@dataclass(frozen=True)
+class VersioningConfig:
+    # Versioning of new buckets: "Enabled" keeps previous versions ("Time Machine"),
+    # "Off" makes them unversioned as in AWS. The S3 versioning API changes it per bucket.
+    new_buckets: str = "Enabled"
+    # How often the background task prunes versions past their plan's retention.
+    prune_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What an account may use. 0 means unlimited for every number."""
+
+    # Every stored byte: current objects, noncurrent versions, parts of unfinished uploads.
+    storage_bytes: int = 10 * 1024**3
+    max_buckets: int = 10
+    max_access_keys: int = 5
+    # Requests per second per access key (anonymous: per client address), by class.
+    write_per_second: int = 100  # PUT, POST, DELETE
+    read_per_second: int = 300  # GET, HEAD
+    list_per_second: int = 50  # ListBuckets, ListObjects(V2), ListObjectVersions, ListParts, ListMultipartUploads
+    # Time Machine retention: noncurrent versions kept per key, and for how many days
+    # after they stopped being current. Buckets may set their own.
+    keep_versions: int = 10
+    keep_days: float = 30.0
+
+
+def _default_plans() -> dict[str, PlanConfig]:
+    return {"default": PlanConfig()}
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    versioning: VersioningConfig = field(default_factory=VersioningConfig)
+    plans: dict[str, PlanConfig] = field(default_factory=_default_plans)
 
     @property
     def data_dir(self) -> Path:
         return Path(self.storage.data_dir)
+
+    def plan(self, name: str) -> PlanConfig:
+        """A plan by name; an unknown name (a plan removed from the file) is the default plan."""
+        found = self.plans.get(name)
+        return found if found is not None else self.plans[self.accounts.default_plan]
 
 
 class ConfigError(ValueError):
@@ -105,11 +152,22 @@ def load_config(
     for name in raw:
         if name not in sections:
             raise ConfigError(f"unknown section [{name}]")
+    plans = _default_plans()
+    raw_plans = raw.get("plans", {})
+    if not isinstance(raw_plans, dict):
+        raise ConfigError("[plans] must be a table of [plans.NAME] tables")
+    for plan_name, values in raw_plans.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"[plans.{plan_name}] must be a table")
+        plans[plan_name] = _section(PlanConfig, values, f"plans.{plan_name}")
     config = Config(
         server=_section(ServerConfig, raw.get("server", {}), "server"),
         storage=_section(StorageConfig, raw.get("storage", {}), "storage"),
         auth=_section(AuthConfig, raw.get("auth", {}), "auth"),
         limits=_section(LimitsConfig, raw.get("limits", {}), "limits"),
+        accounts=_section(AccountsConfig, raw.get("accounts", {}), "accounts"),
+        versioning=_section(VersioningConfig, raw.get("versioning", {}), "versioning"),
+        plans=plans,
     )
     overrides = {
         "data_dir": data_dir or env.get("FOLIO_DATA_DIR"),
@@ -133,6 +191,12 @@ def _validate(config: Config) -> None:
         raise ConfigError('[storage] sync must be "full" or "normal"')
     for name in ("s3_listen", "web_listen"):
         parse_listen(getattr(config.server, name))
+    if config.versioning.new_buckets not in ("Enabled", "Off"):
+        raise ConfigError('[versioning] new_buckets must be "Enabled" or "Off"')
+    for name in ("default_plan", "anonymous_plan"):
+        plan = getattr(config.accounts, name)
+        if plan not in config.plans:
+            raise ConfigError(f"[accounts] {name} names a plan that is not defined: {plan!r}")
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -27,3 +27,18 @@ async def sweep_incomplete_uploads(store: Store, config: Config) -> None:
             continue
         if expired:
             log.info("aborted %d incomplete multipart uploads older than %.1f days", expired, max_age / DAY)
+
+
+async def prune_versions(store: Store, config: Config) -> None:
+    """Time Machine retention for every versioned bucket, every
+    `[versioning] prune_interval_seconds` (writes also prune the key they touch)."""
+    interval = max(config.versioning.prune_interval_seconds, 0.1)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await store.prune_versions()
+        except Exception:  # noqa: BLE001 - a failed pass is retried at the next tick
+            log.exception("pruning versions failed")
+            continue
+        if removed:
+            log.info("pruned %d versions past their retention", removed)

@@ -8,11 +8,11 @@ import json
 import logging
 import sys
 
-from core.accounts import AccountExists
+from core.accounts import AccountExists, UnknownAccount
 from core.config import ConfigError, load_config
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
-from server.background import sweep_incomplete_uploads
+from server.background import prune_versions, sweep_incomplete_uploads
 from server.memory import tune_malloc
 from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
@@ -44,6 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--email", required=True)
     create.add_argument("--password")
     create.add_argument("--display-name")
+    create.add_argument("--plan", help="a plan of config.toml (default: [accounts] default_plan)")
+    set_plan = admin_commands.add_parser("set-plan", help="move an account to a plan of config.toml")
+    _common(set_plan)
+    set_plan.add_argument("--email", required=True)
+    set_plan.add_argument("--plan", required=True)
+    usage = admin_commands.add_parser("usage", help="print an account's storage usage as JSON")
+    _common(usage)
+    usage.add_argument("--email", required=True)
+    prune = admin_commands.add_parser(
+        "prune-versions", help="apply Time Machine retention now (also runs in the background)"
+    )
+    _common(prune)
+    prune.add_argument(
+        "--now", type=float, help="evaluate retention as if the clock read this Unix time (default: now)"
+    )
 
     gc = commands.add_parser("gc", help="remove blobs no object references (older than the grace period)")
     _common(gc)
@@ -97,7 +112,14 @@ def _serve(config) -> None:
             config.server.web_listen,
             config.storage.data_dir,
         )
-        run(apps, config, [lambda: sweep_incomplete_uploads(runtime.store, config)])
+        run(
+            apps,
+            config,
+            [
+                lambda: sweep_incomplete_uploads(runtime.store, config),
+                lambda: prune_versions(runtime.store, config),
+            ],
+        )
     finally:
         runtime.close()
 
@@ -105,14 +127,47 @@ def _serve(config) -> None:
 def _admin(args: argparse.Namespace, config) -> None:
     runtime = open_runtime(config, recover=False)
     try:
+        plan = getattr(args, "plan", None)
+        if plan is not None and plan not in config.plans:
+            sys.exit(f"folio: no plan {args.plan!r} in the configuration ({', '.join(sorted(config.plans))})")
         if args.admin_command == "create-account":
             try:
                 created = runtime.accounts.create_account_blocking(
-                    args.email, args.password, display_name=args.display_name
+                    args.email, args.password, display_name=args.display_name, plan=args.plan
                 )
             except AccountExists:
                 sys.exit(f"folio: an account with email {args.email} already exists")
             print(json.dumps(created.as_json(), indent=2))
+        elif args.admin_command == "set-plan":
+            try:
+                account = runtime.accounts.set_plan_blocking(args.email, args.plan)
+            except UnknownAccount:
+                sys.exit(f"folio: no account with email {args.email}")
+            print(json.dumps({"accountId": account.id, "email": account.email, "plan": account.plan}))
+        elif args.admin_command == "usage":
+            account = runtime.accounts.by_email(args.email)
+            if account is None:
+                sys.exit(f"folio: no account with email {args.email}")
+            usage = runtime.store.usage(account.id)
+            plan = config.plan(account.plan)
+            print(
+                json.dumps(
+                    {
+                        "accountId": account.id,
+                        "plan": account.plan,
+                        "bytesUsed": usage.bytes,
+                        "objects": usage.objects,
+                        "quotaBytes": plan.storage_bytes,
+                        "buckets": {
+                            name: {"bytesUsed": used, "objects": count}
+                            for name, (used, count) in usage.buckets.items()
+                        },
+                    }
+                )
+            )
+        elif args.admin_command == "prune-versions":
+            removed = asyncio.run(runtime.store.prune_versions(now=args.now))
+            print(json.dumps({"prunedVersions": removed}))
     finally:
         runtime.close()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import accounts as accounts_module
+from core import events as events_module
 from core.accounts import Accounts, NewAccount
 from core.config import Config
 from core.db import Database
@@ -19,7 +20,7 @@ from s3proxy.store.engine import Store
 
 log = logging.getLogger("folio")
 
-MIGRATIONS = [*accounts_module.MIGRATIONS, *store_schema.MIGRATIONS]
+MIGRATIONS = [*accounts_module.MIGRATIONS, *events_module.MIGRATIONS, *store_schema.MIGRATIONS]
 
 
 @dataclass
@@ -42,9 +43,11 @@ def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     db = Database(data_dir / "folio.db", sync=config.storage.sync)
     db.open(MIGRATIONS)
     store = Store(config, db)
+    accounts = Accounts(db, box, config.accounts.default_plan)
+    store.plan_of = lambda account_id: config.plan(accounts.plan_name(account_id))
     if recover:
         store.recover()
-    return Runtime(config, db, box, store, Accounts(db, box))
+    return Runtime(config, db, box, store, accounts)
 
 
 def ensure_admin_account(runtime: Runtime, out=sys.stdout) -> NewAccount | None:

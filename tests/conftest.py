@@ -17,10 +17,23 @@ import pytest
 
 from tests.folio_process import FolioProcess, free_port
 
-# The shared test server allows many buckets: tests each make their own.
+# The shared test server allows many buckets (tests each make their own) and
+# requests as fast as tests send them; its quota is on but out of reach, so every
+# write path still settles against it. Other plans are for the quota and rate tests.
 TEST_CONFIG = """
-[limits]
+[plans.default]
+storage_bytes = 1099511627776
 max_buckets = 100000
+write_per_second = 0
+read_per_second = 0
+list_per_second = 0
+
+[plans.tiny]
+storage_bytes = 1000000
+max_buckets = 100
+list_per_second = 5
+keep_versions = 3
+keep_days = 30.0
 """
 
 
@@ -31,6 +44,30 @@ def folio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     server.start()
     yield server
     server.stop()
+
+
+# The same, with new buckets unversioned as in AWS (`[versioning] new_buckets = "Off"`):
+# for tests of S3's own versioning rules and comparisons with moto.
+AWS_LIKE_CONFIG = TEST_CONFIG + '\n[versioning]\nnew_buckets = "Off"\n'
+
+
+@pytest.fixture(scope="session")
+def folio_aws_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
+    server = FolioProcess(data_dir=tmp_path_factory.mktemp("folio-aws") / "data", config_text=AWS_LIKE_CONFIG)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_aws_like(folio_aws_like: FolioProcess):
+    return make_s3_client(folio_aws_like)
+
+
+@pytest.fixture
+def unversioned_bucket(s3_aws_like) -> Iterator[str]:
+    """A bucket on the AWS-like server (use with `s3_aws_like`)."""
+    yield from new_bucket(s3_aws_like)
 
 
 def make_s3_client(
@@ -58,14 +95,22 @@ def new_bucket(s3, prefix: str = "test") -> Iterator[str]:
     s3.create_bucket(Bucket=name)
     yield name
     try:
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=name):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        empty_bucket(s3, name)
         s3.delete_bucket(Bucket=name)
     except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
         pass
+
+
+def empty_bucket(s3, name: str) -> None:
+    """Delete every version and delete marker (buckets keep versions by default)."""
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=name):
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        if doomed:
+            s3.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
 
 
 @pytest.fixture

@@ -71,6 +71,10 @@ class FolioProcess:
     def _base_args(self) -> list[str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         text = self.config_text
+        if "[plans.default]" not in text:
+            # Tests send requests as fast as they can: the default plan's seed rates
+            # (100 writes/s) would throttle them. Rate-limit tests use their own plans.
+            text += "\n[plans.default]\nwrite_per_second = 0\nread_per_second = 0\nlist_per_second = 0\n"
         if self.engine != "uvicorn":
             text = f'[server]\nengine = "{self.engine}"\n' + text
         self.config_path.write_text(text)
@@ -136,8 +140,14 @@ class FolioProcess:
             raise RuntimeError(f"folio admin {args} failed: {out.stderr}")
         return out.stdout
 
-    def create_account(self, email: str, password: str | None = None) -> dict:
+    def create_account(self, email: str, password: str | None = None, plan: str | None = None) -> dict:
         args = ["create-account", "--email", email]
         if password:
             args += ["--password", password]
+        if plan:
+            args += ["--plan", plan]
         return json.loads(self.admin(*args))
+
+    def usage(self, email: str) -> dict:
+        """`folio admin usage`: the account's bytes, objects and per-bucket usage."""
+        return json.loads(self.admin("usage", "--email", email))

@@ -266,7 +266,7 @@ def test_list_buckets_shows_own_buckets_sorted_with_owner_and_dates(
 def limited_folio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     """A server of its own whose accounts may hold 3 buckets."""
     data: Path = tmp_path_factory.mktemp("folio-limited") / "data"
-    server = FolioProcess(data_dir=data, config_text="[limits]\nmax_buckets = 3\n")
+    server = FolioProcess(data_dir=data, config_text="[plans.default]\nmax_buckets = 3\n")
     server.start()
     yield server
     server.stop()

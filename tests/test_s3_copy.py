@@ -94,7 +94,8 @@ def test_copy_source_as_a_string_is_decoded_with_or_without_leading_slash(
     assert read(s3, bucket, "slashed") == b"encoded"
 
 
-def test_copy_source_naming_the_null_version_copies_it(s3, bucket: str) -> None:
+def test_copy_source_naming_the_null_version_copies_it(s3_aws_like, unversioned_bucket: str) -> None:
+    s3, bucket = s3_aws_like, unversioned_bucket
     s3.put_object(Bucket=bucket, Key="src", Body=b"null version")
     s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src", "VersionId": "null"})
     assert read(s3, bucket, "dst") == b"null version"
@@ -399,7 +400,10 @@ def _refcounts(folio: FolioProcess, blob_ids: list[str]) -> dict[str, int]:
     return dict(rows)
 
 
-def test_blob_reference_counts_follow_copies_and_deletes(folio: FolioProcess, s3, bucket: str) -> None:
+def test_blob_reference_counts_follow_copies_and_deletes(
+    folio_aws_like: FolioProcess, s3_aws_like, unversioned_bucket: str
+) -> None:
+    folio, s3, bucket = folio_aws_like, s3_aws_like, unversioned_bucket
     s3.put_object(Bucket=bucket, Key="src", Body=payload(300 * 1024))
     blob_ids = _blob_ids(folio, bucket, "src")
     assert _refcounts(folio, blob_ids) == {blob_id: 1 for blob_id in blob_ids}
@@ -414,7 +418,10 @@ def test_blob_reference_counts_follow_copies_and_deletes(folio: FolioProcess, s3
     assert _refcounts(folio, blob_ids) == {}
 
 
-def test_copy_onto_itself_keeps_one_reference(folio: FolioProcess, s3, bucket: str) -> None:
+def test_copy_onto_itself_keeps_one_reference(
+    folio_aws_like: FolioProcess, s3_aws_like, unversioned_bucket: str
+) -> None:
+    folio, s3, bucket = folio_aws_like, s3_aws_like, unversioned_bucket
     s3.put_object(Bucket=bucket, Key="self", Body=payload(300 * 1024))
     blob_ids = _blob_ids(folio, bucket, "self")
     s3.copy_object(

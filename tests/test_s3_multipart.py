@@ -43,7 +43,10 @@ KIB = 1024
 MIB = 1024 * KIB
 MIN_PART = 5 * MIB  # the shared server's minimum part size (the default)
 # A dedicated server whose parts may be as small as 1 KiB.
-SMALL_PARTS_CONFIG = "[limits]\nmin_part_size = 1024\nmax_buckets = 1000\n"
+SMALL_PARTS_CONFIG = (
+    "[limits]\nmin_part_size = 1024\n[plans.default]\nmax_buckets = 1000\n"
+    "write_per_second = 0\nread_per_second = 0\nlist_per_second = 0\n"
+)
 CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 
 

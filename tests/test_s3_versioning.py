@@ -22,10 +22,25 @@ import pytest
 from botocore.exceptions import ClientError
 from lxml import etree
 
+from tests.conftest import new_bucket
+
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 # ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def s3(s3_aws_like):
+    """S3's versioning rules start from an unversioned bucket: this module runs on the
+    server whose new buckets are unversioned as in AWS (Time Machine is tested in
+    test_time_machine.py)."""
+    return s3_aws_like
+
+
+@pytest.fixture
+def bucket(s3_aws_like) -> Iterator[str]:
+    yield from new_bucket(s3_aws_like)
 
 
 def s3_error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:

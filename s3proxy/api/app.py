@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
-from s3proxy.api import buckets, copy, delete, listing, multipart, objects, versioning
+from core.ratelimit import retry_after_header
+from s3proxy.api import acl, buckets, copy, cors, delete, listing, multipart, objects, versioning
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
@@ -50,7 +51,30 @@ HANDLERS: dict[str, Handler] = {
     "PutBucketVersioning": versioning.put_bucket_versioning,
     "ListObjectVersions": versioning.list_object_versions,
     "CopyObject": copy.copy_object,
+    "GetBucketAcl": acl.get_bucket_acl,
+    "PutBucketAcl": acl.put_bucket_acl,
+    "GetObjectAcl": acl.get_object_acl,
+    "PutObjectAcl": acl.put_object_acl,
+    "GetBucketCors": cors.get_bucket_cors,
+    "PutBucketCors": cors.put_bucket_cors,
+    "DeleteBucketCors": cors.delete_bucket_cors,
 }
+
+# What an anonymous request may do: read objects that are public (checked by the handler).
+ANONYMOUS_OPERATIONS = frozenset({"GetObject", "HeadObject"})
+LIST_OPERATIONS = frozenset(
+    {"ListBuckets", "ListObjects", "ListObjectsV2", "ListObjectVersions", "ListParts", "ListMultipartUploads"}
+)
+
+
+def operation_class(operation: str, method: str) -> str:
+    """The rate-limit class: "list", "read" (GET, HEAD) or "write" (PUT, POST, DELETE)."""
+    if operation in LIST_OPERATIONS:
+        return "list"
+    return "read" if method in ("GET", "HEAD", "OPTIONS") else "write"
+
+
+_RATE_FIELDS = {"list": "list_per_second", "read": "read_per_second", "write": "write_per_second"}
 
 
 def _decode_path(raw_path: str) -> str:
@@ -108,6 +132,8 @@ class S3App:
         except Exception:
             log.exception("request %s failed", request_id)
             response = self._error(S3Error("InternalError"), ctx, scope)
+        if ctx is not None and ctx.bucket_name and ctx.method != "OPTIONS" and "origin" in ctx.headers:
+            self._add_cors_headers(ctx, response)
         if ctx is not None and ctx.has_body and not ctx.body_done:
             # Answered before the body was read (refused upload, Expect: 100-continue):
             # the connection cannot be reused, the client may never send those bytes.
@@ -150,7 +176,35 @@ class S3App:
         ctx.query = _parse_query(query_string)
         return ctx
 
+    def _add_cors_headers(self, ctx: RequestContext, response: Response) -> None:
+        assert ctx.bucket_name is not None
+        try:
+            bucket = self.services.store.bucket(ctx.bucket_name)
+        except Exception:  # noqa: BLE001 - an invalid name: there are no rules to apply
+            return
+        if bucket is not None and bucket.settings.cors:
+            response.headers.update(cors.actual_request_headers(bucket, ctx.headers["origin"], ctx.method))
+
+    def _rate_limit(self, ctx: RequestContext, operation: str, plan_name: str, client: object) -> None:
+        kind = operation_class(operation, ctx.method)
+        rate = getattr(self.services.config.plan(plan_name), _RATE_FIELDS[kind])
+        wait = self.services.limiter.acquire((client, kind), rate)
+        if wait:
+            raise S3Error(
+                "TooManyRequests",
+                headers={"retry-after": retry_after_header(wait), "x-amz-retry-after": str(max(1, round(wait * 1000)))},
+            )
+
+    def _client_address(self, ctx: RequestContext) -> str:
+        client = ctx.scope.get("client")
+        return client[0] if client else "unknown"
+
     async def _dispatch(self, ctx: RequestContext) -> Response:
+        if ctx.method == "OPTIONS" and ctx.bucket_name is not None:
+            ctx.operation = "PreflightRequest"
+            anonymous_plan = self.services.config.accounts.anonymous_plan
+            self._rate_limit(ctx, ctx.operation, anonymous_plan, ("ip", self._client_address(ctx)))
+            return await cors.preflight(ctx, self.services)
         if ctx.bucket_name is None:
             target = Target.SERVICE
         elif ctx.key is None:
@@ -181,8 +235,13 @@ class S3App:
             virtual_host_bucket=ctx.bucket_name if ctx.virtual_host else None,
         )
         if ctx.auth is None:
-            raise S3Error("AccessDenied")
-        ctx.account = account_holder[-1]
+            anonymous_plan = self.services.config.accounts.anonymous_plan
+            self._rate_limit(ctx, operation, anonymous_plan, ("ip", self._client_address(ctx)))
+            if operation not in ANONYMOUS_OPERATIONS:
+                raise S3Error("AccessDenied")
+        else:
+            ctx.account = account_holder[-1]
+            self._rate_limit(ctx, operation, ctx.account.plan, ctx.auth.access_key)
         handler = HANDLERS.get(operation)
         if handler is None:
             raise S3Error("NotImplemented", f"{operation} is not implemented by Folio.")

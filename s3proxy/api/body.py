@@ -16,6 +16,7 @@ from s3proxy.auth import checksums
 from s3proxy.auth.chunked import ChunkedDecoder
 from s3proxy.auth.sigv4 import PayloadMode
 from s3proxy.store.engine import Store
+from s3proxy.store.quota import Reservation
 from s3proxy.store.writer import ObjectWriter
 
 
@@ -169,18 +170,34 @@ def verify_integrity(
 
 
 async def receive_object_body(
-    ctx: RequestContext, store: Store, watchdog: IdleWatchdog, *, also_compute: Iterable[str] = ()
+    ctx: RequestContext,
+    store: Store,
+    watchdog: IdleWatchdog,
+    *,
+    reservation: Reservation | None = None,
+    also_compute: Iterable[str] = (),
 ) -> tuple[ObjectWriter, dict[str, str]]:
     """Stream the body into a new store writer, hashing as it goes, and check it.
     Returns the finished writer (not yet stored) and the checksums computed: the
-    requested ones plus `also_compute` (a multipart upload's algorithm). On any
-    failure nothing is left behind."""
+    requested ones plus `also_compute` (a multipart upload's algorithm). With a
+    quota `reservation`, a declared length is reserved before any byte is read
+    (QuotaExceeded costs no transfer); an undeclared one as the bytes arrive.
+    On any failure nothing is left behind."""
     plan = plan_body(ctx)
+    if reservation is not None and plan.expected_length is not None:
+        await reservation.require(plan.expected_length)
     checksummer = checksums.Checksummer(plan.checksum_request.algorithms() | set(also_compute))
     sha256 = hashlib.sha256() if plan.signed_sha256 is not None else None
     writer = store.new_writer([h for h in (checksummer, sha256) if h is not None])
+    consume: Consume = writer.write
+    if reservation is not None and plan.expected_length is None:
+
+        async def consume(piece: bytes | memoryview) -> None:
+            await reservation.require(writer.size + len(piece))
+            await writer.write(piece)
+
     try:
-        await _pump(ctx, plan, watchdog, writer.write)
+        await _pump(ctx, plan, watchdog, consume)
         if plan.expected_length is not None and writer.size != plan.expected_length:
             raise S3Error("IncompleteBody")
         await writer.finish()

@@ -3,6 +3,7 @@ GetBucketLocation."""
 
 from __future__ import annotations
 
+from s3proxy.api.acl import PUBLIC_READ, canned_acl
 from s3proxy.api.body import read_small_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
@@ -13,6 +14,7 @@ from s3proxy.api.xml import child_text, document, element, escape, iso8601, loca
 async def create_bucket(ctx: RequestContext, services: Services) -> Response:
     account = ctx.require_account()
     assert ctx.bucket_name is not None
+    acl = canned_acl(ctx.headers)
     region = None
     body = await read_small_body(ctx, 64 * 1024, watchdog=services.watchdog)
     if body.strip():
@@ -20,7 +22,7 @@ async def create_bucket(ctx: RequestContext, services: Services) -> Response:
         if local_name(root) != "CreateBucketConfiguration":
             raise S3Error("MalformedXML")
         region = child_text(root, "LocationConstraint") or None
-    await services.store.create_bucket(account.id, ctx.bucket_name, region)
+    await services.store.create_bucket(account.id, ctx.bucket_name, region, public_read=acl == PUBLIC_READ)
     return Response(headers={"location": f"/{ctx.bucket_name}"})
 
 

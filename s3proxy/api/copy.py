@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import unquote, unquote_to_bytes
 
+from s3proxy.api.acl import canned_acl
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
 from s3proxy.api.objects import STORAGE_CLASSES, object_meta_from_headers, parse_http_date, write_conditions
@@ -139,6 +140,7 @@ async def copy_object(ctx: RequestContext, services: Services) -> Response:
     conditions = copy_conditions(ctx.headers)
     dest_conditions = write_conditions(ctx.headers)
     allow_unchanged = any(name in ctx.headers for name in UNSTORED_CHANGES)
+    acl = canned_acl(ctx.headers)
 
     computed: copy_engine.ComputedChecksums | None = None
     for _attempt in range(CHECKSUM_ATTEMPTS):
@@ -157,6 +159,7 @@ async def copy_object(ctx: RequestContext, services: Services) -> Response:
                 checksum_algorithm=checksum_algorithm,
                 computed=computed,
                 allow_unchanged_self_copy=allow_unchanged,
+                acl=acl,
             )
         except copy_engine.ChecksumNotStored as missing:
             computed = await _compute_checksum(services.store, source_bucket, source_key, missing)

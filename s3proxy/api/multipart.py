@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+from s3proxy.api.acl import canned_acl
 from s3proxy.api.body import read_small_body, receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.copy import parse_copy_source
@@ -75,8 +76,13 @@ async def upload_part(ctx: RequestContext, services: Services) -> Response:
     # The upload must exist before a byte of the part is read.
     upload = services.store.get_upload(bucket, ctx.key, _upload_id(ctx))
     also = [upload.checksum_algorithm] if upload.checksum_algorithm else []
-    writer, computed = await receive_object_body(ctx, services.store, services.watchdog, also_compute=also)
-    etag = await services.store.put_part(bucket, ctx.key, upload.id, part_number, writer, computed)
+    with services.store.quotas.reservation(bucket.account_id) as reservation:
+        writer, computed = await receive_object_body(
+            ctx, services.store, services.watchdog, reservation=reservation, also_compute=also
+        )
+        etag = await services.store.put_part(
+            bucket, ctx.key, upload.id, part_number, writer, computed, reservation
+        )
     return Response(headers={"etag": f'"{etag}"', **_checksum_headers(computed)})
 
 
@@ -116,36 +122,39 @@ async def upload_part_copy(ctx: RequestContext, services: Services) -> Response:
     except ObjectIsDeleteMarker as exc:
         raise S3Error("NoSuchKey") from exc
     source = reader.version
-    try:
-        start, end = _copy_range(ctx.headers.get("x-amz-copy-source-range"), source.size)
-        length = end - start + 1 if source.size else 0
-        md5 = hashlib.md5()
-        checksummer = checksums.Checksummer([upload.checksum_algorithm] if upload.checksum_algorithm else [])
-        async for chunk in reader.iter_range(start, end) if length else _nothing():
-            md5.update(chunk)
-            checksummer.update(chunk)
-    finally:
-        reader.close()
-    computed = checksummer.digests()
-    whole_plain_object = start == 0 and length == source.size and not source.parts
-    etag = source.etag if whole_plain_object else md5.hexdigest()
-    if source.inline_data is not None or not source.segments:
-        data = (source.inline_data or b"")[start : end + 1]
-        writer = services.store.new_writer()
-        await writer.write(data)
-        await writer.finish()
-        await services.store.put_part(bucket, ctx.key, upload.id, part_number, writer, computed)
-    else:
-        await services.store.put_part_segments(
-            bucket,
-            ctx.key,
-            upload.id,
-            part_number,
-            size=length,
-            etag=etag,
-            checksums=computed,
-            segments=_slice_segments(source.segments, start, length),
-        )
+    with services.store.quotas.reservation(bucket.account_id) as reservation:
+        try:
+            start, end = _copy_range(ctx.headers.get("x-amz-copy-source-range"), source.size)
+            length = end - start + 1 if source.size else 0
+            await reservation.require(length)
+            md5 = hashlib.md5()
+            checksummer = checksums.Checksummer([upload.checksum_algorithm] if upload.checksum_algorithm else [])
+            async for chunk in reader.iter_range(start, end) if length else _nothing():
+                md5.update(chunk)
+                checksummer.update(chunk)
+        finally:
+            reader.close()
+        computed = checksummer.digests()
+        whole_plain_object = start == 0 and length == source.size and not source.parts
+        etag = source.etag if whole_plain_object else md5.hexdigest()
+        if source.inline_data is not None or not source.segments:
+            data = (source.inline_data or b"")[start : end + 1]
+            writer = services.store.new_writer()
+            await writer.write(data)
+            await writer.finish()
+            await services.store.put_part(bucket, ctx.key, upload.id, part_number, writer, computed, reservation)
+        else:
+            await services.store.put_part_segments(
+                bucket,
+                ctx.key,
+                upload.id,
+                part_number,
+                size=length,
+                etag=etag,
+                checksums=computed,
+                segments=_slice_segments(source.segments, start, length),
+                reservation=reservation,
+            )
     inner = element("ETag", f'"{etag}"') + element("LastModified", iso8601(source.last_modified))
     inner += _checksum_elements(computed)
     return Response.xml(document("CopyPartResult", inner))
@@ -197,10 +206,11 @@ async def complete_multipart_upload(ctx: RequestContext, services: Services) -> 
     upload_id = _upload_id(ctx)
     services.store.get_upload(bucket, ctx.key, upload_id)
     conditions = write_conditions(ctx.headers)
+    acl = canned_acl(ctx.headers)
     body = await read_small_body(ctx, services.config.limits.max_xml_body, watchdog=services.watchdog)
     requested = _parse_complete(body)
     version = await services.store.complete_upload(
-        bucket, ctx.key, upload_id, requested, finalize, conditions
+        bucket, ctx.key, upload_id, requested, finalize, conditions, acl
     )
     inner = (
         element("Location", f"/{bucket.name}/{ctx.key}")

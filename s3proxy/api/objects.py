@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
+from s3proxy.api.acl import canned_acl
 from s3proxy.api.body import receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
 from s3proxy.api.services import Services
 from s3proxy.api.xml import http_date
 from s3proxy.auth.checksums import header_name
-from s3proxy.store.errors import ObjectIsDeleteMarker
+from s3proxy.store.errors import ObjectIsDeleteMarker, StoreError
 from s3proxy.store.models import Bucket, ObjectMeta, ObjectVersion, WriteConditions
 from s3proxy.store.versions import etag_matches
 
@@ -56,6 +58,7 @@ def object_meta_from_headers(headers: dict[str, str]) -> ObjectMeta:
         headers={name: headers[name] for name in STORED_HEADERS if name in headers},
         user_meta=user_meta,
         storage_class=storage_class,
+        acl=canned_acl(headers),
     )
 
 
@@ -75,15 +78,12 @@ async def put_object(ctx: RequestContext, services: Services) -> Response:
     assert ctx.key is not None
     meta = object_meta_from_headers(ctx.headers)
     conditions = write_conditions(ctx.headers)
-    writer, computed = await receive_object_body(ctx, services.store, services.watchdog)
-    meta = ObjectMeta(
-        content_type=meta.content_type,
-        headers=meta.headers,
-        user_meta=meta.user_meta,
-        checksums=computed,
-        storage_class=meta.storage_class,
-    )
-    version = await services.store.put_object(bucket, ctx.key, writer, meta, conditions)
+    with services.store.quotas.reservation(bucket.account_id) as reservation:
+        writer, computed = await receive_object_body(
+            ctx, services.store, services.watchdog, reservation=reservation
+        )
+        meta = replace(meta, checksums=computed)
+        version = await services.store.put_object(bucket, ctx.key, writer, meta, conditions, reservation)
     headers = {"etag": f'"{version.etag}"', **version_headers(bucket, version)}
     for algorithm, value in computed.items():
         headers[header_name(algorithm)] = value
@@ -207,9 +207,10 @@ def _delete_marker_error(exc: ObjectIsDeleteMarker, bucket: Bucket) -> S3Error:
 
 
 async def get_object(ctx: RequestContext, services: Services, *, head: bool = False) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.readable_bucket(ctx)
     assert ctx.key is not None
     version_id = ctx.query.get("versionId")
+    anonymous = ctx.account is None
     try:
         if head:
             version = services.store.head_object(bucket, ctx.key, version_id)
@@ -218,7 +219,18 @@ async def get_object(ctx: RequestContext, services: Services, *, head: bool = Fa
             reader = services.store.open_object(bucket, ctx.key, version_id)
             version = reader.version
     except ObjectIsDeleteMarker as exc:
+        if anonymous and not bucket.settings.public_read:
+            raise S3Error("AccessDenied") from exc
         raise _delete_marker_error(exc, bucket) from exc
+    except StoreError as exc:
+        # Anonymous callers learn nothing about the keys of a bucket that is not public.
+        if anonymous and not bucket.settings.public_read:
+            raise S3Error("AccessDenied") from exc
+        raise
+    if anonymous and not (bucket.settings.public_read or version.public_read):
+        if reader is not None:
+            reader.close()
+        raise S3Error("AccessDenied")
     try:
         return _object_response(ctx, bucket, version, reader)
     except BaseException:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 from core.accounts import Accounts
 from core.config import Config
+from core.ratelimit import RateLimiter
 from s3proxy.api.body import IdleWatchdog
 from s3proxy.api.context import RequestContext
 from s3proxy.store.engine import Store
+from s3proxy.store.errors import NoSuchBucket
 from s3proxy.store.models import Bucket
 
 
@@ -21,6 +23,7 @@ class Services:
     # Seconds a client may leave a request body idle before RequestTimeout.
     body_timeout: float = 20.0
     watchdog: IdleWatchdog = field(init=False)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
     def __post_init__(self) -> None:
         self.watchdog = IdleWatchdog(self.body_timeout)
@@ -28,3 +31,14 @@ class Services:
     def owned_bucket(self, ctx: RequestContext) -> Bucket:
         assert ctx.bucket_name is not None
         return self.store.bucket_for(ctx.bucket_name, ctx.require_account().id)
+
+    def readable_bucket(self, ctx: RequestContext) -> Bucket:
+        """The bucket of an object read: the caller's own, or for an anonymous request
+        any bucket (the handler then requires the object to be public-read)."""
+        assert ctx.bucket_name is not None
+        if ctx.account is not None:
+            return self.owned_bucket(ctx)
+        found = self.store.bucket(ctx.bucket_name)
+        if found is None:
+            raise NoSuchBucket(bucket=ctx.bucket_name)
+        return found

@@ -12,14 +12,15 @@ from s3proxy.store.errors import (
     NoSuchBucket,
     TooManyBuckets,
 )
-from s3proxy.store.models import Bucket
+from s3proxy.store.models import Bucket, BucketSettings, segments_from_json
 from s3proxy.store.multipart import drop_uploads_of_bucket
+from s3proxy.store.versions import release_blobs
 
-_COLUMNS = "id, name, account_id, region, versioning, created_at"
+_COLUMNS = "id, name, account_id, region, versioning, created_at, settings"
 
 
 def _bucket(row: tuple) -> Bucket:
-    return Bucket(*row)
+    return Bucket(*row[:6], settings=BucketSettings.from_json(row[6]))
 
 
 def bucket_by_name(conn: sqlite3.Connection, name: str) -> Bucket | None:
@@ -41,6 +42,7 @@ def insert_bucket(
     account_id: str,
     region: str,
     versioning: str,
+    settings: BucketSettings,
     max_buckets: int,
     now: float,
     default_region: str,
@@ -55,22 +57,38 @@ def insert_bucket(
             return existing, False
         raise BucketAlreadyOwnedByYou(bucket=name)
     count = conn.execute("SELECT count(*) FROM buckets WHERE account_id = ?", (account_id,)).fetchone()[0]
-    if count >= max_buckets:
+    if max_buckets and count >= max_buckets:
         raise TooManyBuckets(f"You have attempted to create more buckets than allowed ({max_buckets}).")
     cursor = conn.execute(
-        "INSERT INTO buckets (name, account_id, region, versioning, created_at) VALUES (?, ?, ?, ?, ?)",
-        (name, account_id, region, versioning, now),
+        "INSERT INTO buckets (name, account_id, region, versioning, created_at, settings) VALUES (?, ?, ?, ?, ?, ?)",
+        (name, account_id, region, versioning, now, settings.to_json()),
     )
-    return Bucket(cursor.lastrowid, name, account_id, region, versioning, now), True
+    return Bucket(cursor.lastrowid, name, account_id, region, versioning, now, settings), True
 
 
-def remove_bucket(conn: sqlite3.Connection, bucket_id: int) -> list[str]:
+def remove_bucket(conn: sqlite3.Connection, bucket_id: int, *, drop_history: bool = False) -> list[str]:
     """Delete an empty bucket; its incomplete multipart uploads go with it (as in S3,
-    they do not make a bucket non-empty). Returns the blobs freed."""
+    they do not make a bucket non-empty). With `drop_history` (a Time Machine bucket),
+    empty means no current objects: noncurrent versions and delete markers go too.
+    Returns the blobs freed."""
     if not conn.execute("SELECT 1 FROM buckets WHERE id = ?", (bucket_id,)).fetchone():
         raise NoSuchBucket()
-    if conn.execute("SELECT 1 FROM objects WHERE bucket_id = ? LIMIT 1", (bucket_id,)).fetchone():
+    if drop_history:
+        live = "SELECT 1 FROM objects WHERE bucket_id = ? AND is_latest = 1 AND is_delete_marker = 0 LIMIT 1"
+    else:
+        live = "SELECT 1 FROM objects WHERE bucket_id = ? LIMIT 1"
+    if conn.execute(live, (bucket_id,)).fetchone():
         raise BucketNotEmpty()
-    freed = drop_uploads_of_bucket(conn, bucket_id)
+    freed: list[str] = []
+    for (segments,) in conn.execute(
+        "DELETE FROM objects WHERE bucket_id = ? RETURNING segments", (bucket_id,)
+    ).fetchall():
+        freed += release_blobs(conn, [s.blob_id for s in segments_from_json(segments)])
+    freed += drop_uploads_of_bucket(conn, bucket_id)
     conn.execute("DELETE FROM buckets WHERE id = ?", (bucket_id,))
     return freed
+
+
+def versioned_buckets(conn: sqlite3.Connection) -> list[Bucket]:
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM buckets WHERE versioning != '' ORDER BY id").fetchall()
+    return [_bucket(r) for r in rows]

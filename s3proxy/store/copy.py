@@ -143,6 +143,7 @@ def copy_in_transaction(
     computed: ComputedChecksums | None,
     allow_unchanged_self_copy: bool,
     now: float,
+    acl: str | None = None,
 ) -> tuple[ObjectVersion, ObjectVersion, list[str]]:
     """The whole copy, inside the writer's transaction: (new version, source, blobs freed)."""
     source = read_source(conn, source_bucket, source_key, source_version_id)
@@ -171,6 +172,7 @@ def copy_in_transaction(
             user_meta=dict(source.user_meta),
             checksums=checksums,
             storage_class=storage_class or source.storage_class,
+            acl=acl,
         )
     else:
         meta = ObjectMeta(
@@ -179,6 +181,7 @@ def copy_in_transaction(
             user_meta=meta.user_meta,
             checksums=checksums,
             storage_class=storage_class or meta.storage_class,
+            acl=acl,
         )
     version, freed = version_rows.put_version(
         conn,
@@ -212,6 +215,7 @@ async def copy_object(
     checksum_algorithm: str | None = None,
     computed: ComputedChecksums | None = None,
     allow_unchanged_self_copy: bool = False,
+    acl: str | None = None,
 ) -> tuple[ObjectVersion, ObjectVersion]:
     """Copy a version to `dest_key`: (the new version, the source version).
 
@@ -224,7 +228,9 @@ async def copy_object(
     does not store (encryption, website redirect), which S3 accepts onto the same key.
     """
     now = time.time()
-    version, source, freed = await store.db.write(
+    version, source, freed = await store.write_object(
+        dest_bucket,
+        encode_key(dest_key),
         lambda conn: copy_in_transaction(
             conn,
             source_bucket=source_bucket,
@@ -240,7 +246,8 @@ async def copy_object(
             computed=computed,
             allow_unchanged_self_copy=allow_unchanged_self_copy,
             now=now,
-        )
+            acl=acl,
+        ),
     )
     store._free_blobs(freed)
     return version, source

@@ -9,15 +9,15 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.config import Config
+from core.config import Config, PlanConfig
 from core.db import Database
 from s3proxy.store import buckets as bucket_rows
-from s3proxy.store import multipart
+from s3proxy.store import multipart, quota, retention
 from s3proxy.store import versions as version_rows
 from s3proxy.store.blobs import LocalBlobStore
 from s3proxy.store.errors import (
@@ -26,18 +26,22 @@ from s3proxy.store.errors import (
     NoSuchKey,
     NoSuchVersion,
     ObjectIsDeleteMarker,
+    QuotaExceeded,
 )
 from s3proxy.store.listing import list_current
 from s3proxy.store.models import (
     Bucket,
+    BucketSettings,
     ListPage,
     ObjectMeta,
     ObjectVersion,
+    Retention,
     Segment,
     WriteConditions,
 )
 from s3proxy.store.multipart import Finalizer, Part, RequestedPart, Upload
 from s3proxy.store.naming import check_bucket_name, encode_key
+from s3proxy.store.quota import Quotas, Reservation, Usage
 from s3proxy.store.reader import ObjectReader
 from s3proxy.store.schema import MIGRATIONS
 from s3proxy.store.version_listing import VersionPage, list_versions
@@ -63,6 +67,11 @@ class Store:
         self.blobs = LocalBlobStore(Path(config.storage.data_dir))
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="folio-io")
         self._buckets: dict[str, Bucket] = {}
+        # The plan of an account (quota, bucket limit, retention). The runtime replaces
+        # this with a lookup in the accounts table; alone, every account has the default.
+        default_plan = config.plan(config.accounts.default_plan)
+        self.plan_of: Callable[[str], PlanConfig] = lambda _account_id: default_plan
+        self.quotas = Quotas(db, lambda account_id: self.plan_of(account_id).storage_bytes)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -112,20 +121,24 @@ class Store:
         return self.db.read(lambda c: bucket_rows.buckets_of(c, account_id))
 
     async def create_bucket(
-        self, account_id: str, name: str, region: str | None = None
+        self, account_id: str, name: str, region: str | None = None, *, public_read: bool = False
     ) -> tuple[Bucket, bool]:
+        """New buckets are versioned ("Time Machine") unless `[versioning] new_buckets`
+        says "Off"; `public_read` is the canned ACL public-read."""
         check_bucket_name(name)
         default_region = self.config.server.region
         region = region or default_region
         now = time.time()
+        versioning = "Enabled" if self.config.versioning.new_buckets == "Enabled" else ""
         bucket, created = await self.db.write(
             lambda c: bucket_rows.insert_bucket(
                 c,
                 name=name,
                 account_id=account_id,
                 region=region,
-                versioning="",
-                max_buckets=self.config.limits.max_buckets,
+                versioning=versioning,
+                settings=BucketSettings(public_read=public_read, time_machine=bool(versioning)),
+                max_buckets=self.plan_of(account_id).max_buckets,
                 now=now,
                 default_region=default_region,
             )
@@ -135,7 +148,8 @@ class Store:
 
     async def delete_bucket(self, bucket: Bucket) -> None:
         self._buckets.pop(bucket.name, None)
-        freed = await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id))
+        drop_history = bucket.settings.time_machine
+        freed = await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id, drop_history=drop_history))
         self._buckets.pop(bucket.name, None)
         self._free_blobs(freed)
 
@@ -143,12 +157,113 @@ class Store:
         """'Enabled' or 'Suspended' (a bucket never returns to unversioned, as in S3)."""
         if status not in ("Enabled", "Suspended"):
             raise ValueError(status)
+        # Versioning set through the API is the user's own: S3's rules apply from now on.
+        settings = replace(bucket.settings, time_machine=False)
+        text = settings.to_json()
         await self.db.write(
-            lambda c: c.execute("UPDATE buckets SET versioning = ? WHERE id = ?", (status, bucket.id))
+            lambda c: c.execute(
+                "UPDATE buckets SET versioning = ?, settings = ? WHERE id = ?", (status, text, bucket.id)
+            )
         )
-        updated = Bucket(bucket.id, bucket.name, bucket.account_id, bucket.region, status, bucket.created_at)
+        updated = replace(bucket, versioning=status, settings=settings)
         self._buckets[bucket.name] = updated
         return updated
+
+    async def set_settings(self, bucket: Bucket, settings: BucketSettings) -> Bucket:
+        """Replace a bucket's sub-resources (ACL, CORS, retention)."""
+        text = settings.to_json()
+        await self.db.write(lambda c: c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (text, bucket.id)))
+        updated = replace(bucket, settings=settings)
+        self._buckets[bucket.name] = updated
+        return updated
+
+    async def set_public_read(self, bucket: Bucket, public_read: bool) -> Bucket:
+        return await self.set_settings(bucket, replace(bucket.settings, public_read=public_read))
+
+    async def set_object_acl(
+        self, bucket: Bucket, key: str, version_id: str | None, acl: str | None
+    ) -> ObjectVersion:
+        """Change the canned ACL of a version (the current one by default)."""
+        version = self.head_object(bucket, key, version_id)
+
+        def update(c: sqlite3.Connection) -> None:
+            if c.execute("UPDATE objects SET acl = ? WHERE id = ?", (acl, version.id)).rowcount == 0:
+                raise NoSuchKey(key=key)  # overwritten meanwhile (unversioned): it is gone
+
+        await self.db.write(update)
+        return replace(version, acl=acl)
+
+    # -- quotas and retention -----------------------------------------------------------------
+
+    def usage(self, account_id: str) -> Usage:
+        return self.db.read(lambda c: quota.account_usage(c, account_id))
+
+    def retention_for(self, bucket: Bucket) -> Retention:
+        if bucket.settings.retention is not None:
+            return bucket.settings.retention
+        plan = self.plan_of(bucket.account_id)
+        return Retention(plan.keep_versions, plan.keep_days)
+
+    async def write_object(
+        self,
+        bucket: Bucket,
+        raw_key: bytes | None,
+        fn: Callable[[sqlite3.Connection], object],
+        reservation: Reservation | None = None,
+    ):
+        """Run a write transaction on `bucket` (and `raw_key`, when it makes a version):
+        prune the key's versions past retention, then settle usage against the owner's
+        quota, refusing (rolling back) the write that would pass it. Returns fn's result."""
+        account_id = bucket.account_id
+        limit = self.plan_of(account_id).storage_bytes
+        keep = self.retention_for(bucket) if raw_key is not None and bucket.versioning else None
+        if keep is not None and not (keep.keep_versions or keep.keep_days):
+            keep = None
+        if not limit and keep is None:
+            return await self.db.write(fn)
+        now = time.time()
+        pruned: list[str] = []
+
+        def run(conn: sqlite3.Connection):
+            before = quota.account_bytes(conn, account_id) if limit else 0
+            result = fn(conn)
+            if keep is not None:
+                assert raw_key is not None
+                pruned.extend(retention.prune_key(conn, bucket.id, raw_key, keep, now))
+            if limit:
+                others = self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
+                quota.settle(conn, account_id, limit, before, others, now)
+            return result
+
+        try:
+            result = await self.db.write(run)
+        except QuotaExceeded as exc:
+            used = self.quotas.used(account_id)
+            raise await self.quotas.refuse(account_id, used, limit) from exc
+        self._free_blobs(pruned)
+        return result
+
+    async def prune_versions(self, now: float | None = None, batch: int = 2000) -> int:
+        """Apply retention to every versioned bucket (the background task, and
+        `folio admin prune-versions`). Returns the number of versions removed."""
+        now = time.time() if now is None else now
+        buckets = self.db.read(lambda c: bucket_rows.versioned_buckets(c))
+        removed = 0
+        for bucket in buckets:
+            keep = self.retention_for(bucket)
+            if not (keep.keep_versions or keep.keep_days):
+                continue
+            after = b""
+            while True:
+                freed, count, last = await self.db.write(
+                    lambda c, a=after, b=bucket, k=keep: retention.prune_bucket(c, b.id, k, now, after=a, limit=batch)
+                )
+                self._free_blobs(freed)
+                removed += count
+                if last is None:
+                    break
+                after = last
+        return removed
 
     def list_versions(
         self,
@@ -190,9 +305,11 @@ class Store:
         writer: ObjectWriter,
         meta: ObjectMeta,
         conditions: WriteConditions = NO_CONDITIONS,
+        reservation: Reservation | None = None,
     ) -> ObjectVersion:
         """Make a finished writer's bytes the key's new current version. On any
-        failure the writer's blob is removed and the previous version stays."""
+        failure (a quota among them) the writer's blob is removed and the previous
+        version stays."""
         raw_key = encode_key(key)
         assert writer.finished, "finish() the writer first"
         loop = asyncio.get_running_loop()
@@ -203,7 +320,9 @@ class Store:
                 blob_id = await loop.run_in_executor(self.executor, blob.publish)
                 segments = (Segment(blob_id, writer.size),)
             now = time.time()
-            version, freed = await self.db.write(
+            version, freed = await self.write_object(
+                bucket,
+                raw_key,
                 lambda c: version_rows.put_version(
                     c,
                     bucket,
@@ -215,7 +334,8 @@ class Store:
                     segments=segments,
                     conditions=conditions,
                     now=now,
-                )
+                ),
+                reservation,
             )
         except BaseException:
             writer.abort()
@@ -262,8 +382,8 @@ class Store:
     async def delete_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> DeleteResult:
         raw_key = encode_key(key)
         now = time.time()
-        affected, marker, freed = await self.db.write(
-            lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now)
+        affected, marker, freed = await self.write_object(
+            bucket, raw_key, lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now)
         )
         self._free_blobs(freed)
         return DeleteResult(affected, marker)
@@ -318,6 +438,7 @@ class Store:
         part_number: int,
         writer: ObjectWriter,
         checksums: dict[str, str],
+        reservation: Reservation | None = None,
     ) -> str:
         """Store a finished writer's bytes as a part; returns the part's ETag (hex)."""
         assert writer.finished, "finish() the writer first"
@@ -339,6 +460,7 @@ class Store:
                 etag=writer.etag,
                 checksums=checksums,
                 segments=segments,
+                reservation=reservation,
             )
         except BaseException:
             writer.abort()
@@ -356,10 +478,13 @@ class Store:
         etag: str,
         checksums: dict[str, str],
         segments: tuple[Segment, ...],
+        reservation: Reservation | None = None,
     ) -> None:
         raw_key = encode_key(key)
         now = time.time()
-        freed = await self.db.write(
+        freed = await self.write_object(
+            bucket,
+            None,
             lambda c: multipart.put_part(
                 c,
                 bucket,
@@ -371,7 +496,8 @@ class Store:
                 checksums=checksums,
                 segments=segments,
                 now=now,
-            )
+            ),
+            reservation,
         )
         self._free_blobs(freed)
 
@@ -417,11 +543,14 @@ class Store:
         requested: list[RequestedPart],
         finalize: Finalizer,
         conditions: WriteConditions = NO_CONDITIONS,
+        acl: str | None = None,
     ) -> ObjectVersion:
         """One transaction whatever the size: the parts' blobs become the object's."""
         raw_key = encode_key(key)
         now = time.time()
-        version, freed = await self.db.write(
+        version, freed = await self.write_object(
+            bucket,
+            raw_key,
             lambda c: multipart.complete_upload(
                 c,
                 bucket,
@@ -432,14 +561,15 @@ class Store:
                 finalize=finalize,
                 conditions=conditions,
                 now=now,
-            )
+                acl=acl,
+            ),
         )
         self._free_blobs(freed)
         return version
 
     async def abort_upload(self, bucket: Bucket, key: str, upload_id: str) -> None:
         raw_key = encode_key(key)
-        freed = await self.db.write(lambda c: multipart.abort_upload(c, bucket, raw_key, upload_id))
+        freed = await self.write_object(bucket, None, lambda c: multipart.abort_upload(c, bucket, raw_key, upload_id))
         self._free_blobs(freed)
 
     async def expire_uploads(self, max_age_seconds: float) -> int:

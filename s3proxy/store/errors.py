@@ -90,3 +90,7 @@ class InvalidPartOrder(StoreError):
 
 class EntityTooSmall(StoreError):
     code = "EntityTooSmall"
+
+
+class QuotaExceeded(StoreError):
+    code = "QuotaExceeded"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 NULL_VERSION = "null"
@@ -41,6 +41,79 @@ class PartInfo:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Time Machine: noncurrent versions kept per key and days kept after they stop
+    being current (S3's NewerNoncurrentVersions and NoncurrentDays); 0 is no limit."""
+
+    keep_versions: int
+    keep_days: float
+
+
+@dataclass(frozen=True)
+class CorsRule:
+    allowed_origins: tuple[str, ...]
+    allowed_methods: tuple[str, ...]
+    allowed_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_seconds: int | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    """Bucket sub-resources, stored as JSON in `buckets.settings`."""
+
+    public_read: bool = False
+    # Versioned by Folio's default (Time Machine), not by PutBucketVersioning: deleting
+    # the bucket needs no current objects only, and discards the history with it.
+    time_machine: bool = False
+    cors: tuple[CorsRule, ...] = ()
+    # None: the owner's plan decides.
+    retention: Retention | None = None
+
+    def to_json(self) -> str:
+        data: dict = {}
+        if self.public_read:
+            data["acl"] = "public-read"
+        if self.time_machine:
+            data["time_machine"] = True
+        if self.cors:
+            data["cors"] = [
+                {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(rule).items()} for rule in self.cors
+            ]
+        if self.retention is not None:
+            data["retention"] = asdict(self.retention)
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> BucketSettings:
+        data = json.loads(text) if text else {}
+        if not data:
+            return NO_SETTINGS
+        cors = tuple(
+            CorsRule(
+                allowed_origins=tuple(rule["allowed_origins"]),
+                allowed_methods=tuple(rule["allowed_methods"]),
+                allowed_headers=tuple(rule.get("allowed_headers", ())),
+                expose_headers=tuple(rule.get("expose_headers", ())),
+                max_age_seconds=rule.get("max_age_seconds"),
+                id=rule.get("id"),
+            )
+            for rule in data.get("cors", ())
+        )
+        retention = Retention(**data["retention"]) if "retention" in data else None
+        return cls(
+            public_read=data.get("acl") == "public-read",
+            time_machine=bool(data.get("time_machine")),
+            cors=cors,
+            retention=retention,
+        )
+
+
+NO_SETTINGS = BucketSettings()
+
+
+@dataclass(frozen=True)
 class Bucket:
     id: int
     name: str
@@ -48,6 +121,7 @@ class Bucket:
     region: str
     versioning: str  # '', 'Enabled' or 'Suspended'
     created_at: float
+    settings: BucketSettings = NO_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -60,6 +134,8 @@ class ObjectMeta:
     user_meta: dict[str, str] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)
     storage_class: str = "STANDARD"
+    # Canned ACL: None (private) or "public-read".
+    acl: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +170,11 @@ class ObjectVersion:
     segments: tuple[Segment, ...]
     # Multipart objects: their parts in order; empty for single-PUT objects.
     parts: tuple[PartInfo, ...] = ()
+    acl: str | None = None
+
+    @property
+    def public_read(self) -> bool:
+        return self.acl == "public-read"
 
     @property
     def blob_ids(self) -> list[str]:
@@ -111,7 +192,7 @@ class ObjectVersion:
 
 OBJECT_COLUMNS = (
     "id, bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class,"
-    " content_type, headers, user_meta, checksums, inline_data, segments, parts"
+    " content_type, headers, user_meta, checksums, inline_data, segments, parts, acl"
 )
 
 
@@ -136,6 +217,7 @@ def object_from_row(row: tuple) -> ObjectVersion:
         parts=tuple(PartInfo(size, etag, checksums) for size, etag, checksums in json.loads(row[16]))
         if row[16]
         else (),
+        acl=row[17],
     )
 
 

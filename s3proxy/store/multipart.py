@@ -61,7 +61,13 @@ Finalizer = Callable[[Upload, list[Part]], tuple[str, dict[str, str]]]
 _UPLOAD_COLUMNS = "id, bucket_id, key, initiated, storage_class, content_type, headers, user_meta, checksum_algorithm, checksum_type"
 
 
+# The canned ACL asked for at CreateMultipartUpload rides in the upload's headers.
+_ACL_HEADER = "x-amz-acl"
+
+
 def _upload(row: tuple) -> Upload:
+    headers = json.loads(row[6]) if row[6] else {}
+    acl = headers.pop(_ACL_HEADER, None)
     return Upload(
         id=row[0],
         bucket_id=row[1],
@@ -70,8 +76,9 @@ def _upload(row: tuple) -> Upload:
         meta=ObjectMeta(
             storage_class=row[4],
             content_type=row[5],
-            headers=json.loads(row[6]) if row[6] else {},
+            headers=headers,
             user_meta=json.loads(row[7]) if row[7] else {},
+            acl=acl,
         ),
         checksum_algorithm=row[8],
         checksum_type=row[9],
@@ -99,6 +106,7 @@ def insert_upload(
     now: float,
 ) -> Upload:
     upload_id = secrets.token_urlsafe(32)
+    headers = {**meta.headers, _ACL_HEADER: meta.acl} if meta.acl else meta.headers
     conn.execute(
         f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -108,7 +116,7 @@ def insert_upload(
             now,
             meta.storage_class,
             meta.content_type,
-            json.dumps(meta.headers) if meta.headers else None,
+            json.dumps(headers) if headers else None,
             json.dumps(meta.user_meta) if meta.user_meta else None,
             checksum_algorithm,
             checksum_type,
@@ -212,6 +220,7 @@ def complete_upload(
     finalize: Finalizer,
     conditions: WriteConditions,
     now: float,
+    acl: str | None = None,
 ) -> tuple[ObjectVersion, list[str]]:
     """Validate the part list as S3 does, make the object from the parts' blobs, and
     drop the upload (freeing parts that were not used). One transaction."""
@@ -251,6 +260,7 @@ def complete_upload(
         user_meta=upload.meta.user_meta,
         checksums=checksums,
         storage_class=upload.meta.storage_class,
+        acl=acl or upload.meta.acl,
     )
     segments = tuple(segment for part in chosen for segment in part.segments)
     version, freed = put_version(

@@ -92,4 +92,56 @@ MIGRATIONS = [
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        "s3proxy.store",
+        3,
+        """
+        -- Usage, kept exact by triggers so that no write path can forget it: every
+        -- stored version (current or not) and every part of an unfinished upload.
+        ALTER TABLE buckets ADD COLUMN bytes_used INTEGER NOT NULL DEFAULT 0;
+        -- Current objects (delete markers and noncurrent versions excluded).
+        ALTER TABLE buckets ADD COLUMN object_count INTEGER NOT NULL DEFAULT 0;
+        -- Canned ACL of a version: NULL (private) or 'public-read'.
+        ALTER TABLE objects ADD COLUMN acl TEXT;
+
+        UPDATE buckets SET
+            bytes_used = (SELECT coalesce(sum(size), 0) FROM objects WHERE bucket_id = buckets.id)
+                + (SELECT coalesce(sum(p.size), 0) FROM upload_parts p JOIN uploads u ON u.id = p.upload_id
+                   WHERE u.bucket_id = buckets.id),
+            object_count = (SELECT count(*) FROM objects
+                            WHERE bucket_id = buckets.id AND is_latest = 1 AND is_delete_marker = 0);
+
+        CREATE TRIGGER objects_usage_insert AFTER INSERT ON objects BEGIN
+            UPDATE buckets SET bytes_used = bytes_used + NEW.size,
+                object_count = object_count + (NEW.is_latest AND NOT NEW.is_delete_marker)
+            WHERE id = NEW.bucket_id;
+        END;
+        CREATE TRIGGER objects_usage_delete AFTER DELETE ON objects BEGIN
+            UPDATE buckets SET bytes_used = bytes_used - OLD.size,
+                object_count = object_count - (OLD.is_latest AND NOT OLD.is_delete_marker)
+            WHERE id = OLD.bucket_id;
+        END;
+        CREATE TRIGGER objects_usage_latest AFTER UPDATE OF is_latest ON objects
+            WHEN OLD.is_latest != NEW.is_latest AND NOT NEW.is_delete_marker BEGIN
+            UPDATE buckets SET object_count = object_count + NEW.is_latest - OLD.is_latest
+            WHERE id = NEW.bucket_id;
+        END;
+        CREATE TRIGGER parts_usage_insert AFTER INSERT ON upload_parts BEGIN
+            UPDATE buckets SET bytes_used = bytes_used + NEW.size
+            WHERE id = (SELECT bucket_id FROM uploads WHERE id = NEW.upload_id);
+        END;
+        CREATE TRIGGER parts_usage_delete AFTER DELETE ON upload_parts BEGIN
+            UPDATE buckets SET bytes_used = bytes_used - OLD.size
+            WHERE id = (SELECT bucket_id FROM uploads WHERE id = OLD.upload_id);
+        END;
+
+        -- Quota levels already announced per account (0 below 80%, 1 warned, 2 full),
+        -- so each crossing records one event; and when a write was last refused.
+        CREATE TABLE quota_levels (
+            account_id TEXT PRIMARY KEY,
+            level INTEGER NOT NULL DEFAULT 0,
+            refused_at REAL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]

@@ -126,8 +126,8 @@ def _insert_row(
 ) -> int:
     cursor = conn.execute(
         "INSERT INTO objects (bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified,"
-        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts)"
-        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts, acl)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             bucket_id,
             key,
@@ -144,6 +144,7 @@ def _insert_row(
             inline_data,
             segments_to_json(segments),
             json.dumps([[p.size, p.etag, p.checksums] for p in parts]) if parts else None,
+            meta.acl,
         ),
     )
     return cursor.lastrowid
@@ -236,6 +237,7 @@ def put_version(
         inline_data=inline_data,
         segments=segments,
         parts=parts,
+        acl=meta.acl,
     )
     return version, freed
 

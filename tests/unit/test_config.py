@@ -17,7 +17,11 @@ def test_shipped_config_lists_every_setting_with_its_default() -> None:
     raw = tomllib.loads(CONFIG_TOML.read_text())
     defaults = Config()
     for section in dataclasses.fields(Config):
-        expected = dataclasses.asdict(getattr(defaults, section.name))
+        value = getattr(defaults, section.name)
+        if isinstance(value, dict):  # [plans.NAME] tables
+            expected = {name: dataclasses.asdict(item) for name, item in value.items()}
+        else:
+            expected = dataclasses.asdict(value)
         assert raw[section.name] == expected, section.name
     assert load_config(CONFIG_TOML, environ={}) == defaults
 
@@ -41,6 +45,10 @@ def test_environment_overrides_file_and_flags_override_environment(tmp_path: Pat
         "[server]\nbogus = 1\n",
         '[storage]\ninline_threshold = "big"\n',
         "[nope]\n",
+        '[versioning]\nnew_buckets = "maybe"\n',
+        '[accounts]\ndefault_plan = "gold"\n',
+        "[plans.small]\nstorage_bytes = \"lots\"\n",
+        "[plans.small]\nbogus = 1\n",
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_error(tmp_path: Path, text: str) -> None:
@@ -48,3 +56,14 @@ def test_bad_settings_are_refused_with_a_clear_error(tmp_path: Path, text: str) 
     path.write_text(text)
     with pytest.raises(ConfigError):
         load_config(path, environ={})
+
+
+def test_plans_are_read_and_an_unknown_plan_name_falls_back_to_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[plans.tiny]\nstorage_bytes = 1000\nlist_per_second = 2\n[plans.default]\nmax_buckets = 3\n')
+    config = load_config(path, environ={})
+    assert config.plan("tiny").storage_bytes == 1000
+    assert config.plan("tiny").list_per_second == 2
+    assert config.plan("tiny").read_per_second == 300  # unset: the built-in default
+    assert config.plan("default").max_buckets == 3
+    assert config.plan("removed-plan") == config.plan("default")
