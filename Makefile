@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: run test bench lint clean
 
@@ -24,10 +25,15 @@ $(BENCH_STAMP): $(TEST_STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
+# The browser tests (tests/test_browser_cors.py) drive Debian's headless Chromium.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "the tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi
+
 run: $(STAMP)
 	$(BIN)/folio serve --config config.toml
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(CHROMIUM)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 bench: $(BENCH_STAMP)

@@ -206,6 +206,13 @@ class Database:
         await durable
         return value
 
+    def read_own_writes(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Read on the writer connection, on the loop: sees the writes of the group not
+        yet committed too (admission checks such as quotas must count them)."""
+        if self._writer is None:
+            raise RuntimeError("database is closed")
+        return fn(self._writer)
+
     def write_blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """The same for code without an event loop (the CLI, start-up)."""
         if self._closed or self._writer is None:

@@ -76,7 +76,7 @@ async def upload_part(ctx: RequestContext, services: Services) -> Response:
     # The upload must exist before a byte of the part is read.
     upload = services.store.get_upload(bucket, ctx.key, _upload_id(ctx))
     also = [upload.checksum_algorithm] if upload.checksum_algorithm else []
-    with services.store.quotas.reservation(bucket.account_id) as reservation:
+    with services.store.reservation(bucket) as reservation:
         writer, computed = await receive_object_body(
             ctx, services.store, services.watchdog, reservation=reservation, also_compute=also
         )
@@ -122,7 +122,7 @@ async def upload_part_copy(ctx: RequestContext, services: Services) -> Response:
     except ObjectIsDeleteMarker as exc:
         raise S3Error("NoSuchKey") from exc
     source = reader.version
-    with services.store.quotas.reservation(bucket.account_id) as reservation:
+    with services.store.reservation(bucket) as reservation:
         try:
             start, end = _copy_range(ctx.headers.get("x-amz-copy-source-range"), source.size)
             length = end - start + 1 if source.size else 0

@@ -78,7 +78,7 @@ async def put_object(ctx: RequestContext, services: Services) -> Response:
     assert ctx.key is not None
     meta = object_meta_from_headers(ctx.headers)
     conditions = write_conditions(ctx.headers)
-    with services.store.quotas.reservation(bucket.account_id) as reservation:
+    with services.store.reservation(bucket, ctx.key) as reservation:
         writer, computed = await receive_object_body(
             ctx, services.store, services.watchdog, reservation=reservation
         )

@@ -204,6 +204,23 @@ class Store:
         plan = self.plan_of(bucket.account_id)
         return Retention(plan.keep_versions, plan.keep_days)
 
+    def write_credit(self, bucket: Bucket, key: str) -> int:
+        """Bytes the next write of `key` frees at once (replaced null version, versions
+        pruned by retention): a quota reservation may count on them."""
+        keep = self.retention_for(bucket) if bucket.versioning else None
+        if keep is not None and not (keep.keep_versions or keep.keep_days):
+            keep = None
+        raw_key = encode_key(key)
+        now = time.time()
+        return self.db.read(
+            lambda c: retention.bytes_freed_by_next_write(c, bucket.id, raw_key, bucket.versioning, keep, now)
+        )
+
+    def reservation(self, bucket: Bucket, key: str | None = None) -> Reservation:
+        """Quota space for one write into `bucket` (of `key`, when it makes a version)."""
+        credit = (lambda: self.write_credit(bucket, key)) if key is not None else None
+        return self.quotas.reservation(bucket.account_id, credit)
+
     async def write_object(
         self,
         bucket: Bucket,
@@ -233,6 +250,10 @@ class Store:
             if limit:
                 others = self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
                 quota.settle(conn, account_id, limit, before, others, now)
+                if reservation is not None:
+                    # The bytes are usage now (in this transaction): holding the
+                    # reservation until the group commit is durable would count them twice.
+                    reservation.release()
             return result
 
         try:

@@ -109,11 +109,13 @@ class Quotas:
     def reserved(self, account_id: str) -> int:
         return self._reserved.get(account_id, 0)
 
-    def reservation(self, account_id: str) -> Reservation:
-        return Reservation(self, account_id)
+    def reservation(self, account_id: str, credit: Callable[[], int] | None = None) -> Reservation:
+        return Reservation(self, account_id, credit)
 
     def used(self, account_id: str) -> int:
-        return self.db.read(lambda c: account_bytes(c, account_id))
+        # The writer's view: writes waiting for their group commit are usage already
+        # (their reservations were handed back when they settled).
+        return self.db.read_own_writes(lambda c: account_bytes(c, account_id))
 
     async def refuse(self, account_id: str, used: int, limit: int) -> QuotaExceeded:
         await self.db.write(lambda c: record_refusal(c, account_id, used, limit, time.time()))
@@ -129,29 +131,42 @@ class Quotas:
 
 class Reservation:
     """Space one write holds while its bytes arrive: `require(n)` before they do
-    (the declared length, or the running total of a body of unknown length)."""
+    (the declared length, or the running total of a body of unknown length).
 
-    def __init__(self, quotas: Quotas, account_id: str) -> None:
+    `credit` tells what the write frees when it commits (a replaced null version,
+    versions pruned by retention); it is consulted only when the write would not fit
+    without it, and the write then holds only its net growth. The commit settles
+    against the real figures either way."""
+
+    def __init__(self, quotas: Quotas, account_id: str, credit: Callable[[], int] | None = None) -> None:
         self.quotas = quotas
         self.account_id = account_id
-        self.amount = 0
+        self.amount = 0  # held (net of credit)
+        self.gross = 0  # bytes asked for
         self.limit = quotas.limit_of(account_id)
+        self._credit = credit
+        self._credit_bytes: int | None = None
 
     async def require(self, nbytes: int) -> None:
-        if not self.limit or nbytes <= self.amount:
+        if not self.limit or nbytes <= self.gross:
             return
         quotas = self.quotas
         used = quotas.used(self.account_id)
         others = quotas.reserved(self.account_id) - self.amount
-        if used + others + nbytes > self.limit:
+        net = nbytes
+        if used + others + net > self.limit and self._credit is not None:
+            if self._credit_bytes is None:
+                self._credit_bytes = self._credit()
+            net = max(0, nbytes - self._credit_bytes)
+        if used + others + net > self.limit:
             raise await quotas.refuse(self.account_id, used, self.limit)
-        quotas._adjust(self.account_id, nbytes - self.amount)
-        self.amount = nbytes
+        quotas._adjust(self.account_id, net - self.amount)
+        self.amount, self.gross = net, nbytes
 
     def release(self) -> None:
         if self.amount:
             self.quotas._adjust(self.account_id, -self.amount)
-            self.amount = 0
+        self.amount = self.gross = 0
 
     def __enter__(self) -> Reservation:
         return self

@@ -16,22 +16,50 @@ from s3proxy.store.versions import release_blobs
 DAY = 86400.0
 
 
-def _doomed(
-    rows: list[tuple[int, int, float, str | None]], retention: Retention, now: float
-) -> list[tuple[int, str | None]]:
-    """rows: (id, is_latest, last_modified, segments), newest first."""
+def _doomed_indices(rows: list[tuple[int, float]], retention: Retention, now: float) -> list[int]:
+    """rows: (is_latest, last_modified) of one key's versions, newest first. The
+    positions of the versions retention removes."""
     cutoff = now - retention.keep_days * DAY if retention.keep_days else None
     doomed = []
     noncurrent = 0
-    for index, (row_id, is_latest, _modified, segments) in enumerate(rows):
+    for index, (is_latest, _modified) in enumerate(rows):
         if is_latest or index == 0:
             continue
         noncurrent += 1
         too_many = retention.keep_versions and noncurrent > retention.keep_versions
-        too_old = cutoff is not None and rows[index - 1][2] < cutoff
+        too_old = cutoff is not None and rows[index - 1][1] < cutoff
         if too_many or too_old:
-            doomed.append((row_id, segments))
+            doomed.append(index)
     return doomed
+
+
+def _doomed(
+    rows: list[tuple[int, int, float, str | None]], retention: Retention, now: float
+) -> list[tuple[int, str | None]]:
+    """rows: (id, is_latest, last_modified, segments), newest first."""
+    indices = _doomed_indices([(r[1], r[2]) for r in rows], retention, now)
+    return [(rows[i][0], rows[i][3]) for i in indices]
+
+
+def bytes_freed_by_next_write(
+    conn: sqlite3.Connection, bucket_id: int, key: bytes, versioning: str, retention: Retention | None, now: float
+) -> int:
+    """What a new version of `key` would free in the same transaction: the null
+    version it replaces (unversioned and Suspended buckets) and the versions retention
+    then prunes. Lets a quota reservation admit an overwrite that fits once those go."""
+    rows = conn.execute(
+        "SELECT is_latest, last_modified, size, version_id FROM objects WHERE bucket_id = ? AND key = ?"
+        " ORDER BY id DESC",
+        (bucket_id, key),
+    ).fetchall()
+    freed = 0
+    if versioning != "Enabled":
+        freed += sum(r[2] for r in rows if r[3] == "null")
+        rows = [r for r in rows if r[3] != "null"]
+    if retention is not None and rows:
+        simulated = [(1, now)] + [(0, r[1]) for r in rows]
+        freed += sum(rows[i - 1][2] for i in _doomed_indices(simulated, retention, now))
+    return freed
 
 
 def _remove(conn: sqlite3.Connection, doomed: list[tuple[int, str | None]]) -> list[str]:
