@@ -6,7 +6,8 @@ reports the CPU seconds it spent itself (`resource.getrusage`) over the measured
 because on two shared cores the generator is part of the measurement.
 
 Jobs (`op`): `create_bucket`, `preload` (PUT `count` objects, unmeasured set-up), `put` and
-`get` (fixed concurrency for a fixed duration, bounded by `max_ops`), `put_stream` and
+`get` (fixed concurrency for a fixed duration, bounded by `max_ops`; a `put` with `keys`
+overwrites that many keys in turn instead of writing new ones), `put_stream` and
 `get_stream` (one large object over one connection), and `list` (ListObjectsV2 over the
 whole bucket in pages, repeated for at least `duration` seconds); for multipart and copy,
 `mpu` (one multipart upload, parts at a fixed concurrency, timed from Create to Complete),
@@ -184,13 +185,15 @@ async def job_create_bucket(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]
 
 
 async def job_put(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
-    """PUT distinct keys `prefix + seq`; `count` (preload) or `duration` bounds the run."""
+    """PUT distinct keys `prefix + seq`, or with `keys` overwrite the keys `prefix + seq % keys`
+    round and round; `count` (preload) or `duration` bounds the run."""
     s3 = S3Requests(ep)
     bucket, prefix, size = job["bucket"], job["prefix"], int(job["size"])
+    keys = int(job.get("keys", 0))
     body = bytes(_payload(size))
 
     async def put(conn: HttpConnection, seq: int) -> tuple[Response, int]:
-        head = s3.head("PUT", bucket, f"{prefix}{seq:07d}", length=size)
+        head = s3.head("PUT", bucket, f"{prefix}{seq % keys if keys else seq:07d}", length=size)
         return await conn.request(head, body), size
 
     count = int(job.get("count", 0))

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -19,11 +20,32 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import RATIOS, SCENARIOS, Ratio, Scenario
+from bench.scenarios import (
+    FEATURE_COST_LIMIT,
+    FEATURE_SCENARIOS,
+    FEATURES_OFF,
+    FEATURES_ON,
+    KEEP_VERSIONS,
+    OVERWRITE_KEYS,
+    RATIOS,
+    SCENARIOS,
+    Ratio,
+    Scenario,
+)
 
 NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
-TARGET_ORDER = ("folio", "moto", "s3rver", "ceiling")
-SHORT = {"folio": "Folio", "moto": "moto", "s3rver": "s3rver", "ceiling": "ceiling"}
+# The servers compared in the summary; issue 4's two Folio variants have a section of their own.
+MAIN_ORDER = ("folio", "moto", "s3rver", "ceiling")
+TARGET_ORDER = (*MAIN_ORDER, FEATURES_OFF, FEATURES_ON)
+FOLIO_TARGETS = ("folio", FEATURES_OFF, FEATURES_ON)
+SHORT = {
+    "folio": "Folio",
+    "moto": "moto",
+    "s3rver": "s3rver",
+    "ceiling": "ceiling",
+    FEATURES_OFF: "Folio features off",
+    FEATURES_ON: "Folio features on",
+}
 
 
 def _version(package: str) -> str:
@@ -145,7 +167,8 @@ def _ratios_run(targets: dict[str, Any]) -> list[Ratio]:
 
 def summary_table(results: dict[str, Any]) -> str:
     targets = results["targets"]
-    names = [n for n in TARGET_ORDER if n in targets]
+    # The main servers; a run of issue 4's variants alone shows those instead.
+    names = [n for n in MAIN_ORDER if n in targets] or [n for n in TARGET_ORDER if n in targets]
     header = (
         "| scenario | unit | "
         + " | ".join(SHORT[n] for n in names)
@@ -236,6 +259,19 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
     folio = _cell(targets.get("folio"), scenario)
     ratio = _ratio(folio, _cell(targets.get("moto"), scenario), scenario)
     ceiling = _ratio(folio, _cell(targets.get("ceiling"), scenario), scenario)
+    features = ""
+    if scenario.name in FEATURE_SCENARIOS:
+        off, on = _cell(targets.get(FEATURES_OFF), scenario), _cell(targets.get(FEATURES_ON), scenario)
+        if off and on and off["median"]:
+            features = (
+                f" Folio features on/off: {_times(on['median'] / off['median'])}x "
+                "(see the cost of quotas, rate limits and versioning below)."
+            )
+    if scenario.only_for is not None and "folio" not in scenario.only_for:
+        note = "Run on issue 4's two Folio targets only; the issue sets no target for it on its own."
+        return [*out, "", note + features, ""]
+    if "folio" not in targets and features:  # a run of issue 4's targets alone
+        return [*out, "", features.strip(), ""]
     if scenario.goal is None:
         target = "The issue sets no target for this figure on its own"
         target += (
@@ -248,7 +284,7 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
         goal = f"{bound} {_fmt(scenario.goal, scenario.unit)} {scenario.unit}"
         verdict = "n/a" if not folio else _verdict(scenario.met(folio["median"]), bold_pass=True)
         target = f"Target {goal}: {verdict}."
-    out += ["", f"Folio/moto: {ratio}; Folio/ceiling: {ceiling}. {target}", ""]
+    out += ["", f"Folio/moto: {ratio}; Folio/ceiling: {ceiling}. {target}{features}", ""]
     for key, label, unit in scenario.extras:
         figures = []
         for name in TARGET_ORDER:
@@ -266,7 +302,7 @@ def _ratios_section(results: dict[str, Any]) -> list[str]:
     ratios = _ratios_run(targets)
     if not ratios:
         return []
-    names = [n for n in TARGET_ORDER if n in targets]
+    names = [n for n in MAIN_ORDER if n in targets]
     out = [
         "### Size independence (issue 3)",
         "",
@@ -294,6 +330,114 @@ def _ratios_section(results: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _paired(off: dict[str, Any], on: dict[str, Any], metric: str) -> list[float]:
+    """on/off of each run: run i of both was measured in the same round, one after the other."""
+    out = []
+    for a, b in zip(off.get("runs", []), on.get("runs", []), strict=False):
+        if a.get("ops", 0) > 0 and b.get("ops", 0) > 0 and a.get(metric) and metric in b:
+            out.append(float(b[metric]) / float(a[metric]))
+    return out
+
+
+def features_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 4, per scenario run on both variants: medians off and on, on/off, cost and verdict."""
+    targets = results["targets"]
+    rows = []
+    for name in FEATURE_SCENARIOS:
+        scenario = SCENARIOS[name]
+        off_entry, on_entry = targets.get(FEATURES_OFF), targets.get(FEATURES_ON)
+        if not any(name in ((e or {}).get("scenarios") or {}) for e in (off_entry, on_entry)):
+            continue
+        off, on = _cell(off_entry, scenario), _cell(on_entry, scenario)
+        row: dict[str, Any] = {"scenario": scenario, "off": off, "on": on, "ratio": None}
+        row["off_text"] = _why_not(off_entry, scenario) if off is None else None
+        row["on_text"] = _why_not(on_entry, scenario) if on is None else None
+        if off and on and off["median"]:
+            ratio = on["median"] / off["median"]
+            row |= {
+                "ratio": ratio,
+                "cost": 1.0 - ratio,
+                "met": 1.0 - ratio < FEATURE_COST_LIMIT,
+                "paired": _paired(off, on, scenario.metric),
+            }
+        rows.append(row)
+    return rows
+
+
+def _features_section(results: dict[str, Any]) -> list[str]:
+    """Issue 4: Folio's ops/s with quotas, rate limits and versioning on against off, same run."""
+    rows = features_rows(results)
+    if not rows:
+        return []
+    runs = results["settings"].get("runs")
+    limit = f"{FEATURE_COST_LIMIT:.0%}"
+    out = [
+        "### Cost of quotas, rate limits and versioning (issue 4)",
+        "",
+        f"The same Folio twice, side by side in this run and taking turns (run 1 on each, then run 2, ...): "
+        f"**off** (`{FEATURES_OFF}`): no storage quota, no rate limits, no retention, new buckets "
+        f'`new_buckets = "Off"` (unversioned); **on** (`{FEATURES_ON}`): a quota of 1 TiB (checked and '
+        "settled on every write, far from full), rate limits of 1,000,000 requests per second per class "
+        f"(the limiter runs on every request, never refuses), Time Machine versioning with "
+        f"keep_versions = {KEEP_VERSIONS} and keep_days = 30 (every write prunes its key). put4k writes "
+        f"new keys; put4k-overwrite rewrites {OVERWRITE_KEYS} keys that already have their "
+        f"{KEEP_VERSIONS} noncurrent versions each, so with versioning on each PUT adds one and prunes "
+        f"one. The issue: the features must cost under {limit} of the ops/s. *cost* = 1 - on/off of "
+        "the medians; *run by run* is on/off of the two runs measured back to back in each round "
+        "(median, min-max): work by others that comes and goes between rounds shifts both alike."
+        + (
+            " With one run each, the verdict rests on single samples: on these shared cores one figure "
+            "swings by ±30%. Take the medians of `--runs 3` (the default) or more before concluding."
+            if runs == 1
+            else ""
+        ),
+        "",
+        "| scenario | off: ops/s (median, min-max) | on: ops/s (median, min-max) | on/off | cost | "
+        "run by run on/off | other load off / on | errors off / on | target | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def figure(cell: dict[str, Any] | None, text: str | None, unit: str) -> str:
+        if cell is None:
+            return text or "n/a"
+        return f"{_fmt(cell['median'], unit)} ({_fmt(cell['min'], unit)}-{_fmt(cell['max'], unit)})"
+
+    def load(cell: dict[str, Any] | None) -> str:
+        return f"{cell['other_cpu_pct']:.0f}%" if cell and "other_cpu_pct" in cell else "?"
+
+    def errors(cell: dict[str, Any] | None) -> str:
+        return str(cell["errors"]) if cell else "?"
+
+    for row in rows:
+        scenario, off, on = row["scenario"], row["off"], row["on"]
+        if row["ratio"] is None:
+            ratio = cost = paired = "n/a"
+            verdict = "n/a"
+        else:
+            ratio = f"{row['ratio']:.3f}"
+            cost = f"{row['cost']:+.1%}"
+            pairs = row["paired"]
+            paired = f"{statistics.median(pairs):.3f} ({min(pairs):.3f}-{max(pairs):.3f})" if pairs else "n/a"
+            verdict = _verdict(row["met"], bold_pass=True)
+        out.append(
+            f"| {scenario.name} | {figure(off, row['off_text'], scenario.unit)} | "
+            f"{figure(on, row['on_text'], scenario.unit)} | {ratio} | {cost} | {paired} | "
+            f"{load(off)} / {load(on)} | {errors(off)} / {errors(on)} | cost < {limit} | {verdict} |"
+        )
+    judged = [r for r in rows if r["ratio"] is not None]
+    if judged:
+        worst = max(judged, key=lambda r: r["cost"])
+        passed = all(r["met"] for r in judged)
+        out += [
+            "",
+            f"Issue 4 ({len(judged)} of {len(FEATURE_SCENARIOS)} scenarios measured on both): "
+            + ("**pass**" if passed else "**miss**")
+            + f"; the largest cost is {worst['cost']:+.1%} on {worst['scenario'].name} "
+            f"(a negative cost means on was faster: noise).",
+        ]
+    return [*out, ""]
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -307,10 +451,12 @@ def _errors_section(results: dict[str, Any]) -> list[str]:
         for scenario_name, cell in entry.get("scenarios", {}).items():
             for sample in cell.get("error_samples", [])[:3]:
                 out.append(f"- {SHORT[name]} {scenario_name}: `{_md(json.dumps(sample))[:400]}`")
-    folio = results["targets"].get("folio") or {}
-    if folio.get("log_error_lines"):
-        out.append(f"- Folio's log has {folio['log_error_lines']} error line(s); the first:")
-        out += ["", "```", *folio.get("log_error_samples", [])[:2], "```"]
+    for name in FOLIO_TARGETS:
+        folio = results["targets"].get(name) or {}
+        if folio.get("log_error_lines"):
+            whose = "Folio's log" if name == "folio" else f"The log of {SHORT[name]}"
+            out.append(f"- {whose} has {folio['log_error_lines']} error line(s); the first:")
+            out += ["", "```", *folio.get("log_error_samples", [])[:2], "```"]
     return ["## Errors seen during the runs", "", *(out or ["None: every request got a 2xx answer."]), ""]
 
 
@@ -318,7 +464,7 @@ def render(results: dict[str, Any]) -> str:
     meta, settings = results["meta"], results["settings"]
     targets = results["targets"]
     unavailable = [
-        f"{SHORT[n]} ({_md(e.get('reason', ''))[:300]})"
+        f"{SHORT.get(n, n)} ({_md(e.get('reason', ''))[:300]})"
         for n, e in targets.items()
         if e.get("status") != "ok"
     ]
@@ -363,6 +509,8 @@ def render(results: dict[str, Any]) -> str:
         ".venv/bin/python -m bench.run --only folio,moto "
         "--scenarios mpu1g,complete1000,copy1g,copy4k --runs 1",
         ".venv/bin/python -m bench.run --profile put4k  # Folio under py-spy or pyinstrument -> bench/results/",
+        "# issue 4 alone: the cost of quotas, rate limits and versioning (put4k, get4k, put4k-overwrite)",
+        f".venv/bin/python -m bench.run --only {FEATURES_OFF},{FEATURES_ON} --scenarios features",
         "```",
         "",
         "A full run (all targets, all scenarios, not `--quick`) rewrites this file; the notes at the end are kept.",
@@ -400,6 +548,12 @@ def render(results: dict[str, Any]) -> str:
         "multipart (as mpu1g), one copy at a time, up to 20 (at least 3, fewer once the timed run's "
         "duration has passed), each copy deleted (untimed) before the next; the figure is the median copy. "
         "For these, *server CPU* also covers the untimed uploads and deletes of the run.",
+        f"- Quotas, rate limits and versioning (issue 4): two more Folio instances, `{FEATURES_OFF}` and "
+        f"`{FEATURES_ON}` (configurations in `bench/targets.py`), run only put4k, get4k and put4k-overwrite, "
+        "taking turns with the others as above. *put4k-overwrite* PUTs 4 KiB objects at concurrency 16 "
+        f"to the same {OVERWRITE_KEYS} keys over and over, each written {KEEP_VERSIONS + 1} times "
+        "beforehand (untimed), so that with versioning on every key already has its "
+        f"{KEEP_VERSIONS} noncurrent versions and every measured PUT prunes one.",
         "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "
         "median of the runs' p50 and p99.",
         "",
@@ -411,6 +565,7 @@ def render(results: dict[str, Any]) -> str:
         if any(scenario.name in (e.get("scenarios") or {}) for e in targets.values()):
             lines += _scenario_section(results, scenario)
     lines += _ratios_section(results)
+    lines += _features_section(results)
     lines += _errors_section(results)
     return "\n".join(lines) + "\n"
 

@@ -12,6 +12,17 @@ RSS scenario) and always stops everything it started, by PID.
     python -m bench.run --only folio,moto --scenarios put4k,get4k
     python -m bench.run --only folio,moto --scenarios mpu1g,complete1000,copy1g,copy4k --runs 1
     python -m bench.run --profile put4k       # Folio under py-spy (or pyinstrument)
+
+Issue 4, the cost of quotas, rate limits and versioning: the targets `folio-features-off` and
+`folio-features-on` (bench/targets.py) run only put4k, get4k and put4k-overwrite (the group
+`features`), side by side and alternating like the others; put4k-overwrite runs only on them.
+A full run includes them; to run just that comparison (about 2 minutes with 3 runs):
+
+    python -m bench.run --only folio-features-off,folio-features-on --scenarios features
+    python -m bench.run --only folio-features-off,folio-features-on --scenarios put4k,get4k,put4k-overwrite --runs 5
+
+Within each round the targets go in `--only` order (the order of `TARGETS` by default): name
+`folio-features-on` first to check that going second does not favour or handicap a variant.
 """
 
 from __future__ import annotations
@@ -227,15 +238,27 @@ def _measure_run(
     return result
 
 
+def runs_on(name: str, target: Target, scenario: Scenario) -> bool:
+    """Whether the scenario is run on this target at all (issue 4's targets run only its scenarios,
+    and put4k-overwrite only on them); a target left out gets no entry for it ("not run")."""
+    if target.scenarios is not None and scenario.name not in target.scenarios:
+        return False
+    return scenario.only_for is None or name in scenario.only_for
+
+
 def run_scenario(
     scenario: Scenario,
-    live: dict[str, Target],
+    all_live: dict[str, Target],
     entries: dict[str, dict[str, Any]],
     policy: RunPolicy,
     setups_done: dict[str, set[str]],
 ) -> None:
     """Set the scenario up on every live server, then measure run 1 on each, run 2 on each, and so on:
     interleaving spreads whatever else the machine is doing evenly over the servers compared."""
+    live = {name: target for name, target in all_live.items() if runs_on(name, target, scenario)}
+    if not live:
+        log(f"{scenario.name}: none of the targets running takes it; skipped")
+        return
     rss_before_restart: dict[str, float] = {}
     for name, target in list(live.items()):
         if name in scenario.not_for:
@@ -259,6 +282,7 @@ def run_scenario(
             reason = f"restart failed: {restarted.get('reason')}"
             entries[name]["scenarios"][scenario.name] = {"status": "failed", "reason": reason, "runs": []}
             del live[name]
+            del all_live[name]
     ready: dict[str, Target] = {}
     for name, target in live.items():
         assert target.endpoint is not None

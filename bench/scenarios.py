@@ -1,9 +1,14 @@
-"""The benchmark scenarios of issues 2 and 3, each with its set-up, its load-generator job and its target.
+"""The benchmark scenarios of issues 2, 3 and 4, each with its set-up, its load-generator job and its target.
 
 A scenario's set-up jobs run once per server (preloading the objects a GET, LIST or copy reads);
 its measured job runs `runs` times. Names are what `--scenarios` and `--profile` take; `GROUPS`
 names a few scenarios at once for `--scenarios`. `RATIOS` are issue 3's size-independence
 targets: one scenario's figure over another's, on the same server in the same run.
+
+Issue 4 (the cost of quotas, rate limits and versioning) compares two Folio targets with the
+features off and on (`bench/targets.py`) on the `FEATURE_SCENARIOS`: put4k, get4k and
+put4k-overwrite, which rewrites a bounded set of keys so that versions pile up and retention
+prunes on every write. `FEATURE_COST_LIMIT` is the issue's bound on the throughput lost.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class Scenario:
     # restarted with a fresh directory when they run with another; None: their default (5 MiB).
     min_part_size: int | None = None
     not_for: frozenset[str] = frozenset()  # targets the scenario means nothing for, reported n/a
+    # When set, the only targets the scenario runs on (others skip it silently: "not run").
+    only_for: frozenset[str] | None = None
     # Secondary figures of the run results shown under the scenario's table: (key, label, unit).
     extras: tuple[tuple[str, str, str], ...] = ()
 
@@ -58,8 +65,11 @@ class Ratio:
         return value <= self.limit
 
 
-def _put(prefix: str, size: int, concurrency: int, duration: float, max_ops: int) -> dict[str, Any]:
-    return {
+def _put(
+    prefix: str, size: int, concurrency: int, duration: float, max_ops: int, keys: int = 0
+) -> dict[str, Any]:
+    """A timed PUT job: distinct keys, or with `keys` the keys `prefix + seq % keys` over and over."""
+    job = {
         "op": "put",
         "bucket": BUCKET,
         "prefix": prefix,
@@ -68,6 +78,7 @@ def _put(prefix: str, size: int, concurrency: int, duration: float, max_ops: int
         "duration": duration,
         "max_ops": max_ops,
     }
+    return job | {"keys": keys} if keys else job
 
 
 def _preload(bucket: str, prefix: str, size: int, count: int, concurrency: int) -> dict[str, Any]:
@@ -101,6 +112,15 @@ COMPLETE_PARTS, COPIES, MIN_COPIES = 1000, 20, 3
 SMALL_PARTS = 1024  # the minimum part size the complete1000 scenarios lower the servers' to
 COPY_SMALL_SOURCE, COPY_LARGE_SOURCE = "copy4k/0000000", "copy1g/source"
 NOT_S3 = frozenset({"ceiling"})  # the ceiling app has no multipart upload and no copy
+
+# Issue 4: the Folio targets with quotas, rate limits and versioning off and on (bench/targets.py).
+FEATURES_OFF, FEATURES_ON = "folio-features-off", "folio-features-on"
+FEATURE_TARGETS = frozenset({FEATURES_OFF, FEATURES_ON})
+FEATURE_SCENARIOS = ("put4k", "get4k", "put4k-overwrite")
+FEATURE_COST_LIMIT = 0.10  # the issue: features on must lose under 10% of the ops/s with them off
+# put4k-overwrite rewrites keys 0..99; the set-up writes each KEEP_VERSIONS + 1 times first, so with
+# versioning on every key already has its 10 noncurrent versions and each measured PUT prunes one.
+OVERWRITE_PREFIX, OVERWRITE_KEYS, KEEP_VERSIONS = "put4k-overwrite/", 100, 10
 
 
 def _mpu(key: str, cleanup: bool) -> dict[str, Any]:
@@ -142,6 +162,7 @@ def _copy(src: str, dst_prefix: str, duration: float) -> dict[str, Any]:
 _JOBS = {
     "put4k": lambda run, d: _put(f"put4k/r{run}/", 4 * KIB, 16, d, 500_000),
     "get4k": lambda run, d: _get("get4k/", 4 * KIB, GET_SMALL_KEYS, 16, d, 500_000),
+    "put4k-overwrite": lambda run, d: _put(OVERWRITE_PREFIX, 4 * KIB, 16, d, 500_000, keys=OVERWRITE_KEYS),
     "put1m": lambda run, d: _put(f"put1m/r{run}/", MIB, 8, d, 4_000),
     "get1m": lambda run, d: _get("get1m/", MIB, GET_LARGE_KEYS, 8, d, 20_000),
     "put256m": lambda run, d: {
@@ -183,6 +204,19 @@ SCENARIOS: dict[str, Scenario] = {
             "ops/s",
             6000,
             setup=(_preload(BUCKET, "get4k/", 4 * KIB, GET_SMALL_KEYS, 16),),
+        ),
+        Scenario(
+            "put4k-overwrite",
+            f"4 KiB PUT, concurrency 16, overwriting {OVERWRITE_KEYS} keys (each already written "
+            f"{KEEP_VERSIONS + 1} times)",
+            "ops_per_s",
+            "ops/s",
+            None,
+            setup=(
+                _preload(BUCKET, OVERWRITE_PREFIX, 4 * KIB, OVERWRITE_KEYS * (KEEP_VERSIONS + 1), 16)
+                | {"keys": OVERWRITE_KEYS},
+            ),
+            only_for=FEATURE_TARGETS,
         ),
         Scenario("put1m", "1 MiB PUT, concurrency 8", "mb_per_s", "MB/s", 600),
         Scenario(
@@ -277,7 +311,10 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 
-GROUPS: dict[str, tuple[str, ...]] = {"complete1000": ("complete1000-1m", "complete1000-1g")}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "complete1000": ("complete1000-1m", "complete1000-1g"),
+    "features": FEATURE_SCENARIOS,
+}
 
 RATIOS: tuple[Ratio, ...] = (
     Ratio(

@@ -1,11 +1,12 @@
-"""The servers a benchmark run drives: Folio, moto, s3rver and the framework ceiling.
+"""The servers a benchmark run drives: Folio, moto, s3rver and the framework ceiling, and for
+issue 4 two more Folio instances with quotas, rate limits and versioning off and on.
 
 Each target starts on a free loopback port in a work directory of its own, says which
 endpoint and credentials to use and which PID to watch, and is stopped by that PID.
 Folio and moto can be started with a lower minimum multipart part size (`min_part_size`,
 set before `start()`), for the scenarios that complete uploads of many small parts.
 A target that cannot start (s3rver without npm, say) raises `Unavailable`, and the run
-reports it as such instead of failing.
+reports it as such instead of failing. A target with `scenarios` set runs only those.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.loadgen import Endpoint
+from bench.scenarios import FEATURE_SCENARIOS, FEATURES_OFF, FEATURES_ON
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
@@ -61,6 +63,7 @@ class Target(abc.ABC):
     name = "target"
     label = "target"
     supports_min_part_size = False  # whether `min_part_size` means anything to this server
+    scenarios: frozenset[str] | None = None  # when set, the only scenarios this target runs
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -168,6 +171,57 @@ class FolioTarget(Target):
         self.proc = None
 
 
+# Issue 4: the same Folio with quotas, rate limits and Time Machine versioning all off, and all on.
+# "On" keeps them from ever refusing (a quota of 1 TiB, a million requests per second per class),
+# so that the figures show what the checks cost, not what they refuse.
+FEATURES_OFF_CONFIG = """
+[versioning]
+new_buckets = "Off"
+
+[plans.default]
+storage_bytes = 0
+write_per_second = 0
+read_per_second = 0
+list_per_second = 0
+keep_versions = 0
+keep_days = 0.0
+"""
+FEATURES_ON_CONFIG = """
+[versioning]
+new_buckets = "Enabled"
+
+[plans.default]
+storage_bytes = 1099511627776
+write_per_second = 1000000
+read_per_second = 1000000
+list_per_second = 1000000
+keep_versions = 10
+keep_days = 30.0
+"""
+
+
+class FolioFeaturesOff(FolioTarget):
+    """Folio with no quota, no rate limits and unversioned buckets (issue 4's baseline)."""
+
+    name = FEATURES_OFF
+    label = "Folio, features off"
+    scenarios = frozenset(FEATURE_SCENARIOS)
+
+    def __init__(self) -> None:
+        super().__init__(FEATURES_OFF_CONFIG)
+
+
+class FolioFeaturesOn(FolioTarget):
+    """Folio with a quota far from full, rate limits set high and Time Machine versioning."""
+
+    name = FEATURES_ON
+    label = "Folio, features on"
+    scenarios = frozenset(FEATURE_SCENARIOS)
+
+    def __init__(self) -> None:
+        super().__init__(FEATURES_ON_CONFIG)
+
+
 class MotoTarget(Target):
     """moto's standalone server: in memory, no signature checks; a floor."""
 
@@ -266,4 +320,6 @@ TARGETS: dict[str, type[Target]] = {
     "moto": MotoTarget,
     "s3rver": S3rverTarget,
     "ceiling": CeilingTarget,
+    FEATURES_OFF: FolioFeaturesOff,
+    FEATURES_ON: FolioFeaturesOn,
 }

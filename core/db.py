@@ -307,12 +307,14 @@ class Database:
     def _checkpoint_loop(self) -> None:
         conn = _connect(self.path)
         try:
-            while True:
+            # close() sets _closed before it wakes us: testing it after every wait and
+            # clear means a wake-up that races with a checkpoint is never lost.
+            while not self._closed:
                 self._checkpoint_wanted.wait()
                 if self._closed:
                     return
-                self._checkpoint(conn)
                 self._checkpoint_wanted.clear()
+                self._checkpoint(conn)
         finally:
             conn.close()
 

@@ -16,6 +16,7 @@ from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, local_name, parse
 
 PUBLIC_READ = "public-read"
+PRIVATE = "private"
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 _SAME_AS_PRIVATE = frozenset({"private", "bucket-owner-full-control", "bucket-owner-read"})
 _UNSUPPORTED = frozenset({"public-read-write", "authenticated-read", "aws-exec-read", "log-delivery-write"})
@@ -30,7 +31,8 @@ _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 
 def canned_acl(headers: dict[str, str]) -> str | None:
-    """The request's canned ACL: None (private) or "public-read"."""
+    """The request's canned ACL: "private", "public-read", or None when it names none
+    (a CompleteMultipartUpload without one keeps the ACL given at creation)."""
     for name in _GRANT_HEADERS:
         if name in headers:
             raise S3Error("NotImplemented", "Folio supports the canned ACLs private and public-read, not grants.")
@@ -41,7 +43,7 @@ def canned_acl(headers: dict[str, str]) -> str | None:
     if value == PUBLIC_READ:
         return PUBLIC_READ
     if value in _SAME_AS_PRIVATE:
-        return None
+        return PRIVATE
     if value in _UNSUPPORTED:
         raise S3Error("NotImplemented", f"The canned ACL {value} is not supported; use private or public-read.")
     raise S3Error("InvalidArgument", "Invalid canned ACL.", extra={"ArgumentName": "x-amz-acl", "ArgumentValue": value})
@@ -82,7 +84,7 @@ def _acl_from_policy(body: bytes, owner: Account) -> str | None:
                 continue
             else:
                 raise S3Error("NotImplemented", "Folio supports ACLs equal to private or public-read only.")
-    return PUBLIC_READ if public else None
+    return PUBLIC_READ if public else PRIVATE
 
 
 async def _requested_acl(ctx: RequestContext, services: Services) -> str | None:

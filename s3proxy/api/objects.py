@@ -210,7 +210,8 @@ async def get_object(ctx: RequestContext, services: Services, *, head: bool = Fa
     bucket = services.readable_bucket(ctx)
     assert ctx.key is not None
     version_id = ctx.query.get("versionId")
-    anonymous = ctx.account is None
+    # Not the owner (anonymous or another account): only public-read objects.
+    anonymous = ctx.account is None or ctx.account.id != bucket.account_id
     try:
         if head:
             version = services.store.head_object(bucket, ctx.key, version_id)

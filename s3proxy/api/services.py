@@ -33,11 +33,10 @@ class Services:
         return self.store.bucket_for(ctx.bucket_name, ctx.require_account().id)
 
     def readable_bucket(self, ctx: RequestContext) -> Bucket:
-        """The bucket of an object read: the caller's own, or for an anonymous request
-        any bucket (the handler then requires the object to be public-read)."""
+        """The bucket of an object read: any bucket; unless the caller owns it, the
+        handler then requires the object (or the bucket) to be public-read, which
+        grants reading to everyone, signed or not (as S3's AllUsers grant)."""
         assert ctx.bucket_name is not None
-        if ctx.account is not None:
-            return self.owned_bucket(ctx)
         found = self.store.bucket(ctx.bucket_name)
         if found is None:
             raise NoSuchBucket(bucket=ctx.bucket_name)

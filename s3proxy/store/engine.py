@@ -185,6 +185,7 @@ class Store:
     ) -> ObjectVersion:
         """Change the canned ACL of a version (the current one by default)."""
         version = self.head_object(bucket, key, version_id)
+        acl = version_rows.stored_acl(acl)
 
         def update(c: sqlite3.Connection) -> None:
             if c.execute("UPDATE objects SET acl = ? WHERE id = ?", (acl, version.id)).rowcount == 0:

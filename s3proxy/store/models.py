@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 NULL_VERSION = "null"
+PUBLIC_READ = "public-read"
 
 
 class Segment(NamedTuple):
@@ -174,7 +175,7 @@ class ObjectVersion:
 
     @property
     def public_read(self) -> bool:
-        return self.acl == "public-read"
+        return self.acl == PUBLIC_READ
 
     @property
     def blob_ids(self) -> list[str]:

@@ -260,7 +260,8 @@ def complete_upload(
         user_meta=upload.meta.user_meta,
         checksums=checksums,
         storage_class=upload.meta.storage_class,
-        acl=acl or upload.meta.acl,
+        # An ACL named at completion wins over the one given at creation.
+        acl=acl if acl is not None else upload.meta.acl,
     )
     segments = tuple(segment for part in chosen for segment in part.segments)
     version, freed = put_version(

@@ -13,6 +13,7 @@ from s3proxy.store.errors import NoSuchKey, PreconditionFailed
 from s3proxy.store.models import (
     NULL_VERSION,
     OBJECT_COLUMNS,
+    PUBLIC_READ,
     Bucket,
     ObjectMeta,
     ObjectVersion,
@@ -23,6 +24,11 @@ from s3proxy.store.models import (
     segments_from_json,
     segments_to_json,
 )
+
+
+def stored_acl(acl: str | None) -> str | None:
+    """Rows keep NULL for private (whatever private-like ACL was asked for)."""
+    return PUBLIC_READ if acl == PUBLIC_READ else None
 
 
 def new_version_id() -> str:
@@ -144,7 +150,7 @@ def _insert_row(
             inline_data,
             segments_to_json(segments),
             json.dumps([[p.size, p.etag, p.checksums] for p in parts]) if parts else None,
-            meta.acl,
+            stored_acl(meta.acl),
         ),
     )
     return cursor.lastrowid
@@ -237,7 +243,7 @@ def put_version(
         inline_data=inline_data,
         segments=segments,
         parts=parts,
-        acl=meta.acl,
+        acl=stored_acl(meta.acl),
     )
     return version, freed
 
