@@ -250,7 +250,7 @@ class Store:
                 pruned.extend(retention.prune_key(conn, bucket.id, raw_key, keep, now))
             if limit:
                 others = self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
-                quota.settle(conn, account_id, limit, before, others, now)
+                self.quotas.settled(account_id, quota.settle(conn, account_id, limit, before, others, now))
                 if reservation is not None:
                     # The bytes are usage now (in this transaction): holding the
                     # reservation until the group commit is durable would count them twice.

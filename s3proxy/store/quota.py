@@ -73,10 +73,10 @@ def _announce_level(conn: sqlite3.Connection, account_id: str, level: int, used:
 
 def settle(
     conn: sqlite3.Connection, account_id: str, limit: int, before: int, reserved_by_others: int, now: float
-) -> None:
+) -> int:
     """At the end of a write transaction: refuse (roll back) a write that grew usage
     past the limit, counting what other uploads in flight have reserved; record the
-    thresholds it crossed."""
+    thresholds it crossed. Returns the usage after the write."""
     after = account_bytes(conn, account_id)
     if after > before and after + reserved_by_others > limit:
         raise QuotaExceeded(
@@ -84,6 +84,7 @@ def settle(
         )
     if _level(after, limit) != _level(before, limit):
         _announce_level(conn, account_id, _level(after, limit), after, limit, now)
+    return after
 
 
 def record_refusal(conn: sqlite3.Connection, account_id: str, used: int, limit: int, now: float) -> None:
@@ -105,6 +106,7 @@ class Quotas:
         self.db = db
         self.limit_of = limit_of
         self._reserved: dict[str, int] = {}
+        self._last_used: dict[str, int] = {}
 
     def reserved(self, account_id: str) -> int:
         return self._reserved.get(account_id, 0)
@@ -115,7 +117,20 @@ class Quotas:
     def used(self, account_id: str) -> int:
         # The writer's view: writes waiting for their group commit are usage already
         # (their reservations were handed back when they settled).
-        return self.db.read_own_writes(lambda c: account_bytes(c, account_id))
+        used = self.db.read_own_writes(lambda c: account_bytes(c, account_id))
+        self._last_used[account_id] = used
+        return used
+
+    def used_hint(self, account_id: str) -> int:
+        """Usage as last read or settled in this process: every write that grows usage
+        settles here and records it, so the hint never runs behind this process's own
+        writes (what others free only makes it high). Admission uses it to spare a
+        query per upload, and asks `used()` before refusing."""
+        hint = self._last_used.get(account_id)
+        return self.used(account_id) if hint is None else hint
+
+    def settled(self, account_id: str, used: int) -> None:
+        self._last_used[account_id] = used
 
     async def refuse(self, account_id: str, used: int, limit: int) -> QuotaExceeded:
         await self.db.write(lambda c: record_refusal(c, account_id, used, limit, time.time()))
@@ -151,9 +166,11 @@ class Reservation:
         if not self.limit or nbytes <= self.gross:
             return
         quotas = self.quotas
-        used = quotas.used(self.account_id)
+        used = quotas.used_hint(self.account_id)
         others = quotas.reserved(self.account_id) - self.amount
         net = nbytes
+        if used + others + net > self.limit:
+            used = quotas.used(self.account_id)  # exact, before refusing on a hint
         if used + others + net > self.limit and self._credit is not None:
             if self._credit_bytes is None:
                 self._credit_bytes = self._credit()
