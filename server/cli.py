@@ -12,6 +12,7 @@ from core.accounts import AccountExists, UnknownAccount
 from core.config import ConfigError, load_config
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
+from s3proxy.store.models import Retention
 from server.background import prune_versions, sweep_incomplete_uploads
 from server.memory import tune_malloc
 from server.runtime import ensure_admin_account, open_runtime
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     usage = admin_commands.add_parser("usage", help="print an account's storage usage as JSON")
     _common(usage)
     usage.add_argument("--email", required=True)
+    retention = admin_commands.add_parser(
+        "set-retention", help="give a bucket its own Time Machine retention (or back to its plan's)"
+    )
+    _common(retention)
+    retention.add_argument("--bucket", required=True)
+    retention.add_argument("--keep-versions", type=int, help="noncurrent versions kept per key (0: no limit)")
+    retention.add_argument("--keep-days", type=float, help="days kept after becoming noncurrent (0: no limit)")
+    retention.add_argument("--plan-default", action="store_true", help="follow the owner's plan again")
     prune = admin_commands.add_parser(
         "prune-versions", help="apply Time Machine retention now (also runs in the background)"
     )
@@ -165,11 +174,39 @@ def _admin(args: argparse.Namespace, config) -> None:
                     }
                 )
             )
+        elif args.admin_command == "set-retention":
+            print(json.dumps(asyncio.run(_set_retention(runtime, args))))
         elif args.admin_command == "prune-versions":
             removed = asyncio.run(runtime.store.prune_versions(now=args.now))
             print(json.dumps({"prunedVersions": removed}))
     finally:
         runtime.close()
+
+
+async def _set_retention(runtime, args: argparse.Namespace) -> dict[str, object]:
+    bucket = runtime.store.bucket(args.bucket)
+    if bucket is None:
+        sys.exit(f"folio: no bucket {args.bucket}")
+    if args.plan_default:
+        keep = None
+    else:
+        if args.keep_versions is None and args.keep_days is None:
+            sys.exit("folio: give --keep-versions and/or --keep-days, or --plan-default")
+        current = runtime.store.retention_for(bucket)
+        keep = Retention(
+            args.keep_versions if args.keep_versions is not None else current.keep_versions,
+            args.keep_days if args.keep_days is not None else current.keep_days,
+        )
+        if keep.keep_versions < 0 or keep.keep_days < 0:
+            sys.exit("folio: retention values cannot be negative")
+    bucket = await runtime.store.set_retention(bucket, keep)
+    effective = runtime.store.retention_for(bucket)
+    return {
+        "bucket": bucket.name,
+        "own": keep is not None,
+        "keepVersions": effective.keep_versions,
+        "keepDays": effective.keep_days,
+    }
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ log = logging.getLogger("folio.store")
 __all__ = ["Store", "MIGRATIONS", "DeleteResult"]
 
 NO_CONDITIONS = WriteConditions()
+BUCKET_CACHE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ class Store:
         self.db = db
         self.blobs = LocalBlobStore(Path(config.storage.data_dir))
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="folio-io")
-        self._buckets: dict[str, Bucket] = {}
+        # name -> (expiry, bucket). Brief, so that settings an operator changes from the
+        # command line (another process) reach a running server without a restart.
+        self._buckets: dict[str, tuple[float, Bucket]] = {}
         # The plan of an account (quota, bucket limit, retention). The runtime replaces
         # this with a lookup in the accounts table; alone, every account has the default.
         default_plan = config.plan(config.accounts.default_plan)
@@ -101,12 +104,17 @@ class Store:
 
     def bucket(self, name: str) -> Bucket | None:
         cached = self._buckets.get(name)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         found = self.db.read(lambda c: bucket_rows.bucket_by_name(c, name))
         if found is not None:
-            self._buckets[name] = found
+            self._remember(found)
+        else:
+            self._buckets.pop(name, None)
         return found
+
+    def _remember(self, bucket: Bucket) -> None:
+        self._buckets[bucket.name] = (time.monotonic() + BUCKET_CACHE_SECONDS, bucket)
 
     def bucket_for(self, name: str, account_id: str) -> Bucket:
         """The bucket if this account owns it; another account's bucket is AccessDenied."""
@@ -143,7 +151,7 @@ class Store:
                 default_region=default_region,
             )
         )
-        self._buckets[name] = bucket
+        self._remember(bucket)
         return bucket, created
 
     async def delete_bucket(self, bucket: Bucket) -> None:
@@ -166,7 +174,7 @@ class Store:
             )
         )
         updated = replace(bucket, versioning=status, settings=settings)
-        self._buckets[bucket.name] = updated
+        self._remember(updated)
         return updated
 
     async def set_settings(self, bucket: Bucket, settings: BucketSettings) -> Bucket:
@@ -174,8 +182,12 @@ class Store:
         text = settings.to_json()
         await self.db.write(lambda c: c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (text, bucket.id)))
         updated = replace(bucket, settings=settings)
-        self._buckets[bucket.name] = updated
+        self._remember(updated)
         return updated
+
+    async def set_retention(self, bucket: Bucket, keep: Retention | None) -> Bucket:
+        """The bucket's own Time Machine retention; None returns it to its plan's."""
+        return await self.set_settings(bucket, replace(bucket.settings, retention=keep))
 
     async def set_public_read(self, bucket: Bucket, public_read: bool) -> Bucket:
         return await self.set_settings(bucket, replace(bucket.settings, public_read=public_read))
