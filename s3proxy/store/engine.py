@@ -158,6 +158,7 @@ class Store:
         self._buckets.pop(bucket.name, None)
         drop_history = bucket.settings.time_machine
         freed = await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id, drop_history=drop_history))
+        self.quotas.forget(bucket.account_id)
         self._buckets.pop(bucket.name, None)
         self._free_blobs(freed)
 
@@ -249,13 +250,17 @@ class Store:
         keep = self.retention_for(bucket) if raw_key is not None and bucket.versioning else None
         if keep is not None and not (keep.keep_versions or keep.keep_days):
             keep = None
-        if not limit and keep is None:
-            return await self.db.write(fn)
+        if not limit:
+            self.quotas.forget(account_id)  # grows unseen: no hint may run behind
+            if keep is None:
+                return await self.db.write(fn)
         now = time.time()
         pruned: list[str] = []
 
         def run(conn: sqlite3.Connection):
-            before = quota.account_bytes(conn, account_id) if limit else 0
+            # The hint never runs behind (see Quotas.used_hint): when it is high, a write
+            # may look like no growth, but admission already checked the real figure.
+            before = self.quotas.used_hint(account_id) if limit else 0
             result = fn(conn)
             if keep is not None:
                 assert raw_key is not None
@@ -294,6 +299,8 @@ class Store:
                 )
                 self._free_blobs(freed)
                 removed += count
+                if count:
+                    self.quotas.forget(bucket.account_id)
                 if last is None:
                     break
                 after = last
@@ -613,4 +620,5 @@ class Store:
         for upload_id in expired:
             freed = await self.db.write(lambda c, u=upload_id: multipart.drop_upload_by_id(c, u))
             self._free_blobs(freed)
+            self.quotas.forget()
         return len(expired)

@@ -132,6 +132,14 @@ class Quotas:
     def settled(self, account_id: str, used: int) -> None:
         self._last_used[account_id] = used
 
+    def forget(self, account_id: str | None = None) -> None:
+        """Drop the hint (all of them with None): usage changed without settling here
+        (an unlimited plan's writes, which may later become limited) or fell."""
+        if account_id is None:
+            self._last_used.clear()
+        else:
+            self._last_used.pop(account_id, None)
+
     async def refuse(self, account_id: str, used: int, limit: int) -> QuotaExceeded:
         await self.db.write(lambda c: record_refusal(c, account_id, used, limit, time.time()))
         return QuotaExceeded("Upload would exceed your plan's storage quota.", used=used, quota=limit)
