@@ -39,7 +39,15 @@ MIGRATIONS = [
         );
         CREATE INDEX access_keys_by_account ON access_keys(account_id);
         """,
-    )
+    ),
+    Migration(
+        "core.accounts",
+        2,
+        """
+        -- The bucket REST uploads go to when they name none (made on first use).
+        ALTER TABLE accounts ADD COLUMN default_bucket TEXT;
+        """,
+    ),
 ]
 
 MAX_ACCESS_KEYS = 5
@@ -123,6 +131,17 @@ class Accounts:
             self._plan_cache.clear()
         self._plan_cache[account_id] = (now + KEY_CACHE_SECONDS, plan)
         return plan
+
+    def default_bucket(self, account_id: str) -> str | None:
+        row = self.db.read(
+            lambda c: c.execute("SELECT default_bucket FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        )
+        return row[0] if row else None
+
+    async def set_default_bucket(self, account_id: str, bucket: str) -> None:
+        await self.db.write(
+            lambda c: c.execute("UPDATE accounts SET default_bucket = ? WHERE id = ?", (bucket, account_id))
+        )
 
     def set_plan_blocking(self, email: str, plan: str) -> Account:
         """Move an account to another plan (operators; before the loop or from the CLI)."""

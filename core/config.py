@@ -52,6 +52,8 @@ class LimitsConfig:
     min_part_size: int = 5 * 1024 * 1024
     # Incomplete multipart uploads older than this are aborted by a background sweep.
     multipart_expiry_days: float = 7.0
+    # Largest single upload through the REST API (413 PayloadTooLarge beyond it).
+    max_upload_bytes: int = 5 * 1024**3
 
 
 @dataclass(frozen=True)

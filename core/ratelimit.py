@@ -8,6 +8,9 @@ import math
 import time
 from collections.abc import Callable, Hashable
 
+# Request classes and the plan setting that gives each one's rate.
+PLAN_RATE_FIELDS = {"list": "list_per_second", "read": "read_per_second", "write": "write_per_second"}
+
 # Buckets idle this long are full again and can be forgotten.
 _IDLE_SECONDS = 10.0
 _SWEEP_AT = 10000

@@ -1,22 +1,38 @@
-"""The web listener's application: health now; the REST, image and document
-services mount here as they are built."""
+"""The web listener's application: health, the REST file API; the dashboard,
+image and document services mount here as they are built."""
 
 from __future__ import annotations
+
+import logging
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from core.jsonapi import ApiError
+from restapi import files
+from restapi.files import RestServices
 
-def build_web_app() -> Starlette:
+log = logging.getLogger("folio.web")
+
+
+def build_web_app(services: RestServices) -> Starlette:
     async def healthz(_request: Request) -> JSONResponse:
         # Served only once the store is open: the listener starts after recovery.
         return JSONResponse({"status": "ok"})
 
     async def not_found(_request: Request, _exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"code": "NotFound", "message": "No such endpoint.", "details": {}}}, 404
-        )
+        return ApiError(404, "NotFound", "No such endpoint.").response()
 
-    return Starlette(routes=[Route("/healthz", healthz)], exception_handlers={404: not_found})
+    async def not_allowed(_request: Request, _exc: Exception) -> JSONResponse:
+        return ApiError(405, "MethodNotAllowed", "This endpoint does not take that method.").response()
+
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return ApiError(500, "InternalError", "An unexpected error occurred. Retry with exponential backoff.").response()
+
+    return Starlette(
+        routes=[Route("/healthz", healthz), *files.routes(services)],
+        exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
+    )

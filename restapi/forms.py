@@ -1,0 +1,114 @@
+"""A multipart/form-data upload parsed as it arrives: the `file` part streams
+straight into a store writer (memory does not grow with the file), the small text
+fields (`key`, `bucket`) are kept. python-multipart does the parsing; its callbacks
+are synchronous, so they collect bytes that the async loop then writes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+from core.jsonapi import bad_request
+
+MAX_FIELD_BYTES = 64 * 1024
+FILE_FIELD = "file"
+
+
+@dataclass
+class ParsedForm:
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    content_type: str | None = None
+    saw_file: bool = False
+    # The closing boundary arrived: a body cut short must never store a truncated file.
+    complete: bool = False
+
+
+def boundary_of(content_type: str) -> bytes:
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise bad_request("A multipart upload needs Content-Type: multipart/form-data with a boundary.")
+    return boundary
+
+
+async def stream_form(
+    body: AsyncIterator[bytes], boundary: bytes, write_file: Callable[[bytes], Awaitable[None]]
+) -> ParsedForm:
+    form = ParsedForm()
+    pending: list[bytes] = []
+    state: dict[str, object] = {}
+
+    def on_part_begin() -> None:
+        state.update(headers={}, field_name=b"", value_name=b"", name=None, data=bytearray(), is_file=False)
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field_name"] = state["field_name"] + data[start:end]  # type: ignore[operator]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value_name"] = state["value_name"] + data[start:end]  # type: ignore[operator]
+
+    def on_header_end() -> None:
+        headers = state["headers"]
+        headers[bytes(state["field_name"]).lower()] = bytes(state["value_name"])  # type: ignore[index,arg-type]
+        state["field_name"], state["value_name"] = b"", b""
+
+    def on_headers_finished() -> None:
+        headers: dict[bytes, bytes] = state["headers"]  # type: ignore[assignment]
+        _disposition, options = parse_options_header(headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        state["name"] = name
+        if name == FILE_FIELD:
+            if form.saw_file:
+                raise bad_request("Send one file per upload.")
+            form.saw_file = True
+            state["is_file"] = True
+            filename = options.get(b"filename")
+            form.filename = filename.decode("utf-8", "replace") if filename is not None else None
+            content_type = headers.get(b"content-type")
+            form.content_type = content_type.decode("latin-1") if content_type else None
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["is_file"]:
+            pending.append(data[start:end])
+            return
+        value: bytearray = state["data"]  # type: ignore[assignment]
+        value += data[start:end]
+        if len(value) > MAX_FIELD_BYTES:
+            raise bad_request(f"The form field {state['name']!r} is too long.")
+
+    def on_part_end() -> None:
+        if not state["is_file"] and state["name"]:
+            value: bytearray = state["data"]  # type: ignore[assignment]
+            form.fields[str(state["name"])] = value.decode("utf-8", "replace")
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_end": lambda: setattr(form, "complete", True),
+        },
+    )
+    async for chunk in body:
+        try:
+            parser.write(chunk)
+        except MultipartParseError as exc:
+            raise bad_request("The multipart form is malformed.", reason=str(exc)) from exc
+        for piece in pending:
+            await write_file(piece)
+        pending.clear()
+    try:
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise bad_request("The multipart form is malformed.", reason=str(exc)) from exc
+    if not form.complete:
+        raise bad_request("The multipart form ended before its closing boundary.")
+    return form
