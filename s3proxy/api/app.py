@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
-from core.ratelimit import retry_after_header
+from core.ratelimit import PLAN_RATE_FIELDS, retry_after_header
 from s3proxy.api import acl, buckets, copy, cors, delete, listing, multipart, objects, versioning
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
@@ -73,8 +73,6 @@ def operation_class(operation: str, method: str) -> str:
         return "list"
     return "read" if method in ("GET", "HEAD", "OPTIONS") else "write"
 
-
-_RATE_FIELDS = {"list": "list_per_second", "read": "read_per_second", "write": "write_per_second"}
 
 
 def _decode_path(raw_path: str) -> str:
@@ -187,7 +185,7 @@ class S3App:
 
     def _rate_limit(self, ctx: RequestContext, operation: str, plan_name: str, client: object) -> None:
         kind = operation_class(operation, ctx.method)
-        rate = getattr(self.services.config.plan(plan_name), _RATE_FIELDS[kind])
+        rate = getattr(self.services.config.plan(plan_name), PLAN_RATE_FIELDS[kind])
         wait = self.services.limiter.acquire((client, kind), rate)
         if wait:
             raise S3Error(
