@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from core.db import Database, Migration
+from core.events import record_event
 from core.secrets import SecretBox, hash_password
 
 MIGRATIONS = [
@@ -111,6 +112,19 @@ class UnknownAccount(LookupError):
     """No account has this email."""
 
 
+class TooManyKeys(ValueError):
+    """The account has as many active access keys as its plan allows."""
+
+
+@dataclass(frozen=True)
+class AccessKeyInfo:
+    """An access key as listings show it: never the secret."""
+
+    access_key: str
+    name: str
+    created_at: float
+
+
 class Accounts:
     def __init__(self, db: Database, box: SecretBox, default_plan: str = "default") -> None:
         self.db = db
@@ -131,6 +145,64 @@ class Accounts:
             self._plan_cache.clear()
         self._plan_cache[account_id] = (now + KEY_CACHE_SECONDS, plan)
         return plan
+
+    # -- access keys ----------------------------------------------------------------------------
+
+    def list_keys(self, account_id: str) -> list[AccessKeyInfo]:
+        rows = self.db.read(
+            lambda c: c.execute(
+                "SELECT access_key, name, created_at FROM access_keys"
+                " WHERE account_id = ? AND revoked_at IS NULL ORDER BY created_at, access_key",
+                (account_id,),
+            ).fetchall()
+        )
+        return [AccessKeyInfo(row[0], row[1], row[2]) for row in rows]
+
+    async def create_key(self, account_id: str, name: str, max_keys: int) -> tuple[AccessKeyInfo, str]:
+        """A new key pair (the secret is returned once, stored encrypted); at most
+        `max_keys` active keys (0: no limit). Records `key.created`."""
+        access_key, secret_key = new_access_key(), new_secret_key()
+        secret_enc = self.box.encrypt(secret_key, access_key)
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> AccessKeyInfo:
+            active = conn.execute(
+                "SELECT count(*) FROM access_keys WHERE account_id = ? AND revoked_at IS NULL", (account_id,)
+            ).fetchone()[0]
+            if max_keys and active >= max_keys:
+                raise TooManyKeys(max_keys)
+            conn.execute(
+                "INSERT INTO access_keys (access_key, account_id, name, secret_enc, created_at) VALUES (?, ?, ?, ?, ?)",
+                (access_key, account_id, name, secret_enc, now),
+            )
+            record_event(conn, account_id, "key.created", {"accessKey": access_key, "name": name}, now)
+            return AccessKeyInfo(access_key, name, now)
+
+        return await self.db.write(insert), secret_key
+
+    async def revoke_key(self, account_id: str, access_key: str) -> bool:
+        """Revoke one of the account's keys at once, for every API (the cache forgets
+        it). Records `key.revoked`. False when the account has no such active key."""
+        now = time.time()
+
+        def revoke(conn: sqlite3.Connection) -> bool:
+            done = conn.execute(
+                "UPDATE access_keys SET revoked_at = ? WHERE access_key = ? AND account_id = ? AND revoked_at IS NULL",
+                (now, access_key, account_id),
+            ).rowcount
+            if done:
+                record_event(conn, account_id, "key.revoked", {"accessKey": access_key}, now)
+            return bool(done)
+
+        revoked = await self.db.write(revoke)
+        self.forget_key(access_key)
+        return revoked
+
+    def password_hash(self, email: str) -> str | None:
+        row = self.db.read(
+            lambda c: c.execute("SELECT password_hash FROM accounts WHERE email = ?", (email,)).fetchone()
+        )
+        return row[0] if row else None
 
     def default_bucket(self, account_id: str) -> str | None:
         row = self.db.read(

@@ -37,7 +37,9 @@ def authenticate(request: Request, accounts: Accounts) -> Caller:
     credentials = _credentials(request)
     if not credentials:
         raise ApiError(
-            401, "Unauthorized", "Send X-API-Key: ACCESS_KEY:SECRET_KEY or Authorization: Bearer ACCESS_KEY:SECRET_KEY."
+            401,
+            "Unauthorized",
+            "Send X-API-Key: ACCESS_KEY:SECRET_KEY or Authorization: Bearer ACCESS_KEY:SECRET_KEY.",
         )
     access_key, sep, secret = credentials.partition(":")
     if not sep or not access_key or not secret:

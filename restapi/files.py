@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -21,6 +21,7 @@ from core.accounts import Accounts
 from core.config import Config
 from core.jsonapi import ApiError, bad_request, not_found
 from core.ratelimit import RateLimiter
+from core.sessions import Sessions
 from restapi.auth import Caller, authenticate, rate_limit
 from restapi.forms import boundary_of, stream_form
 from restapi.ids import file_id, parse_file_id
@@ -39,6 +40,7 @@ class RestServices:
     config: Config
     # Shared with the S3 listener: one budget per access key whichever API it calls.
     limiter: RateLimiter
+    sessions: Sessions
 
 
 def iso(ts: float) -> str:
@@ -67,7 +69,7 @@ def _owned(services: RestServices, caller: Caller, name: str) -> Bucket:
         raise ApiError(404, "NoSuchBucket", f"No bucket named {name!r} in your account.") from exc
 
 
-async def _default_bucket(services: RestServices, caller: Caller) -> Bucket:
+async def default_bucket(services: RestServices, caller: Caller) -> Bucket:
     """The account's default bucket, made on first use (sign-up makes it up front)."""
     name = services.accounts.default_bucket(caller.account.id)
     if name is not None:
@@ -82,14 +84,16 @@ async def _default_bucket(services: RestServices, caller: Caller) -> Bucket:
 
 async def _bucket_named(services: RestServices, caller: Caller, name: str | None) -> Bucket:
     if not name:
-        return await _default_bucket(services, caller)
+        return await default_bucket(services, caller)
     return _owned(services, caller, name)
 
 
 def _store_error(exc: StoreError) -> ApiError:
     if exc.code == "QuotaExceeded":
         return ApiError(
-            403, "QuotaExceeded", "Upload would exceed your plan's storage quota. Delete data or change plans."
+            403,
+            "QuotaExceeded",
+            "Upload would exceed your plan's storage quota. Delete data or change plans.",
         )
     if exc.code in ("NoSuchKey", "NoSuchVersion"):
         return not_found()
@@ -183,7 +187,8 @@ def _cursor_after(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise bad_request("The cursor is not one this API gave out.") from exc
 
@@ -195,11 +200,14 @@ def _make_cursor(key: str) -> str:
 async def list_files(request: Request, services: RestServices, caller: Caller) -> Response:
     query = request.query_params
     raw_limit = query.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise bad_request(f"limit must be 1 to {MAX_LIMIT}.", limit=raw_limit)
     bucket = await _bucket_named(services, caller, query.get("bucket"))
     page = await services.store.list_objects(
-        bucket, prefix=query.get("prefix", ""), after=_cursor_after(query.get("cursor")), max_keys=int(raw_limit)
+        bucket,
+        prefix=query.get("prefix", ""),
+        after=_cursor_after(query.get("cursor")),
+        max_keys=int(raw_limit),
     )
     files = []
     for entry in page.entries:
@@ -225,7 +233,9 @@ def _resolve(services: RestServices, caller: Caller, value: str) -> tuple[Bucket
 
 def _content_disposition(key: str) -> str:
     name = key.rsplit("/", 1)[-1] or "file"
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    ascii_name = "".join(
+        "_" if ch in '"\\' or not 32 <= ord(ch) < 127 else ch for ch in name
+    )
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
@@ -248,9 +258,14 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
         end = int(last) if last else size - 1
     except ValueError:
         return None
+    if last and end < start:
+        return None  # not a valid range: RFC 9110 says ignore it
     if start >= size:
         raise ApiError(
-            416, "InvalidRange", "The requested range is not satisfiable.", headers={"content-range": f"bytes */{size}"}
+            416,
+            "InvalidRange",
+            "The requested range is not satisfiable.",
+            headers={"content-range": f"bytes */{size}"},
         )
     return start, min(end, size - 1)
 
@@ -276,7 +291,9 @@ async def get_file(request: Request, services: RestServices, caller: Caller) -> 
     headers = {
         "content-disposition": _content_disposition(key),
         "etag": f'"{version.etag}"',
-        "last-modified": datetime.fromtimestamp(version.last_modified, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "last-modified": datetime.fromtimestamp(version.last_modified, UTC).strftime(
+            "%a, %d %b %Y %H:%M:%S GMT"
+        ),
         "accept-ranges": "bytes",
     }
     status = 200
@@ -291,13 +308,13 @@ async def get_file(request: Request, services: RestServices, caller: Caller) -> 
         try:
             if version.size:
                 async for chunk in reader.iter_range(start, end):
-                    yield chunk
+                    yield bytes(chunk)  # the reader may hand out views of its buffers
         finally:
             reader.close()
 
-    return StreamingResponse(
-        stream(), status_code=status, headers=headers, media_type=version.content_type or "application/octet-stream"
-    )
+    # The stored type exactly (media_type= would append a charset to text types).
+    headers["content-type"] = version.content_type or "application/octet-stream"
+    return StreamingResponse(stream(), status_code=status, headers=headers)
 
 
 async def delete_file(request: Request, services: RestServices, caller: Caller) -> Response:
@@ -321,6 +338,9 @@ def routes(services: RestServices) -> list[Route]:
                 return exc.response()
             except StoreError as exc:
                 return _store_error(exc).response()
+            except ClientDisconnect:
+                # The client hung up mid-upload: nothing was stored, nobody reads this.
+                return Response(status_code=400)
 
         return run
 

@@ -10,6 +10,7 @@ import sys
 
 from core.accounts import AccountExists, UnknownAccount
 from core.config import ConfigError, load_config
+from core.sessions import Sessions
 from restapi.files import RestServices
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
@@ -115,7 +116,7 @@ def _serve(config) -> None:
             config=config,
             body_timeout=config.server.body_timeout_seconds,
         )
-        rest = RestServices(runtime.store, runtime.accounts, config, services.limiter)
+        rest = RestServices(runtime.store, runtime.accounts, config, services.limiter, Sessions(runtime.db))
         apps = [(S3App(services), config.server.s3_listen), (build_web_app(rest), config.server.web_listen)]
         logging.getLogger("folio").info(
             "Folio serving S3 on http://%s and web on http://%s (data: %s)",

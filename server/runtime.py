@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core import accounts as accounts_module
 from core import events as events_module
+from core import sessions as sessions_module
 from core.accounts import Accounts, NewAccount
 from core.config import Config
 from core.db import Database
@@ -20,7 +21,12 @@ from s3proxy.store.engine import Store
 
 log = logging.getLogger("folio")
 
-MIGRATIONS = [*accounts_module.MIGRATIONS, *events_module.MIGRATIONS, *store_schema.MIGRATIONS]
+MIGRATIONS = [
+    *accounts_module.MIGRATIONS,
+    *events_module.MIGRATIONS,
+    *sessions_module.MIGRATIONS,
+    *store_schema.MIGRATIONS,
+]
 
 
 @dataclass

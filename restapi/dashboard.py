@@ -1,0 +1,256 @@
+"""Accounts and the dashboard API (seed 004, "Obtaining credentials", "Managing
+keys"): sign-up, login/logout with a session cookie, the account with its plan and
+usage, and access keys (`/api/keys`: list, create once-shown pairs, revoke).
+
+Cookie-authenticated writes must come from our own origin: a browser always sends
+`Origin` with a POST or DELETE, so a foreign one is refused (CSRF); clients that are
+not browsers (curl, as in the seed) send none and are let through."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from core.accounts import Account, AccountExists, TooManyKeys
+from core.jsonapi import ApiError, bad_request
+from core.ratelimit import retry_after_header
+from core.secrets import verify_password
+from restapi.auth import Caller, authenticate
+from restapi.files import RestServices, default_bucket, iso
+
+COOKIE = "session"
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+MIN_PASSWORD = 8
+# Login guesses: 10 a minute per address and per email, a burst of 10.
+LOGIN_RATE, LOGIN_BURST = 10 / 60, 10
+
+
+async def _json_body(request: Request, limit: int = 64 * 1024) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > limit:
+        raise ApiError(413, "PayloadTooLarge", "The JSON body is too large.")
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request("The body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise bad_request("The body must be a JSON object.")
+    return body
+
+
+def _string(body: dict[str, Any], name: str, *, required: bool = True, max_length: int = 256) -> str:
+    value = body.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise bad_request(f"'{name}' must be a non-empty string.", field=name)
+    if len(value) > max_length:
+        raise bad_request(f"'{name}' is too long.", field=name)
+    return value
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    host = request.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+def session_caller(request: Request, services: RestServices, *, write: bool) -> Caller:
+    """The caller from the session cookie, else from an API key."""
+    token = request.cookies.get(COOKIE)
+    if token:
+        account_id = services.sessions.account_of(token)
+        account = services.accounts.get(account_id) if account_id else None
+        if account is None:
+            raise ApiError(401, "Unauthorized", "The session has expired; log in again.")
+        if write and not _same_origin(request):
+            raise ApiError(403, "Forbidden", "Cross-site request refused.")
+        return Caller(account, "")
+    return authenticate(request, services.accounts)
+
+
+def _set_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=14 * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def _account_json(services: RestServices, account: Account) -> dict[str, Any]:
+    plan = services.config.plan(account.plan)
+    usage = services.store.usage(account.id)
+    return {
+        "id": account.id,
+        "email": account.email,
+        "displayName": account.display_name,
+        "canonicalId": account.canonical_id,
+        "defaultBucket": services.accounts.default_bucket(account.id),
+        "plan": {"name": account.plan, **{_camel(k): v for k, v in asdict(plan).items()}},
+        "usage": {
+            "bytesUsed": usage.bytes,
+            "objects": usage.objects,
+            "buckets": len(usage.buckets),
+            "quotaBytes": plan.storage_bytes,
+            "percentUsed": round(100 * usage.bytes / plan.storage_bytes, 2) if plan.storage_bytes else None,
+        },
+    }
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _login_limit(services: RestServices, request: Request, email: str) -> None:
+    client = request.client.host if request.client else "unknown"
+    for key in (("login-ip", client), ("login-email", email.lower())):
+        wait = services.limiter.acquire(key, LOGIN_RATE, LOGIN_BURST)
+        if wait:
+            raise ApiError(
+                429,
+                "TooManyRequests",
+                "Too many login attempts; wait before trying again.",
+                headers={"retry-after": retry_after_header(wait)},
+            )
+
+
+async def signup(request: Request, services: RestServices) -> Response:
+    body = await _json_body(request)
+    email = _string(body, "email").strip()
+    password = _string(body, "password")
+    if not EMAIL.match(email):
+        raise bad_request("'email' is not an email address.", field="email")
+    if len(password) < MIN_PASSWORD:
+        raise bad_request(f"'password' needs at least {MIN_PASSWORD} characters.", field="password")
+    _login_limit(services, request, email)
+    try:
+        created = await services.accounts.create_account(email, password)
+    except AccountExists as exc:
+        raise ApiError(409, "AccountExists", "An account with this email already exists.") from exc
+    caller = Caller(created.account, created.access_key)
+    bucket = await default_bucket(services, caller)
+    token = await services.sessions.open(created.account.id)
+    payload = _account_json(services, created.account)
+    payload.update(accessKey=created.access_key, secretKey=created.secret_key, defaultBucket=bucket.name)
+    response = JSONResponse(payload, status_code=201)
+    _set_cookie(request, response, token)
+    return response
+
+
+async def login(request: Request, services: RestServices) -> Response:
+    body = await _json_body(request)
+    email = _string(body, "email").strip()
+    password = _string(body, "password")
+    _login_limit(services, request, email)
+    stored = services.accounts.password_hash(email)
+    # scrypt is slow on purpose: off the event loop.
+    ok = stored is not None and await asyncio.get_running_loop().run_in_executor(
+        None, verify_password, password, stored
+    )
+    account = services.accounts.by_email(email) if ok else None
+    if account is None:
+        raise ApiError(401, "Unauthorized", "Wrong email or password.")
+    token = await services.sessions.open(account.id)
+    response = JSONResponse(_account_json(services, account))
+    _set_cookie(request, response, token)
+    return response
+
+
+async def logout(request: Request, services: RestServices) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token:
+        if not _same_origin(request):
+            raise ApiError(403, "Forbidden", "Cross-site request refused.")
+        await services.sessions.close(token)
+    response = JSONResponse({"success": True})
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+async def account(request: Request, services: RestServices) -> Response:
+    caller = session_caller(request, services, write=False)
+    return JSONResponse(_account_json(services, caller.account))
+
+
+async def keys(request: Request, services: RestServices) -> Response:
+    write = request.method in ("POST", "DELETE")
+    caller = session_caller(request, services, write=write)
+    account_id = caller.account.id
+    if request.method == "GET":
+        listed = services.accounts.list_keys(account_id)
+        return JSONResponse(
+            {
+                "keys": [
+                    {
+                        "id": k.access_key,
+                        "accessKey": k.access_key,
+                        "name": k.name,
+                        "createdAt": iso(k.created_at),
+                    }
+                    for k in listed
+                ]
+            }
+        )
+    if request.method == "POST":
+        body = await _json_body(request)
+        name = _string(body, "name", required=False, max_length=100) or "key"
+        max_keys = services.config.plan(caller.account.plan).max_access_keys
+        try:
+            info, secret = await services.accounts.create_key(account_id, name, max_keys)
+        except TooManyKeys as exc:
+            raise ApiError(
+                403,
+                "TooManyKeys",
+                f"Your plan allows {max_keys} access keys; delete one first.",
+                {"limit": max_keys},
+            ) from exc
+        return JSONResponse(
+            {
+                "id": info.access_key,
+                "name": info.name,
+                "accessKey": info.access_key,
+                "secretKey": secret,
+                "createdAt": iso(info.created_at),
+            },
+            status_code=201,
+        )
+    key_id = request.query_params.get("id")
+    if not key_id:
+        raise bad_request("Name the key to delete: DELETE /api/keys?id=ACCESS_KEY.")
+    if not await services.accounts.revoke_key(account_id, key_id):
+        raise ApiError(404, "NotFound", "No such access key in your account.")
+    return JSONResponse({"success": True})
+
+
+def routes(services: RestServices) -> list[Route]:
+    def endpoint(handler):
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request, services)
+            except ApiError as exc:
+                return exc.response()
+
+        return run
+
+    return [
+        Route("/api/auth/signup", endpoint(signup), methods=["POST"]),
+        Route("/api/auth/login", endpoint(login), methods=["POST"]),
+        Route("/api/auth/logout", endpoint(logout), methods=["POST"]),
+        Route("/api/account", endpoint(account), methods=["GET"]),
+        Route("/api/keys", endpoint(keys), methods=["GET", "POST", "DELETE"]),
+    ]
