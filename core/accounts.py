@@ -3,13 +3,14 @@ and handed out once, at creation."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.db import Database, Migration
 from core.events import record_event
@@ -110,6 +111,13 @@ def _account(row: tuple) -> Account:
 
 class UnknownAccount(LookupError):
     """No account has this email."""
+
+
+@dataclass(frozen=True)
+class PasswordHash:
+    """A password already hashed (off the event loop)."""
+
+    value: str
 
 
 class TooManyKeys(ValueError):
@@ -253,7 +261,10 @@ class Accounts:
         access_key = access_key or new_access_key()
         secret_key = secret_key or new_secret_key()
         secret_enc = self.box.encrypt(secret_key, access_key)
-        password_hash = hash_password(password) if password else None
+        if isinstance(password, PasswordHash):
+            password_hash: str | None = password.value
+        else:
+            password_hash = hash_password(password) if password else None
         now = time.time()
 
         def insert(conn: sqlite3.Connection) -> NewAccount:
@@ -278,7 +289,9 @@ class Accounts:
                 " VALUES (?, ?, ?, ?, ?)",
                 (access_key, account.id, "default", secret_enc, now),
             )
-            return NewAccount(account, access_key, secret_key, password)
+            record_event(conn, account.id, "key.created", {"accessKey": access_key, "name": "default"}, now)
+            plain = None if isinstance(password, PasswordHash) else password
+            return NewAccount(account, access_key, secret_key, plain)
 
         return insert
 
@@ -298,10 +311,12 @@ class Accounts:
         )
 
     async def create_account(self, email: str, password: str | None = None, **kwargs) -> NewAccount:
-        return await self.db.write(
+        # scrypt takes tens of milliseconds on purpose: hash off the event loop.
+        hashed = await asyncio.get_running_loop().run_in_executor(None, hash_password, password) if password else None
+        created = await self.db.write(
             self._insert_account(
                 email,
-                password,
+                PasswordHash(hashed) if hashed else None,
                 kwargs.get("display_name"),
                 kwargs.get("access_key"),
                 kwargs.get("secret_key"),
@@ -309,6 +324,7 @@ class Accounts:
                 kwargs.get("plan"),
             )
         )
+        return replace(created, password=password)
 
     def lookup_key(self, access_key: str) -> tuple[Account, str] | None:
         """The account and plain secret of an active access key (cached briefly)."""
