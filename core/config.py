@@ -75,6 +75,23 @@ class VersioningConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    # Outbound guard: allow targets on private networks (and link-local, metadata), on
+    # loopback only, and plain http.
+    allow_private_targets: bool = False
+    allow_loopback_targets: bool = False
+    allow_http: bool = False
+    timeout_seconds: float = 10.0
+    # A failed delivery is retried this many times, after backoff_seconds, then x2, x4...
+    retries: int = 3
+    backoff_seconds: float = 2.0
+    # Consecutive failed attempts that disable a webhook (PATCH active=true re-enables it).
+    disable_after_failures: int = 10
+    # Webhooks per account.
+    max_per_account: int = 10
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """What an account may use. 0 means unlimited for every number."""
 
@@ -104,6 +121,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     versioning: VersioningConfig = field(default_factory=VersioningConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     plans: dict[str, PlanConfig] = field(default_factory=_default_plans)
 
     @property
@@ -169,6 +187,7 @@ def load_config(
         limits=_section(LimitsConfig, raw.get("limits", {}), "limits"),
         accounts=_section(AccountsConfig, raw.get("accounts", {}), "accounts"),
         versioning=_section(VersioningConfig, raw.get("versioning", {}), "versioning"),
+        webhooks=_section(WebhooksConfig, raw.get("webhooks", {}), "webhooks"),
         plans=plans,
     )
     overrides = {

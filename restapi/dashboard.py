@@ -33,7 +33,7 @@ MIN_PASSWORD = 8
 LOGIN_RATE, LOGIN_BURST = 10 / 60, 10
 
 
-async def _json_body(request: Request, limit: int = 64 * 1024) -> dict[str, Any]:
+async def json_body(request: Request, limit: int = 64 * 1024) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > limit:
         raise ApiError(413, "PayloadTooLarge", "The JSON body is too large.")
@@ -130,7 +130,7 @@ def _login_limit(services: RestServices, request: Request, email: str) -> None:
 
 
 async def signup(request: Request, services: RestServices) -> Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     email = _string(body, "email").strip()
     password = _string(body, "password")
     if not EMAIL.match(email):
@@ -153,7 +153,7 @@ async def signup(request: Request, services: RestServices) -> Response:
 
 
 async def login(request: Request, services: RestServices) -> Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     email = _string(body, "email").strip()
     password = _string(body, "password")
     _login_limit(services, request, email)
@@ -207,7 +207,7 @@ async def keys(request: Request, services: RestServices) -> Response:
             }
         )
     if request.method == "POST":
-        body = await _json_body(request)
+        body = await json_body(request)
         name = _string(body, "name", required=False, max_length=100) or "key"
         max_keys = services.config.plan(caller.account.plan).max_access_keys
         try:

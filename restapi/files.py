@@ -22,6 +22,7 @@ from core.config import Config
 from core.jsonapi import ApiError, bad_request, not_found
 from core.ratelimit import RateLimiter
 from core.sessions import Sessions
+from core.webhooks import Webhooks
 from restapi.auth import Caller, authenticate, rate_limit
 from restapi.forms import boundary_of, stream_form
 from restapi.ids import file_id, parse_file_id
@@ -41,6 +42,7 @@ class RestServices:
     # Shared with the S3 listener: one budget per access key whichever API it calls.
     limiter: RateLimiter
     sessions: Sessions
+    webhooks: Webhooks
 
 
 def iso(ts: float) -> str:

@@ -116,7 +116,9 @@ def _serve(config) -> None:
             config=config,
             body_timeout=config.server.body_timeout_seconds,
         )
-        rest = RestServices(runtime.store, runtime.accounts, config, services.limiter, Sessions(runtime.db))
+        rest = RestServices(
+            runtime.store, runtime.accounts, config, services.limiter, Sessions(runtime.db), runtime.webhooks
+        )
         apps = [(S3App(services), config.server.s3_listen), (build_web_app(rest), config.server.web_listen)]
         logging.getLogger("folio").info(
             "Folio serving S3 on http://%s and web on http://%s (data: %s)",
@@ -130,6 +132,7 @@ def _serve(config) -> None:
             [
                 lambda: sweep_incomplete_uploads(runtime.store, config),
                 lambda: prune_versions(runtime.store, config),
+                runtime.webhooks.run,
             ],
         )
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 from core import accounts as accounts_module
 from core import events as events_module
 from core import sessions as sessions_module
+from core import webhooks as webhooks_module
 from core.accounts import Accounts, NewAccount
 from core.config import Config
 from core.db import Database
@@ -25,6 +26,7 @@ MIGRATIONS = [
     *accounts_module.MIGRATIONS,
     *events_module.MIGRATIONS,
     *sessions_module.MIGRATIONS,
+    *webhooks_module.MIGRATIONS,
     *store_schema.MIGRATIONS,
 ]
 
@@ -36,6 +38,7 @@ class Runtime:
     box: SecretBox
     store: Store
     accounts: Accounts
+    webhooks: webhooks_module.Webhooks
 
     def close(self) -> None:
         self.store.close()
@@ -51,9 +54,12 @@ def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     store = Store(config, db)
     accounts = Accounts(db, box, config.accounts.default_plan)
     store.plan_of = lambda account_id: config.plan(accounts.plan_name(account_id))
+    webhooks = webhooks_module.Webhooks(db, box, config.webhooks)
+    webhooks.load()
+    store.event_accounts = webhooks.listening
     if recover:
         store.recover()
-    return Runtime(config, db, box, store, accounts)
+    return Runtime(config, db, box, store, accounts, webhooks)
 
 
 def ensure_admin_account(runtime: Runtime, out=sys.stdout) -> NewAccount | None:

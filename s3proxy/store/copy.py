@@ -248,6 +248,7 @@ async def copy_object(
             now=now,
             acl=acl,
         ),
+        event="put",
     )
     store._free_blobs(freed)
     return version, source

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.config import Config, PlanConfig
 from core.db import Database
+from core.events import record_event
 from s3proxy.store import buckets as bucket_rows
 from s3proxy.store import multipart, quota, retention
 from s3proxy.store import versions as version_rows
@@ -75,6 +76,9 @@ class Store:
         default_plan = config.plan(config.accounts.default_plan)
         self.plan_of: Callable[[str], PlanConfig] = lambda _account_id: default_plan
         self.quotas = Quotas(db, lambda account_id: self.plan_of(account_id).storage_bytes)
+        # Accounts with an active webhook (kept by core.webhooks): only their writes
+        # record object and bucket events in the outbox.
+        self.event_accounts: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -138,8 +142,10 @@ class Store:
         region = region or default_region
         now = time.time()
         versioning = "Enabled" if self.config.versioning.new_buckets == "Enabled" else ""
-        bucket, created = await self.db.write(
-            lambda c: bucket_rows.insert_bucket(
+        record = account_id in self.event_accounts
+
+        def insert(c: sqlite3.Connection) -> tuple[Bucket, bool]:
+            bucket, created = bucket_rows.insert_bucket(
                 c,
                 name=name,
                 account_id=account_id,
@@ -150,14 +156,27 @@ class Store:
                 now=now,
                 default_region=default_region,
             )
-        )
+            if created and record:
+                record_event(c, account_id, "bucket.created", {"bucket": name, "region": region}, now)
+            return bucket, created
+
+        bucket, created = await self.db.write(insert)
         self._remember(bucket)
         return bucket, created
 
     async def delete_bucket(self, bucket: Bucket) -> None:
         self._buckets.pop(bucket.name, None)
         drop_history = bucket.settings.time_machine
-        freed = await self.db.write(lambda c: bucket_rows.remove_bucket(c, bucket.id, drop_history=drop_history))
+        record = bucket.account_id in self.event_accounts
+        now = time.time()
+
+        def remove(c: sqlite3.Connection) -> list[str]:
+            freed = bucket_rows.remove_bucket(c, bucket.id, drop_history=drop_history)
+            if record:
+                record_event(c, bucket.account_id, "bucket.deleted", {"bucket": bucket.name}, now)
+            return freed
+
+        freed = await self.db.write(remove)
         self.quotas.forget(bucket.account_id)
         self._buckets.pop(bucket.name, None)
         self._free_blobs(freed)
@@ -241,6 +260,7 @@ class Store:
         raw_key: bytes | None,
         fn: Callable[[sqlite3.Connection], object],
         reservation: Reservation | None = None,
+        event: str | None = None,
     ):
         """Run a write transaction on `bucket` (and `raw_key`, when it makes a version):
         prune the key's versions past retention, then settle usage against the owner's
@@ -250,9 +270,10 @@ class Store:
         keep = self.retention_for(bucket) if raw_key is not None and bucket.versioning else None
         if keep is not None and not (keep.keep_versions or keep.keep_days):
             keep = None
+        record = event is not None and raw_key is not None and account_id in self.event_accounts
         if not limit:
             self.quotas.forget(account_id)  # grows unseen: no hint may run behind
-            if keep is None:
+            if keep is None and not record:
                 return await self.db.write(fn)
         now = time.time()
         pruned: list[str] = []
@@ -261,7 +282,11 @@ class Store:
             # The hint never runs behind (see Quotas.used_hint): when it is high, a write
             # may look like no growth, but admission already checked the real figure.
             before = self.quotas.used_hint(account_id) if limit else 0
+            existed = record and event == "put" and _has_current(conn, bucket.id, raw_key)
             result = fn(conn)
+            if record:
+                assert raw_key is not None and event is not None
+                _record_object_event(conn, bucket, raw_key, event, existed, result, now)
             if keep is not None:
                 assert raw_key is not None
                 pruned.extend(retention.prune_key(conn, bucket.id, raw_key, keep, now))
@@ -377,6 +402,7 @@ class Store:
                     now=now,
                 ),
                 reservation,
+                "put",
             )
         except BaseException:
             writer.abort()
@@ -424,7 +450,7 @@ class Store:
         raw_key = encode_key(key)
         now = time.time()
         affected, marker, freed = await self.write_object(
-            bucket, raw_key, lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now)
+            bucket, raw_key, lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now), event="delete"
         )
         self._free_blobs(freed)
         return DeleteResult(affected, marker)
@@ -604,6 +630,7 @@ class Store:
                 now=now,
                 acl=acl,
             ),
+            event="put",
         )
         self._free_blobs(freed)
         return version
@@ -622,3 +649,30 @@ class Store:
             self._free_blobs(freed)
             self.quotas.forget()
         return len(expired)
+
+
+def _has_current(conn: sqlite3.Connection, bucket_id: int, raw_key: bytes) -> bool:
+    current = version_rows.latest_version(conn, bucket_id, raw_key)
+    return current is not None and not current.is_delete_marker
+
+
+def _record_object_event(
+    conn: sqlite3.Connection, bucket: Bucket, raw_key: bytes, event: str, existed: bool, result, now: float
+) -> None:
+    """object.created / object.updated / object.deleted, in the write's transaction."""
+    key = raw_key.decode("utf-8")
+    if event == "put":
+        version: ObjectVersion = result[0]
+        data = {
+            "bucket": bucket.name,
+            "key": key,
+            "size": version.size,
+            "contentType": version.content_type or "binary/octet-stream",
+            "etag": version.etag,
+            "versionId": version.version_id if bucket.versioning else None,
+        }
+        record_event(conn, bucket.account_id, "object.updated" if existed else "object.created", data, now)
+    else:
+        affected, marker, _freed = result
+        data = {"bucket": bucket.name, "key": key, "versionId": affected, "deleteMarker": marker}
+        record_event(conn, bucket.account_id, "object.deleted", data, now)

@@ -1,0 +1,413 @@
+"""Webhooks: endpoints an account registers for event types, and the worker that
+delivers the event outbox (core/events.py) to them.
+
+Delivery is at least once: the dispatcher turns each recorded event into one
+`deliveries` row per matching active webhook (in one transaction with marking the
+event dispatched), and the sender POSTs due rows, retrying with exponential backoff.
+Rows live in the database, so deliveries pending at a crash or shutdown go out after
+the restart; each carries its delivery id (`X-CloudStorage-Delivery` and `id` in the
+body) for receivers to drop duplicates. The body is signed:
+`X-CloudStorage-Signature: hex(HMAC-SHA256(secret, raw body))`, and the raw body is
+compact JSON with non-ASCII kept as is, so that JSON.stringify of the parsed body
+(the seed's verification snippet) gives back the same bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from core.config import WebhooksConfig
+from core.db import Database, Migration
+from core.netguard import BlockedTarget, check_url
+from core.secrets import SecretBox
+
+log = logging.getLogger("folio.webhooks")
+
+MIGRATIONS = [
+    Migration(
+        "core.webhooks",
+        1,
+        """
+        CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL,
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,              -- JSON list of event types
+            secret_enc BLOB NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            failures INTEGER NOT NULL DEFAULT 0, -- consecutive failed attempts
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX webhooks_by_account ON webhooks(account_id);
+
+        CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,
+            webhook_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            body TEXT NOT NULL,                -- the exact bytes signed and sent
+            status TEXT NOT NULL,              -- pending, delivered, failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';
+        CREATE INDEX deliveries_by_webhook ON deliveries(webhook_id, created_at);
+        """,
+    )
+]
+
+EVENT_TYPES = (
+    "object.created",
+    "object.deleted",
+    "object.updated",
+    "bucket.created",
+    "bucket.deleted",
+    "quota.warning",
+    "quota.exceeded",
+    "key.created",
+    "key.revoked",
+    "share.created",
+    "share.downloaded",
+)
+RECENT_DELIVERIES = 10
+
+
+class TooManyWebhooks(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Webhook:
+    id: str
+    account_id: str
+    url: str
+    events: tuple[str, ...]
+    active: bool
+    failures: int
+    created_at: float
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _webhook(row: tuple) -> Webhook:
+    return Webhook(row[0], row[1], row[2], tuple(json.loads(row[3])), bool(row[4]), row[5], row[6])
+
+
+_COLUMNS = "id, account_id, url, events, active, failures, created_at"
+
+
+class Webhooks:
+    def __init__(self, db: Database, box: SecretBox, config: WebhooksConfig) -> None:
+        self.db = db
+        self.box = box
+        self.config = config
+        self.wake = asyncio.Event()
+        # Accounts with an active webhook: the engine records object and bucket events
+        # only for them (an outbox row per write would cost every other account).
+        self.listening: set[str] = set()
+
+    def load(self) -> None:
+        rows = self.db.read(lambda c: c.execute("SELECT DISTINCT account_id FROM webhooks WHERE active = 1").fetchall())
+        # In place: the engine holds a reference to this set.
+        self.listening.clear()
+        self.listening.update(row[0] for row in rows)
+
+    def _refresh(self, account_id: str) -> None:
+        active = self.db.read(
+            lambda c: c.execute(
+                "SELECT 1 FROM webhooks WHERE account_id = ? AND active = 1 LIMIT 1", (account_id,)
+            ).fetchone()
+        )
+        if active:
+            self.listening.add(account_id)
+        else:
+            self.listening.discard(account_id)
+
+    async def check_target(self, url: str) -> None:
+        await check_url(
+            url,
+            allow_private=self.config.allow_private_targets,
+            allow_loopback=self.config.allow_loopback_targets,
+            allow_http=self.config.allow_http,
+        )
+
+    async def create(self, account_id: str, url: str, events: list[str]) -> tuple[Webhook, str]:
+        """A new webhook and its signing secret (shown once, stored encrypted)."""
+        await self.check_target(url)
+        webhook_id = "wh_" + uuid.uuid4().hex[:20]
+        secret = "whsec_" + secrets.token_urlsafe(24)
+        secret_enc = self.box.encrypt(secret, webhook_id)
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> Webhook:
+            count = conn.execute("SELECT count(*) FROM webhooks WHERE account_id = ?", (account_id,)).fetchone()[0]
+            if self.config.max_per_account and count >= self.config.max_per_account:
+                raise TooManyWebhooks(self.config.max_per_account)
+            conn.execute(
+                "INSERT INTO webhooks (id, account_id, url, events, secret_enc, active, failures, created_at)"
+                " VALUES (?, ?, ?, ?, ?, 1, 0, ?)",
+                (webhook_id, account_id, url, json.dumps(events), secret_enc, now),
+            )
+            return Webhook(webhook_id, account_id, url, tuple(events), True, 0, now)
+
+        webhook = await self.db.write(insert)
+        self.listening.add(account_id)
+        return webhook, secret
+
+    def list(self, account_id: str) -> list[tuple[Webhook, list[dict[str, Any]]]]:
+        def read(conn: sqlite3.Connection):
+            hooks = [
+                _webhook(r)
+                for r in conn.execute(
+                    f"SELECT {_COLUMNS} FROM webhooks WHERE account_id = ? ORDER BY created_at", (account_id,)
+                )
+            ]
+            out = []
+            for hook in hooks:
+                rows = conn.execute(
+                    "SELECT id, event_type, status, attempts, last_status, last_error, created_at, finished_at"
+                    " FROM deliveries WHERE webhook_id = ? ORDER BY created_at DESC LIMIT ?",
+                    (hook.id, RECENT_DELIVERIES),
+                ).fetchall()
+                out.append(
+                    (
+                        hook,
+                        [
+                            {
+                                "id": r[0],
+                                "event": r[1],
+                                "status": r[2],
+                                "attempts": r[3],
+                                "responseStatus": r[4],
+                                "error": r[5],
+                                "createdAt": iso(r[6]),
+                                "finishedAt": iso(r[7]) if r[7] else None,
+                            }
+                            for r in rows
+                        ],
+                    )
+                )
+            return out
+
+        return self.db.read(read)
+
+    async def update(
+        self, account_id: str, webhook_id: str, *, active: bool | None, events: list[str] | None, url: str | None
+    ) -> Webhook | None:
+        """PATCH: toggle `active` (re-enabling clears the failure count), change events or URL."""
+        if url is not None:
+            await self.check_target(url)
+
+        def change(conn: sqlite3.Connection) -> Webhook | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM webhooks WHERE id = ? AND account_id = ?", (webhook_id, account_id)
+            ).fetchone()
+            if row is None:
+                return None
+            if active is not None:
+                conn.execute(
+                    "UPDATE webhooks SET active = ?, failures = CASE WHEN ? THEN 0 ELSE failures END WHERE id = ?",
+                    (int(active), int(active), webhook_id),
+                )
+            if events is not None:
+                conn.execute("UPDATE webhooks SET events = ? WHERE id = ?", (json.dumps(events), webhook_id))
+            if url is not None:
+                conn.execute("UPDATE webhooks SET url = ? WHERE id = ?", (url, webhook_id))
+            return _webhook(
+                conn.execute(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+            )
+
+        updated = await self.db.write(change)
+        self._refresh(account_id)
+        self.wake.set()
+        return updated
+
+    async def delete(self, account_id: str, webhook_id: str) -> bool:
+        def remove(conn: sqlite3.Connection) -> bool:
+            done = conn.execute(
+                "DELETE FROM webhooks WHERE id = ? AND account_id = ?", (webhook_id, account_id)
+            ).rowcount
+            if done:
+                conn.execute(
+                    "UPDATE deliveries SET status = 'failed', last_error = 'webhook deleted', finished_at = ?"
+                    " WHERE webhook_id = ? AND status = 'pending'",
+                    (time.time(), webhook_id),
+                )
+            return bool(done)
+
+        removed = await self.db.write(remove)
+        self._refresh(account_id)
+        return removed
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def _dispatch(self, conn: sqlite3.Connection, now: float, limit: int = 500) -> int:
+        """Turn undispatched events into delivery rows (one transaction)."""
+        events = conn.execute(
+            "SELECT id, account_id, type, payload, created_at FROM events WHERE delivered_at IS NULL"
+            " ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        made = 0
+        hooks_of: dict[str, list[Webhook]] = {}
+        for event_id, account_id, event_type, payload, created_at in events:
+            if account_id not in hooks_of:
+                hooks_of[account_id] = [
+                    _webhook(r)
+                    for r in conn.execute(
+                        f"SELECT {_COLUMNS} FROM webhooks WHERE account_id = ? AND active = 1", (account_id,)
+                    )
+                ]
+            for hook in hooks_of[account_id]:
+                if event_type not in hook.events or hook.created_at > created_at:
+                    continue  # not subscribed, or the event happened before the webhook existed
+                delivery_id = "dlv_" + uuid.uuid4().hex
+                body = {
+                    "id": delivery_id,
+                    "event": event_type,
+                    "timestamp": iso(created_at),
+                    "data": json.loads(payload),
+                }
+                conn.execute(
+                    "INSERT INTO deliveries (id, webhook_id, event_type, body, status, attempts, next_attempt_at,"
+                    " created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+                    (
+                        delivery_id,
+                        hook.id,
+                        event_type,
+                        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        now,
+                        now,
+                    ),
+                )
+                made += 1
+            conn.execute("UPDATE events SET delivered_at = ? WHERE id = ?", (now, event_id))
+        return len(events)
+
+    async def run(self, client: httpx.AsyncClient | None = None, poll_seconds: float = 0.5) -> None:
+        """The delivery worker (a background task of `folio serve`)."""
+        own_client = client is None
+        client = client or httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False)
+        try:
+            while True:
+                try:
+                    dispatched = await self.db.write(lambda c: self._dispatch(c, time.time()))
+                    sent = await self._send_due(client)
+                except Exception:  # noqa: BLE001 - the next round retries; nothing is lost
+                    log.exception("webhook round failed")
+                    dispatched = sent = 0
+                if dispatched or sent:
+                    continue
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            if own_client:
+                await client.aclose()
+
+    async def _send_due(self, client: httpx.AsyncClient, limit: int = 50) -> int:
+        now = time.time()
+        rows = self.db.read(
+            lambda c: c.execute(
+                "SELECT d.id, d.webhook_id, d.body, d.attempts, w.url, w.secret_enc FROM deliveries d"
+                " JOIN webhooks w ON w.id = d.webhook_id"
+                " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND w.active = 1"
+                " ORDER BY d.next_attempt_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        )
+        if rows:
+            await asyncio.gather(*(self._attempt(client, *row) for row in rows))
+        return len(rows)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, delivery_id: str, webhook_id: str, body: str, attempts: int, url: str,
+        secret_enc: bytes,
+    ) -> None:
+        raw = body.encode()
+        secret = self.box.decrypt(secret_enc, webhook_id)
+        status: int | None = None
+        error: str | None = None
+        try:
+            await self.check_target(url)  # again: DNS may have changed since creation
+            response = await client.post(
+                url,
+                content=raw,
+                headers={
+                    "content-type": "application/json",
+                    "user-agent": "Folio-Webhooks/1",
+                    "x-cloudstorage-signature": sign(secret, raw),
+                    "x-cloudstorage-delivery": delivery_id,
+                    "x-cloudstorage-event": json.loads(body)["event"],
+                },
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except BlockedTarget as exc:
+            error = f"blocked: {exc}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        disabled_account = await self.db.write(
+            lambda c: self._record(c, delivery_id, webhook_id, attempts + 1, status, error)
+        )
+        if disabled_account is not None:
+            self._refresh(disabled_account)
+
+    def _record(
+        self, conn: sqlite3.Connection, delivery_id: str, webhook_id: str, attempts: int, status: int | None,
+        error: str | None,
+    ) -> str | None:
+        """Store an attempt's outcome; returns the account id when this disabled the webhook."""
+        now = time.time()
+        if error is None:
+            conn.execute(
+                "UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL,"
+                " finished_at = ? WHERE id = ?",
+                (attempts, status, now, delivery_id),
+            )
+            conn.execute("UPDATE webhooks SET failures = 0 WHERE id = ?", (webhook_id,))
+            return None
+        if attempts > self.config.retries:
+            conn.execute(
+                "UPDATE deliveries SET status = 'failed', attempts = ?, last_status = ?, last_error = ?,"
+                " finished_at = ? WHERE id = ?",
+                (attempts, status, error, now, delivery_id),
+            )
+        else:
+            delay = self.config.backoff_seconds * 2 ** (attempts - 1)
+            conn.execute(
+                "UPDATE deliveries SET attempts = ?, last_status = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                (attempts, status, error, now + delay, delivery_id),
+            )
+        failures = conn.execute(
+            "UPDATE webhooks SET failures = failures + 1 WHERE id = ? RETURNING failures, account_id", (webhook_id,)
+        ).fetchone()
+        if failures is not None and failures[0] >= self.config.disable_after_failures:
+            conn.execute("UPDATE webhooks SET active = 0 WHERE id = ?", (webhook_id,))
+            log.warning("webhook %s disabled after %d consecutive failures", webhook_id, failures[0])
+            return failures[1]
+        return None
