@@ -63,7 +63,7 @@ def _file_json(bucket: Bucket, version: ObjectVersion) -> dict[str, object]:
     }
 
 
-def _owned(services: RestServices, caller: Caller, name: str) -> Bucket:
+def owned_bucket(services: RestServices, caller: Caller, name: str) -> Bucket:
     """The caller's bucket; another account's bucket is as absent as a missing one."""
     try:
         return services.store.bucket_for(name, caller.account.id)
@@ -87,10 +87,10 @@ async def default_bucket(services: RestServices, caller: Caller) -> Bucket:
 async def _bucket_named(services: RestServices, caller: Caller, name: str | None) -> Bucket:
     if not name:
         return await default_bucket(services, caller)
-    return _owned(services, caller, name)
+    return owned_bucket(services, caller, name)
 
 
-def _store_error(exc: StoreError) -> ApiError:
+def store_error(exc: StoreError) -> ApiError:
     if exc.code == "QuotaExceeded":
         return ApiError(
             403,
@@ -133,13 +133,20 @@ async def _body(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 
 async def upload(request: Request, services: RestServices, caller: Caller) -> Response:
+    bucket, version = await receive_upload(request, services, caller)
+    return JSONResponse(_file_json(bucket, version), status_code=201)
+
+
+async def receive_upload(request: Request, services: RestServices, caller: Caller) -> tuple[Bucket, ObjectVersion]:
+    """Store the request's file (a multipart form's `file` field or the raw body) as
+    the new current version of its key; also the versions API's upload."""
     store = services.store
     limit = services.config.limits.max_upload_bytes
     length = _declared_length(request, limit)
     content_type = request.headers.get("content-type", "")
     query = request.query_params
     # A bucket named in the query is checked before any byte is read.
-    bucket = _owned(services, caller, query["bucket"]) if query.get("bucket") else None
+    bucket = owned_bucket(services, caller, query["bucket"]) if query.get("bucket") else None
     writer = store.new_writer()
     with store.quotas.reservation(caller.account.id) as reservation:
         if length is not None:
@@ -180,9 +187,9 @@ async def upload(request: Request, services: RestServices, caller: Caller) -> Re
             await writer.aclose_pending()
             writer.abort()
             if isinstance(exc, StoreError):
-                raise _store_error(exc) from exc
+                raise store_error(exc) from exc
             raise
-    return JSONResponse(_file_json(bucket, version), status_code=201)
+    return bucket, version
 
 
 def _cursor_after(cursor: str | None) -> str | None:
@@ -339,7 +346,7 @@ def routes(services: RestServices) -> list[Route]:
             except ApiError as exc:
                 return exc.response()
             except StoreError as exc:
-                return _store_error(exc).response()
+                return store_error(exc).response()
             except ClientDisconnect:
                 # The client hung up mid-upload: nothing was stored, nobody reads this.
                 return Response(status_code=400)

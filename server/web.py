@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.jsonapi import ApiError
-from restapi import dashboard, files, webhooks
+from restapi import dashboard, files, versions, webhooks
 from restapi.files import RestServices
 
 log = logging.getLogger("folio.web")
@@ -30,9 +30,17 @@ def build_web_app(services: RestServices) -> Starlette:
 
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return ApiError(500, "InternalError", "An unexpected error occurred. Retry with exponential backoff.").response()
+        return ApiError(
+            500, "InternalError", "An unexpected error occurred. Retry with exponential backoff."
+        ).response()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), *files.routes(services), *dashboard.routes(services), *webhooks.routes(services)],
+        routes=[
+            Route("/healthz", healthz),
+            *files.routes(services),
+            *dashboard.routes(services),
+            *webhooks.routes(services),
+            *versions.routes(services),
+        ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
     )
