@@ -240,7 +240,7 @@ def _resolve(services: RestServices, caller: Caller, value: str) -> tuple[Bucket
     return bucket, key
 
 
-def _content_disposition(key: str) -> str:
+def content_disposition(key: str) -> str:
     name = key.rsplit("/", 1)[-1] or "file"
     ascii_name = "".join(
         "_" if ch in '"\\' or not 32 <= ord(ch) < 127 else ch for ch in name
@@ -298,7 +298,7 @@ async def get_file(request: Request, services: RestServices, caller: Caller) -> 
         reader.close()
         raise
     headers = {
-        "content-disposition": _content_disposition(key),
+        "content-disposition": content_disposition(key),
         "etag": f'"{version.etag}"',
         "last-modified": datetime.fromtimestamp(version.last_modified, UTC).strftime(
             "%a, %d %b %Y %H:%M:%S GMT"

@@ -17,6 +17,7 @@ from core.accounts import Accounts, NewAccount
 from core.config import Config
 from core.db import Database
 from core.secrets import SecretBox
+from restapi import shares as shares_module
 from s3proxy.store import schema as store_schema
 from s3proxy.store.engine import Store
 
@@ -28,6 +29,7 @@ MIGRATIONS = [
     *sessions_module.MIGRATIONS,
     *webhooks_module.MIGRATIONS,
     *store_schema.MIGRATIONS,
+    *shares_module.MIGRATIONS,
 ]
 
 

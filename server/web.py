@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.jsonapi import ApiError
-from restapi import buckets, dashboard, files, versions, webhooks
+from restapi import buckets, dashboard, files, shares, versions, webhooks
 from restapi.files import RestServices
 
 log = logging.getLogger("folio.web")
@@ -42,6 +42,7 @@ def build_web_app(services: RestServices) -> Starlette:
             *webhooks.routes(services),
             *versions.routes(services),
             *buckets.routes(services),
+            *shares.routes(services),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
     )

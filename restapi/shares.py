@@ -1,0 +1,200 @@
+"""Share links (issue 5, "Shares"): an expiring link to a file that anyone can
+download without credentials until it expires or is revoked. The link carries a
+random token; the database keeps only its SHA-256. Each download is counted and
+records `share.downloaded`; creating one records `share.created`.
+
+`/api/shares` (cookie or API key): POST {"fileId"} or {"bucket", "key"}, optional
+"expiresIn" seconds; GET lists; DELETE ?id= revokes. `GET /s/{token}` downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from core.db import Migration
+from core.events import record_event
+from core.jsonapi import ApiError, bad_request, not_found
+from restapi.dashboard import json_body, session_caller
+from restapi.files import RestServices, content_disposition, iso, owned_bucket
+from restapi.ids import parse_file_id
+from s3proxy.store.errors import StoreError
+
+MIGRATIONS = [
+    Migration(
+        "restapi.shares",
+        1,
+        """
+        CREATE TABLE shares (
+            id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            account_id TEXT NOT NULL,
+            bucket TEXT NOT NULL,
+            key TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL,
+            downloads INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE INDEX shares_by_account ON shares(account_id, created_at);
+        """,
+    )
+]
+
+DEFAULT_SECONDS = 7 * 86400
+MAX_SECONDS = 30 * 86400
+_COLUMNS = "id, account_id, bucket, key, created_at, expires_at, revoked_at, downloads"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _share_json(request: Request, row: tuple, token: str | None = None) -> dict[str, Any]:
+    share_id, _account, bucket, key, created, expires, revoked, downloads = row
+    out: dict[str, Any] = {
+        "id": share_id,
+        "bucket": bucket,
+        "key": key,
+        "createdAt": iso(created),
+        "expiresAt": iso(expires),
+        "revoked": revoked is not None,
+        "downloads": downloads,
+    }
+    if token is not None:  # the link exists only in this answer
+        out["token"] = token
+        out["url"] = str(request.base_url).rstrip("/") + f"/s/{token}"
+    return out
+
+
+async def shares(request: Request, services: RestServices) -> Response:
+    caller = session_caller(request, services, write=request.method != "GET")
+    account_id = caller.account.id
+    db = services.store.db
+    if request.method == "GET":
+        rows = db.read(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM shares WHERE account_id = ? ORDER BY created_at DESC", (account_id,)
+            ).fetchall()
+        )
+        return JSONResponse({"shares": [_share_json(request, row) for row in rows]})
+    if request.method == "DELETE":
+        share_id = request.query_params.get("id")
+        if not share_id:
+            raise bad_request("Name the share: DELETE /api/shares?id=...")
+        now = time.time()
+        done = await db.write(
+            lambda c: c.execute(
+                "UPDATE shares SET revoked_at = ? WHERE id = ? AND account_id = ? AND revoked_at IS NULL",
+                (now, share_id, account_id),
+            ).rowcount
+        )
+        if not done:
+            raise not_found("No such share in your account.")
+        return JSONResponse({"success": True})
+    body = await json_body(request)
+    if isinstance(body.get("fileId"), str):
+        bucket_name, key = parse_file_id(body["fileId"])
+    elif isinstance(body.get("bucket"), str) and isinstance(body.get("key"), str):
+        bucket_name, key = body["bucket"], body["key"]
+    else:
+        raise bad_request("Name the file: 'fileId', or 'bucket' and 'key'.")
+    expires_in = body.get("expiresIn", DEFAULT_SECONDS)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_SECONDS:
+        raise bad_request(f"'expiresIn' must be 1 to {MAX_SECONDS} seconds.", field="expiresIn")
+    bucket = owned_bucket(services, caller, bucket_name)
+    try:
+        services.store.head_object(bucket, key)
+    except StoreError as exc:
+        raise not_found() from exc
+    token = secrets.token_urlsafe(32)
+    now = time.time()
+    row = ("shr_" + uuid.uuid4().hex[:20], account_id, bucket.name, key, now, now + expires_in, None, 0)
+
+    def insert(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO shares (id, token_hash, account_id, bucket, key, created_at, expires_at, downloads)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+            (row[0], _hash(token), account_id, bucket.name, key, now, now + expires_in),
+        )
+        payload = {"shareId": row[0], "bucket": bucket.name, "key": key, "expiresAt": iso(now + expires_in)}
+        record_event(conn, account_id, "share.created", payload, now)
+
+    await db.write(insert)
+    return JSONResponse(_share_json(request, row, token), status_code=201)
+
+
+async def download(request: Request, services: RestServices) -> Response:
+    """Anyone with the link, no credentials; a dead link says nothing about the file."""
+    token = request.path_params["token"]
+    db = services.store.db
+    row = db.read(
+        lambda c: c.execute(f"SELECT {_COLUMNS} FROM shares WHERE token_hash = ?", (_hash(token),)).fetchone()
+    )
+    now = time.time()
+    if row is None or row[6] is not None or row[5] < now:
+        raise ApiError(404, "NotFound", "This link does not exist, has expired or was revoked.")
+    share_id, account_id, bucket_name, key = row[0], row[1], row[2], row[3]
+    bucket = services.store.bucket(bucket_name)
+    if bucket is None or bucket.account_id != account_id:
+        raise ApiError(404, "NotFound", "This link does not exist, has expired or was revoked.")
+    try:
+        reader = services.store.open_object(bucket, key)
+    except StoreError as exc:
+        raise ApiError(404, "NotFound", "The shared file no longer exists.") from exc
+    version = reader.version
+
+    def count(conn: sqlite3.Connection) -> int:
+        downloads = conn.execute(
+            "UPDATE shares SET downloads = downloads + 1 WHERE id = ? RETURNING downloads", (share_id,)
+        ).fetchone()[0]
+        payload = {"shareId": share_id, "bucket": bucket_name, "key": key, "downloads": downloads}
+        record_event(conn, account_id, "share.downloaded", payload, now)
+        return downloads
+
+    try:
+        await db.write(count)
+    except BaseException:
+        reader.close()
+        raise
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            if version.size:
+                async for chunk in reader.iter_range(0, version.size - 1):
+                    yield bytes(chunk)
+        finally:
+            reader.close()
+
+    headers = {
+        "content-type": version.content_type or "application/octet-stream",
+        "content-length": str(version.size),
+        "content-disposition": content_disposition(key),
+        "etag": f'"{version.etag}"',
+        "cache-control": "private, no-store",
+    }
+    return StreamingResponse(stream(), headers=headers)
+
+
+def routes(services: RestServices) -> list[Route]:
+    def endpoint(handler):
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request, services)
+            except ApiError as exc:
+                return exc.response()
+
+        return run
+
+    return [
+        Route("/api/shares", endpoint(shares), methods=["GET", "POST", "DELETE"]),
+        Route("/s/{token}", endpoint(download), methods=["GET"]),
+    ]
