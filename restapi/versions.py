@@ -125,6 +125,8 @@ async def versions(request: Request, services: RestServices) -> Response:
                 dest_conditions=WriteConditions(),
             )
         except copy_engine.IllegalCopy as exc:
+            if exc.message != copy_engine.SELF_COPY_MESSAGE:
+                raise not_found("No such version.") from exc  # a delete marker is no version to restore
             raise bad_request("That version is already the current one.", versionId=wanted) from exc
         history = _history(services, bucket, key)
         return JSONResponse(
