@@ -103,6 +103,8 @@ class PlanConfig:
     write_per_second: int = 100  # PUT, POST, DELETE
     read_per_second: int = 300  # GET, HEAD
     list_per_second: int = 50  # ListBuckets, ListObjects(V2), ListObjectVersions, ListParts, ListMultipartUploads
+    # Dashboard API calls (/api/account, keys, buckets, versions, webhooks, shares) per account.
+    dashboard_per_minute: int = 30
     # Time Machine retention: noncurrent versions kept per key, and for how many days
     # after they stopped being current. Buckets may set their own.
     keep_versions: int = 10

@@ -74,7 +74,10 @@ class FolioProcess:
         if "[plans.default]" not in text:
             # Tests send requests as fast as they can: the default plan's seed rates
             # (100 writes/s) would throttle them. Rate-limit tests use their own plans.
-            text += "\n[plans.default]\nwrite_per_second = 0\nread_per_second = 0\nlist_per_second = 0\n"
+            text += (
+                "\n[plans.default]\nwrite_per_second = 0\nread_per_second = 0\nlist_per_second = 0\n"
+                "dashboard_per_minute = 0\n"
+            )
         if self.engine != "uvicorn":
             text = f'[server]\nengine = "{self.engine}"\n' + text
         self.config_path.write_text(text)
