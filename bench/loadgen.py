@@ -13,14 +13,25 @@ whole bucket in pages, repeated for at least `duration` seconds); for multipart 
 `mpu` (one multipart upload, parts at a fixed concurrency, timed from Create to Complete),
 `complete` (parts uploaded untimed, then CompleteMultipartUpload timed) and `copy`
 (CopyObject of one object, one copy at a time, each copy deleted untimed).
+
+Issue 5: `put` and `get` with `"api": "rest"` drive Folio's REST file API (docs/rest-api.md)
+on the web listener (`Endpoint.web_port`) instead of S3: a raw-body
+`POST /api/v1/files?bucket=B&key=K` and `GET /api/v1/files/{id}`, authenticated with
+`X-API-Key: ACCESS:SECRET` (nothing to sign), on the same connections, concurrency and
+timing as the S3 requests. `webhook_burst` registers a webhook for `object.created` that
+points at a loopback receiver in this process, fires a burst of S3 PUTs and times each
+delivery against its PUT's acknowledgement (see `job_webhook_burst`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import html
 import json
 import os
+import re
 import resource
 import statistics
 import sys
@@ -44,6 +55,7 @@ class Endpoint:
     access_key: str
     secret_key: str
     region: str = "us-east-1"
+    web_port: int = 0  # Folio's web listener (REST file API, dashboard API); 0: the target has none
 
 
 class S3Requests:
@@ -71,6 +83,46 @@ class S3Requests:
         body_header = f"Content-Length: {length}\r\n" if method in ("PUT", "POST") else ""
         signed = self.signer.headers(method, path, qs, headers)
         return f"{method} {target} HTTP/1.1\r\n{signed}{body_header}\r\n".encode()
+
+
+class RestRequests:
+    """Request heads for Folio's REST file API and dashboard API on the web listener: the key pair
+    in `X-API-Key` (docs/rest-api.md), so nothing is signed or hashed per request."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        if not endpoint.web_port:
+            raise ValueError("this target has no web listener (Endpoint.web_port is 0): no REST API")
+        from restapi.ids import file_id  # Folio's own id scheme: f_ + urlsafe base64 of "bucket/key"
+
+        self.file_id = file_id
+        self.host, self.port = endpoint.host, endpoint.web_port
+        self._common = (
+            f"Host: {endpoint.host}:{endpoint.web_port}\r\n"
+            f"X-API-Key: {endpoint.access_key}:{endpoint.secret_key}\r\n"
+        )
+
+    def upload(
+        self, bucket: str, key: str, length: int, content_type: str = "application/octet-stream"
+    ) -> bytes:
+        """A raw-body upload: `POST /api/v1/files?bucket=B&key=K` (201 with the file's JSON)."""
+        query = encode_query({"bucket": bucket, "key": key})
+        return (
+            f"POST /api/v1/files?{query} HTTP/1.1\r\n{self._common}"
+            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+        ).encode()
+
+    def download(self, bucket: str, key: str) -> bytes:
+        """`GET /api/v1/files/{id}`: the body, streamed."""
+        return f"GET /api/v1/files/{self.file_id(bucket, key)} HTTP/1.1\r\n{self._common}\r\n".encode()
+
+    def json_request(
+        self, method: str, target: str, body: dict[str, Any] | None = None
+    ) -> tuple[bytes, bytes]:
+        """A dashboard-API request (`target` is the path and query); returns its head and body."""
+        raw = json.dumps(body).encode() if body is not None else b""
+        kind = "Content-Type: application/json\r\n" if body is not None else ""
+        length = f"Content-Length: {len(raw)}\r\n" if method in ("POST", "PUT", "PATCH", "DELETE") else ""
+        return f"{method} {target} HTTP/1.1\r\n{self._common}{kind}{length}\r\n".encode(), raw
 
 
 @dataclass
@@ -128,12 +180,19 @@ Operation = Callable[[HttpConnection, int], Awaitable[tuple[Response, int]]]
 
 
 async def _drive(
-    endpoint: Endpoint, concurrency: int, duration: float, max_ops: int, operation: Operation
+    endpoint: Endpoint,
+    concurrency: int,
+    duration: float,
+    max_ops: int,
+    operation: Operation,
+    port: int | None = None,
 ) -> dict[str, Any]:
-    """Run `operation` on `concurrency` connections until `duration` passes or `max_ops` are done."""
+    """Run `operation` on `concurrency` connections until `duration` passes or `max_ops` are done;
+    the connections go to the S3 port, or to `port` (the web listener, for the REST API)."""
     rec = Recorder()
     counter = iter(range(max_ops))
-    connections = [await connect(endpoint.host, endpoint.port) for _ in range(concurrency)]
+    port = port or endpoint.port
+    connections = [await connect(endpoint.host, port) for _ in range(concurrency)]
     deadline = time.perf_counter() + duration
 
     async def worker(slot: int) -> None:
@@ -144,7 +203,7 @@ async def _drive(
             try:
                 conn = connections[slot]
                 if conn.closed:
-                    conn = connections[slot] = await connect(endpoint.host, endpoint.port)
+                    conn = connections[slot] = await connect(endpoint.host, port)
                 t0 = time.perf_counter_ns()
                 response, payload = await operation(conn, seq)
                 t1 = time.perf_counter_ns()
@@ -186,33 +245,72 @@ async def job_create_bucket(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]
 
 async def job_put(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
     """PUT distinct keys `prefix + seq`, or with `keys` overwrite the keys `prefix + seq % keys`
-    round and round; `count` (preload) or `duration` bounds the run."""
-    s3 = S3Requests(ep)
+    round and round; `count` (preload) or `duration` bounds the run. With `"api": "rest"` each
+    upload is a raw-body POST to the REST file API instead (the first answers' ids are checked)."""
     bucket, prefix, size = job["bucket"], job["prefix"], int(job["size"])
     keys = int(job.get("keys", 0))
+    concurrency = int(job["concurrency"])
     body = bytes(_payload(size))
-
-    async def put(conn: HttpConnection, seq: int) -> tuple[Response, int]:
-        head = s3.head("PUT", bucket, f"{prefix}{seq % keys if keys else seq:07d}", length=size)
-        return await conn.request(head, body), size
-
     count = int(job.get("count", 0))
     duration = float(job.get("duration", 3600.0)) if not count else 3600.0
-    return await _drive(ep, int(job["concurrency"]), duration, count or int(job["max_ops"]), put)
+    max_ops = count or int(job["max_ops"])
+
+    def key_of(seq: int) -> str:
+        return f"{prefix}{seq % keys if keys else seq:07d}"
+
+    if job.get("api", "s3") == "rest":
+        rest = RestRequests(ep)
+
+        async def upload(conn: HttpConnection, seq: int) -> tuple[Response, int]:
+            key = key_of(seq)
+            check = seq < concurrency  # keep and check a few answers; the rest are only counted
+            response = await conn.request(rest.upload(bucket, key, size), body, keep_body=check)
+            if (
+                check
+                and response.status == 201
+                and f'"{rest.file_id(bucket, key)}"'.encode() not in response.body
+            ):
+                raise ValueError(f"upload answered 201 without the file's id: {response.body[:300]!r}")
+            return response, size
+
+        return await _drive(ep, concurrency, duration, max_ops, upload, port=rest.port)
+
+    s3 = S3Requests(ep)
+
+    async def put(conn: HttpConnection, seq: int) -> tuple[Response, int]:
+        head = s3.head("PUT", bucket, key_of(seq), length=size)
+        return await conn.request(head, body), size
+
+    return await _drive(ep, concurrency, duration, max_ops, put)
 
 
 async def job_get(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
-    """GET the preloaded keys `prefix + seq % count`, checking each body's length."""
-    s3 = S3Requests(ep)
+    """GET the preloaded keys `prefix + seq % count`, checking each body's length; with
+    `"api": "rest"` as `GET /api/v1/files/{id}` on the REST file API."""
     bucket, prefix, size, count = job["bucket"], job["prefix"], int(job["size"]), int(job["count"])
+    port = None
+    if job.get("api", "s3") == "rest":
+        rest = RestRequests(ep)
+        port = rest.port
+
+        def head_of(key: str) -> bytes:
+            return rest.download(bucket, key)
+
+    else:
+        s3 = S3Requests(ep)
+
+        def head_of(key: str) -> bytes:
+            return s3.head("GET", bucket, key)
 
     async def get(conn: HttpConnection, seq: int) -> tuple[Response, int]:
-        response = await conn.request(s3.head("GET", bucket, f"{prefix}{seq % count:07d}"))
+        response = await conn.request(head_of(f"{prefix}{seq % count:07d}"))
         if response.status == 200 and response.received != size:
             raise ValueError(f"short body: {response.received} of {size} bytes")
         return response, response.received
 
-    return await _drive(ep, int(job["concurrency"]), float(job["duration"]), int(job["max_ops"]), get)
+    return await _drive(
+        ep, int(job["concurrency"]), float(job["duration"]), int(job["max_ops"]), get, port=port
+    )
 
 
 async def _single(ep: Endpoint, request: Callable[[HttpConnection], Awaitable[Response]]) -> dict[str, Any]:
@@ -583,6 +681,211 @@ async def job_copy(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+_HEADER_LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)", re.M | re.I)
+
+
+class _HookReceiver(asyncio.Protocol):
+    """A minimal keep-alive HTTP/1.1 server connection for webhook deliveries: each request is
+    stamped (perf_counter) the moment its whole body is in, kept raw, and answered 200 at once;
+    parsing and signature checks wait until the measurement is over."""
+
+    def __init__(self, arrivals: list[tuple[float, bytes, bytes]]) -> None:
+        self.arrivals = arrivals
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end])
+            match = _HEADER_LENGTH.search(head)
+            length = int(match.group(1)) if match else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
+            self.arrivals.append((time.perf_counter(), head, body))
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+
+def _signature_of(head: bytes) -> str:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"x-cloudstorage-signature":
+            return value.strip().decode("latin-1")
+    return ""
+
+
+async def _web_json(
+    rest: RestRequests, method: str, target: str, body: dict[str, Any] | None = None
+) -> Response:
+    conn = await connect(rest.host, rest.port)
+    try:
+        head, raw = rest.json_request(method, target, body)
+        return await conn.request(head, raw, keep_body=True)
+    finally:
+        conn.close()
+
+
+async def job_webhook_burst(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    """Issue 5's webhook delivery: a receiver on a free loopback port in this process, a webhook for
+    `object.created` registered for it (dashboard API, the account's key pair), one lone PUT whose
+    delivery is awaited first (the webhook works, and any backlog of older events is behind us:
+    the worker delivers in event order), then a burst of `count` S3 PUTs of `size` bytes at
+    `concurrency`. Each delivery is matched to its PUT by `data.key` and timed from the PUT's
+    acknowledgement to the delivery's arrival (the same clock); throughput is (deliveries - 1) over
+    the time from the first arrival to the last. Deliveries are awaited up to `wait_s` after the
+    burst, then for `grace_s` more for late duplicates; the webhook is deleted at the end."""
+    bucket, prefix, size = job["bucket"], job["prefix"], int(job["size"])
+    count, concurrency = int(job["count"]), int(job["concurrency"])
+    wait_s, grace_s = float(job.get("wait_s", 120.0)), float(job.get("grace_s", 1.0))
+    rest, s3 = RestRequests(ep), S3Requests(ep)
+    rec = Recorder()
+    arrivals: list[tuple[float, bytes, bytes]] = []
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _HookReceiver(arrivals), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    created = await _web_json(
+        rest, "POST", "/api/webhooks", {"url": f"http://127.0.0.1:{port}/hook", "events": ["object.created"]}
+    )
+    try:
+        hook = json.loads(created.body) if created.status == 201 else {}
+    except ValueError:
+        hook = {}
+    if not hook.get("secret") or not hook.get("id"):
+        server.close()
+        rec.failure("creating the webhook (POST /api/webhooks)", created)
+        return _summary(rec, 0.0, 0.0) | {"ops": 0}
+    secret: str = hook["secret"]
+    body = bytes(_payload(size))
+    acks: dict[str, float] = {}
+    extra: dict[str, Any] = {}
+    try:
+        # The lone write: its delivery shows the webhook works and that older events are out of the way.
+        lone_key = f"{prefix}lone"
+        conn = await connect(ep.host, ep.port)
+        try:
+            response = await conn.request(s3.head("PUT", bucket, lone_key, length=size), body)
+        finally:
+            conn.close()
+        if not 200 <= response.status < 300:
+            raise RequestFailed("the lone PUT before the burst", response)
+        lone_ack, seen = time.perf_counter(), 0
+        lone_deadline = lone_ack + wait_s
+        while True:
+            for t, _, raw in arrivals[seen:]:
+                if json.loads(raw).get("data", {}).get("key") == lone_key:
+                    extra["lone_delay_ms"] = (t - lone_ack) * 1e3
+            seen = len(arrivals)
+            if "lone_delay_ms" in extra:
+                break
+            if time.perf_counter() > lone_deadline:
+                raise RequestFailed(f"the lone PUT's delivery did not arrive within {wait_s:.0f} s")
+            await asyncio.sleep(0.005)
+        first_burst_arrival = len(arrivals)
+
+        async def put(conn: HttpConnection, seq: int) -> tuple[Response, int]:
+            key = f"{prefix}{seq:07d}"
+            response = await conn.request(s3.head("PUT", bucket, key, length=size), body)
+            if 200 <= response.status < 300:
+                acks[key] = time.perf_counter()
+            return response, size
+
+        cpu0, t0 = _cpu_seconds(), time.perf_counter()
+        burst = await _drive(ep, concurrency, 3600.0, count, put)
+        burst_end = time.perf_counter()
+        # Wait for every acknowledged PUT's delivery (keys counted as they come, bodies parsed once).
+        delivered: set[str] = set()
+        seen = first_burst_arrival
+        deadline = burst_end + wait_s
+        while len(delivered & acks.keys()) < len(acks) and time.perf_counter() < deadline:
+            for _, _, raw in arrivals[seen:]:
+                delivered.add(json.loads(raw).get("data", {}).get("key", ""))
+            seen = len(arrivals)
+            await asyncio.sleep(0.005)
+        all_in = time.perf_counter()
+        await asyncio.sleep(grace_s)  # late duplicates, if any
+        elapsed, cpu = all_in - t0, _cpu_seconds() - cpu0
+        extra |= {
+            "put_ops": burst["ops"],
+            "put_ops_per_s": burst["ops_per_s"],
+            "put_p50_ms": burst["p50_ms"],
+            "put_p99_ms": burst["p99_ms"],
+            "burst_s": round(burst_end - t0, 4),
+        }
+        rec.errors += burst["errors"]
+        rec.samples += burst["error_samples"][: ERROR_SAMPLES - len(rec.samples)]
+    except (RequestFailed, OSError, ValueError) as exc:
+        _record(rec, exc)
+        return _summary(rec, 0.0, 0.0) | extra | {"ops": 0}
+    finally:
+        # Deleted even after a failure, so that later scenarios on this server deliver nothing.
+        try:
+            deleted = await _web_json(rest, "DELETE", f"/api/webhooks?id={hook['id']}")
+            if deleted.status != 200:
+                rec.failure("deleting the webhook", deleted)
+        except (OSError, ValueError) as exc:
+            rec.failure(f"deleting the webhook: {type(exc).__name__}: {exc}")
+        server.close()
+
+    # Afterwards: signatures, duplicates (by delivery id), and the delay of each PUT's first delivery.
+    first_arrival: dict[str, float] = {}
+    ids: dict[str, int] = {}
+    bad_signatures = others = 0
+    for t, head, raw in arrivals[first_burst_arrival:]:
+        if not hmac.compare_digest(
+            _signature_of(head), hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        ):
+            bad_signatures += 1
+        delivery = json.loads(raw)
+        key = delivery.get("data", {}).get("key", "")
+        if key not in acks or delivery.get("event") != "object.created":
+            others += 1
+            continue
+        ids[delivery.get("id", "")] = ids.get(delivery.get("id", ""), 0) + 1
+        first_arrival.setdefault(key, t)
+    delays = sorted(int((first_arrival[k] - acks[k]) * 1e9) for k in first_arrival)
+    times = sorted(first_arrival.values())
+    unique = len(first_arrival)
+    span = times[-1] - times[0] if unique > 1 else 0.0
+    missing = len(acks) - unique
+    if missing:
+        rec.failure(f"{missing} of {len(acks)} acknowledged PUTs got no delivery within {wait_s:.0f} s")
+    if bad_signatures:
+        rec.failure(f"{bad_signatures} deliveries with a wrong X-CloudStorage-Signature")
+    rec.latencies_ns = delays
+    result = _summary(rec, elapsed, cpu)
+    return (
+        result
+        | extra
+        | {
+            "ops": unique,
+            "expected": len(acks),
+            "unique": unique,
+            "missing": missing,
+            "all_arrived": missing == 0 and len(acks) == count,
+            "duplicates": sum(n - 1 for n in ids.values()),  # the same delivery id more than once
+            "keys_delivered_again": len(ids) - unique,  # another delivery id for a key already delivered
+            "other_deliveries": others,
+            "bad_signatures": bad_signatures,
+            "deliveries_per_s": (unique - 1) / span if span > 0 else 0.0,
+            "delivery_span_s": round(span, 4),
+            "delay_p50_ms": _percentile(delays, 0.50),
+            "delay_p99_ms": _percentile(delays, 0.99),
+            "delay_max_ms": delays[-1] / 1e6 if delays else 0.0,
+            "delay_min_ms": delays[0] / 1e6 if delays else 0.0,
+            "end_to_end_s": round(times[-1] - t0, 4) if times else 0.0,
+        }
+    )
+
+
 JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "create_bucket": job_create_bucket,
     "put": job_put,
@@ -593,6 +896,7 @@ JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]]
     "mpu": job_mpu,
     "complete": job_complete,
     "copy": job_copy,
+    "webhook_burst": job_webhook_burst,
 }
 
 

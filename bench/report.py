@@ -25,10 +25,16 @@ from bench.scenarios import (
     FEATURE_SCENARIOS,
     FEATURES_OFF,
     FEATURES_ON,
+    ISSUE5_SCENARIOS,
     KEEP_VERSIONS,
     OVERWRITE_KEYS,
     RATIOS,
+    REST_PAIRS,
     SCENARIOS,
+    WEBHOOK_CONCURRENCY,
+    WEBHOOK_SCENARIO,
+    WEBHOOK_WAIT_S,
+    WEBHOOK_WRITES,
     Ratio,
     Scenario,
 )
@@ -176,6 +182,8 @@ def summary_table(results: dict[str, Any]) -> str:
     )
     lines = [header, "|" + "---|" * (len(names) + 5)]
     for scenario in SCENARIOS.values():
+        if scenario.name in ISSUE5_SCENARIOS:  # Folio only: their own section and summary
+            continue
         if not any(scenario.name in (targets[n].get("scenarios") or {}) for n in names):
             continue
         cells = []
@@ -438,6 +446,186 @@ def _features_section(results: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _issue5_ran(results: dict[str, Any]) -> bool:
+    folio = results["targets"].get("folio") or {}
+    return any(name in (folio.get("scenarios") or {}) for name in ISSUE5_SCENARIOS)
+
+
+def _webhook_figures(run: dict[str, Any]) -> list[str]:
+    """One webhook1000 run (or the medians): the figures of its table row after the first cell."""
+
+    def ms(key: str) -> str:
+        return _fmt(run[key], "ms") if key in run else "n/a"
+
+    arrived = (
+        f"{run['unique']:,} of {run['expected']:,}" + ("" if run.get("all_arrived") else " **(not all)**")
+        if "unique" in run
+        else "n/a"
+    )
+    return [
+        _fmt(run.get("deliveries_per_s"), "deliveries/s"),
+        f"{ms('delay_p50_ms')} / {ms('delay_p99_ms')} / {ms('delay_max_ms')}",
+        arrived,
+        str(run["duplicates"]) if "duplicates" in run else "n/a",
+        str(run["bad_signatures"]) if "bad_signatures" in run else "n/a",
+        ms("lone_delay_ms"),
+        _fmt(run.get("put_ops_per_s"), "ops/s"),
+        f"{run['end_to_end_s']:.2f}" if "end_to_end_s" in run else "n/a",
+        f"{run['gen_cpu_pct']:.0f}% ({run['gen_cpu_s']:.2f} s)" if "gen_cpu_pct" in run else "n/a",
+        f"{run['server_cpu_s']:.2f}" if "server_cpu_s" in run else "n/a",
+        f"{run['other_cpu_pct']:.0f}%" if "other_cpu_pct" in run else "?",
+        str(run.get("errors", 0)),
+    ]
+
+
+def issue5_lines(results: dict[str, Any]) -> list[str]:
+    """Issue 5 on Folio: the REST file API against S3 (medians of the same run, REST/S3), and
+    webhook1000's delivery throughput and delay, run by run."""
+    if not _issue5_ran(results):
+        return []
+    folio = results["targets"]["folio"]
+    runs = results["settings"].get("runs")
+    out = [
+        "### REST API against S3 (issue 5)",
+        "",
+        "Folio's REST file API (`docs/rest-api.md`, on the web listener) against its S3 API, on the same "
+        "server in the same run: each REST scenario runs right after its S3 twin, with the same object sizes, "
+        "concurrency, duration and load generator (the same client and connections; REST requests carry the "
+        "key pair in `X-API-Key` where S3 requests are signed with SigV4). Uploads are raw-body `POST "
+        "/api/v1/files?bucket=bench&key=K` to new keys; downloads are `GET /api/v1/files/{id}` of the very "
+        "objects get4k and get1m read over S3. *REST/S3* is the ratio of the medians (above 1: REST is faster)."
+        + (
+            " With one run each, a ratio rests on single samples that swing by ±30% here; take the medians "
+            "of `--runs 3` (the default) before concluding."
+            if runs == 1
+            else ""
+        ),
+        "",
+        "| what | REST (median, min-max) | S3 (median, min-max) | REST/S3 | p50 / p99 ms REST · S3 | "
+        "generator CPU REST · S3 | server CPU s REST · S3 | other load REST · S3 | errors REST · S3 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def figure(cell: dict[str, Any] | None, name: str, unit: str) -> str:
+        if cell is None:
+            return _why_not(folio, SCENARIOS[name])
+        return f"{_fmt(cell['median'], unit)} ({_fmt(cell['min'], unit)}-{_fmt(cell['max'], unit)})"
+
+    def both(rest: dict[str, Any] | None, s3: dict[str, Any] | None, show: Any) -> str:
+        return " · ".join("n/a" if c is None else show(c) for c in (rest, s3))
+
+    any_rest = False
+    for rest_name, s3_name, what in REST_PAIRS:
+        if rest_name not in folio.get("scenarios", {}):
+            continue
+        any_rest = True
+        scenario = SCENARIOS[rest_name]
+        rest, s3 = _cell(folio, scenario), _cell(folio, SCENARIOS[s3_name])
+        ratio = _times(rest["median"] / s3["median"]) + "x" if rest and s3 and s3["median"] else "n/a"
+        out.append(
+            f"| {what}, {scenario.unit} (`{rest_name}` / `{s3_name}`) | {figure(rest, rest_name, scenario.unit)} | "
+            f"{figure(s3, s3_name, scenario.unit)} | {ratio} | "
+            + both(rest, s3, lambda c: f"{c.get('p50_ms', 0):.2f} / {c.get('p99_ms', 0):.2f}")
+            + " | "
+            + both(rest, s3, lambda c: f"{c.get('gen_cpu_pct', 0):.0f}%")
+            + " | "
+            + both(rest, s3, lambda c: f"{c.get('server_cpu_s', 0):.2f}")
+            + " | "
+            + both(rest, s3, lambda c: f"{c['other_cpu_pct']:.0f}%" if "other_cpu_pct" in c else "?")
+            + " | "
+            + both(rest, s3, lambda c: str(c["errors"]))
+            + " |"
+        )
+    if not any_rest:
+        out = out[:2] + ["The REST scenarios were not part of this run.", ""]
+    else:
+        out.append("")
+    webhook = (folio.get("scenarios") or {}).get(WEBHOOK_SCENARIO)
+    if webhook is None:
+        return out
+    out += [
+        f"**Webhook delivery under a burst of {WEBHOOK_WRITES:,} writes** (`{WEBHOOK_SCENARIO}`). A receiver on a "
+        "loopback port inside the load-generator process (not the server) stamps each delivery when its body "
+        "is in and answers 200 at once; a webhook for `object.created` points at it (`[webhooks] "
+        "allow_loopback_targets` and `allow_http` are on in the benchmark's configuration). One lone PUT is "
+        "delivered first (its delay, *lone write*, shows the worker's 0.5 s poll; it also puts any backlog of "
+        f"older events behind us), then {WEBHOOK_WRITES:,} 4 KiB S3 PUTs go out at concurrency "
+        f"{WEBHOOK_CONCURRENCY}. Each delivery is matched to its PUT by `data.key` and timed from the PUT's "
+        "acknowledgement to its arrival (one clock); *deliveries/s* is (deliveries - 1) over the time from the "
+        "first arrival to the last; *arrived* counts the PUTs acknowledged that got a delivery within "
+        f"{WEBHOOK_WAIT_S:.0f} s; *duplicates* counts a delivery id received more than once (deliveries are "
+        "at least once), awaited 1 s more after the last; every `X-CloudStorage-Signature` is checked "
+        "(HMAC-SHA256 with the webhook's secret). The webhook is deleted after each run. *burst PUT ops/s* is "
+        "the PUTs' own rate; *last delivery* is the time from the first PUT to the last delivery; *generator "
+        "CPU* (the PUTs and the receiver) covers the burst and the wait for its deliveries, *server CPU* and "
+        "*other load* the whole run, lone write and webhook set-up included.",
+        "",
+        "| run | deliveries/s | delay p50 / p99 / max ms | arrived | duplicates | bad signatures | "
+        "lone write ms | burst PUT ops/s | last delivery after the first PUT, s | generator CPU | server CPU s | "
+        "other load | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    runs_done = webhook.get("runs") or []
+    for i, run in enumerate(runs_done, 1):
+        if run.get("ops", 0) > 0:
+            out.append(f"| {i} | " + " | ".join(_webhook_figures(run)) + " |")
+        else:
+            sample = (run.get("error_samples") or [{}])[0]
+            out.append(
+                f"| {i} | failed |"
+                + " |" * 10
+                + f" {run.get('errors', 0)}: {_md(json.dumps(sample))[:200]} |"
+            )
+    cell = _cell(folio, SCENARIOS[WEBHOOK_SCENARIO])
+    good = [r for r in runs_done if r.get("ops", 0) > 0]
+    if cell and len(runs_done) > 1:
+        medians = {
+            key: statistics.median(float(r[key]) for r in good)
+            for key in (
+                "deliveries_per_s",
+                "delay_p50_ms",
+                "delay_p99_ms",
+                "delay_max_ms",
+                "lone_delay_ms",
+                "put_ops_per_s",
+                "end_to_end_s",
+                "gen_cpu_pct",
+                "gen_cpu_s",
+                "server_cpu_s",
+                "other_cpu_pct",
+            )
+            if all(key in r for r in good)
+        }
+        medians |= {
+            "unique": sum(int(r.get("unique", 0)) for r in runs_done),
+            "expected": sum(int(r.get("expected", 0)) for r in runs_done),
+            "all_arrived": all(r.get("all_arrived") for r in runs_done),
+            "duplicates": sum(int(r.get("duplicates", 0)) for r in runs_done),
+            "bad_signatures": sum(int(r.get("bad_signatures", 0)) for r in runs_done),
+            "errors": cell["errors"],
+        }
+        out.append("| median (counts: sums) | " + " | ".join(_webhook_figures(medians)) + " |")
+    complete = bool(runs_done) and all(r.get("all_arrived") for r in runs_done)
+    out += [
+        "",
+        (
+            f"All {WEBHOOK_WRITES:,} deliveries arrived in every run"
+            if complete
+            else f"**Not every run got all {WEBHOOK_WRITES:,} deliveries** (see the errors below)"
+        )
+        + (
+            f"; median throughput {_fmt(cell['median'], 'deliveries/s')} deliveries/s, delay p50 "
+            f"{_fmt(cell.get('delay_p50_ms'), 'ms')} ms, p99 {_fmt(cell.get('delay_p99_ms'), 'ms')} ms, "
+            f"max {_fmt(cell.get('delay_max_ms'), 'ms')} ms."
+            if cell
+            else "."
+        )
+        + " The issue sets no target for these figures.",
+        "",
+    ]
+    return out
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -511,6 +699,8 @@ def render(results: dict[str, Any]) -> str:
         ".venv/bin/python -m bench.run --profile put4k  # Folio under py-spy or pyinstrument -> bench/results/",
         "# issue 4 alone: the cost of quotas, rate limits and versioning (put4k, get4k, put4k-overwrite)",
         f".venv/bin/python -m bench.run --only {FEATURES_OFF},{FEATURES_ON} --scenarios features",
+        "# issue 5 alone: the REST file API against S3, and webhook delivery under a burst of writes",
+        ".venv/bin/python -m bench.run --only folio --scenarios issue5",
         "```",
         "",
         "A full run (all targets, all scenarios, not `--quick`) rewrites this file; the notes at the end are kept.",
@@ -554,6 +744,12 @@ def render(results: dict[str, Any]) -> str:
         f"to the same {OVERWRITE_KEYS} keys over and over, each written {KEEP_VERSIONS + 1} times "
         "beforehand (untimed), so that with versioning on every key already has its "
         f"{KEEP_VERSIONS} noncurrent versions and every measured PUT prunes one.",
+        "- The REST file API and webhooks (issue 5), on the `folio` target only: *rest-put4k*, *rest-get4k*, "
+        "*rest-put1m* and *rest-get1m* are put4k, get4k, put1m and get1m through the REST file API on Folio's "
+        "web listener (raw-body `POST /api/v1/files`, `GET /api/v1/files/{id}`, `X-API-Key` authentication), "
+        "driven by the same load generator, each right after its S3 twin; *webhook1000* times the "
+        f"`object.created` deliveries of a burst of {WEBHOOK_WRITES:,} 4 KiB S3 PUTs to a loopback receiver in "
+        "the load generator. Both are reported in their own section below the scenarios.",
         "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "
         "median of the runs' p50 and p99.",
         "",
@@ -562,9 +758,12 @@ def render(results: dict[str, Any]) -> str:
         lines += ["Not measured in this run: " + "; ".join(unavailable) + ".", ""]
     lines += ["## Summary (medians)", "", summary_table(results), "", "## Scenarios", ""]
     for scenario in SCENARIOS.values():
+        if scenario.name in ISSUE5_SCENARIOS:  # in issue 5's section, beside their S3 twins
+            continue
         if any(scenario.name in (e.get("scenarios") or {}) for e in targets.values()):
             lines += _scenario_section(results, scenario)
     lines += _ratios_section(results)
+    lines += issue5_lines(results)
     lines += _features_section(results)
     lines += _errors_section(results)
     return "\n".join(lines) + "\n"

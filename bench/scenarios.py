@@ -1,4 +1,4 @@
-"""The benchmark scenarios of issues 2, 3 and 4, each with its set-up, its load-generator job and its target.
+"""The benchmark scenarios of issues 2 to 5, each with its set-up, its load-generator job and its target.
 
 A scenario's set-up jobs run once per server (preloading the objects a GET, LIST or copy reads);
 its measured job runs `runs` times. Names are what `--scenarios` and `--profile` take; `GROUPS`
@@ -9,6 +9,12 @@ Issue 4 (the cost of quotas, rate limits and versioning) compares two Folio targ
 features off and on (`bench/targets.py`) on the `FEATURE_SCENARIOS`: put4k, get4k and
 put4k-overwrite, which rewrites a bounded set of keys so that versions pile up and retention
 prunes on every write. `FEATURE_COST_LIMIT` is the issue's bound on the throughput lost.
+
+Issue 5 runs on the `folio` target only: rest-put4k, rest-get4k, rest-put1m and rest-get1m are
+put4k, get4k, put1m and get1m through the REST file API (same sizes, concurrency, durations and,
+for the GETs, the same preloaded objects), each right after its S3 twin in a full run, compared
+with it in the report (`REST_PAIRS`); webhook1000 times the webhook deliveries of a burst of
+1,000 4 KiB S3 PUTs. The group `issue5` holds all of them with their S3 twins.
 """
 
 from __future__ import annotations
@@ -123,6 +129,22 @@ FEATURE_COST_LIMIT = 0.10  # the issue: features on must lose under 10% of the o
 OVERWRITE_PREFIX, OVERWRITE_KEYS, KEEP_VERSIONS = "put4k-overwrite/", 100, 10
 
 
+# Issue 5: the REST file API against S3 on the same Folio, and webhook delivery under a burst.
+FOLIO_ONLY = frozenset({"folio"})
+REST_PAIRS = (  # (REST scenario, its S3 twin, what it is)
+    ("rest-put4k", "put4k", "4 KiB upload"),
+    ("rest-get4k", "get4k", "4 KiB download"),
+    ("rest-put1m", "put1m", "1 MiB upload"),
+    ("rest-get1m", "get1m", "1 MiB download"),
+)
+WEBHOOK_SCENARIO, WEBHOOK_WRITES, WEBHOOK_CONCURRENCY, WEBHOOK_WAIT_S = "webhook1000", 1000, 16, 120.0
+ISSUE5_SCENARIOS = frozenset({*(rest for rest, _, _ in REST_PAIRS), WEBHOOK_SCENARIO})
+
+
+def _rest(job: dict[str, Any]) -> dict[str, Any]:
+    return job | {"api": "rest"}
+
+
 def _mpu(key: str, cleanup: bool) -> dict[str, Any]:
     """One 1 GiB multipart upload, 8 MiB parts at concurrency 8, each sent from one buffer."""
     return {
@@ -189,6 +211,19 @@ _JOBS = {
     "mpu1g": lambda run, d: _mpu(f"mpu1g/r{run}", cleanup=True),
     "copy4k": lambda run, d: _copy(COPY_SMALL_SOURCE, f"copy4k/r{run}/", d),
     "copy1g": lambda run, d: _copy(COPY_LARGE_SOURCE, f"copy1g/r{run}/", d),
+    "rest-put4k": lambda run, d: _rest(_put(f"rest-put4k/r{run}/", 4 * KIB, 16, d, 500_000)),
+    "rest-get4k": lambda run, d: _rest(_get("get4k/", 4 * KIB, GET_SMALL_KEYS, 16, d, 500_000)),
+    "rest-put1m": lambda run, d: _rest(_put(f"rest-put1m/r{run}/", MIB, 8, d, 4_000)),
+    "rest-get1m": lambda run, d: _rest(_get("get1m/", MIB, GET_LARGE_KEYS, 8, d, 20_000)),
+    WEBHOOK_SCENARIO: lambda run, d: {
+        "op": "webhook_burst",
+        "bucket": BUCKET,
+        "prefix": f"{WEBHOOK_SCENARIO}/r{run}/",
+        "count": WEBHOOK_WRITES,
+        "size": 4 * KIB,
+        "concurrency": WEBHOOK_CONCURRENCY,
+        "wait_s": WEBHOOK_WAIT_S,
+    },
     "complete1000-1m": lambda run, d: _complete(f"complete1000-1m/r{run}", KIB),
     "complete1000-1g": lambda run, d: _complete(f"complete1000-1g/r{run}", MIB),
 }
@@ -198,12 +233,29 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("put4k", "4 KiB PUT, concurrency 16", "ops_per_s", "ops/s", 4000),
         Scenario(
+            "rest-put4k",
+            "4 KiB REST upload (raw-body POST /api/v1/files), concurrency 16",
+            "ops_per_s",
+            "ops/s",
+            None,
+            only_for=FOLIO_ONLY,
+        ),
+        Scenario(
             "get4k",
             "4 KiB GET, concurrency 16",
             "ops_per_s",
             "ops/s",
             6000,
             setup=(_preload(BUCKET, "get4k/", 4 * KIB, GET_SMALL_KEYS, 16),),
+        ),
+        Scenario(
+            "rest-get4k",
+            "4 KiB REST download (GET /api/v1/files/{id}) of get4k's objects, concurrency 16",
+            "ops_per_s",
+            "ops/s",
+            None,
+            setup=(_preload(BUCKET, "get4k/", 4 * KIB, GET_SMALL_KEYS, 16),),  # run once per server
+            only_for=FOLIO_ONLY,
         ),
         Scenario(
             "put4k-overwrite",
@@ -220,12 +272,38 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("put1m", "1 MiB PUT, concurrency 8", "mb_per_s", "MB/s", 600),
         Scenario(
+            "rest-put1m",
+            "1 MiB REST upload (raw-body POST /api/v1/files), concurrency 8",
+            "mb_per_s",
+            "MB/s",
+            None,
+            only_for=FOLIO_ONLY,
+        ),
+        Scenario(
             "get1m",
             "1 MiB GET, concurrency 8",
             "mb_per_s",
             "MB/s",
             1500,
             setup=(_preload(BUCKET, "get1m/", MIB, GET_LARGE_KEYS, 8),),
+        ),
+        Scenario(
+            "rest-get1m",
+            "1 MiB REST download (GET /api/v1/files/{id}) of get1m's objects, concurrency 8",
+            "mb_per_s",
+            "MB/s",
+            None,
+            setup=(_preload(BUCKET, "get1m/", MIB, GET_LARGE_KEYS, 8),),  # run once per server
+            only_for=FOLIO_ONLY,
+        ),
+        Scenario(
+            WEBHOOK_SCENARIO,
+            f"webhook deliveries of a burst of {WEBHOOK_WRITES:,} 4 KiB S3 PUTs at concurrency "
+            f"{WEBHOOK_CONCURRENCY} (object.created, loopback receiver)",
+            "deliveries_per_s",
+            "deliveries/s",
+            None,
+            only_for=FOLIO_ONLY,
         ),
         Scenario("put256m", "one 256 MiB PUT, one stream", "mb_per_s", "MB/s", 550),
         Scenario(
@@ -314,6 +392,8 @@ SCENARIOS: dict[str, Scenario] = {
 GROUPS: dict[str, tuple[str, ...]] = {
     "complete1000": ("complete1000-1m", "complete1000-1g"),
     "features": FEATURE_SCENARIOS,
+    # Issue 5 with the S3 figures it is compared with, each REST scenario right after its twin.
+    "issue5": (*(name for pair in REST_PAIRS for name in (pair[1], pair[0])), WEBHOOK_SCENARIO),
 }
 
 RATIOS: tuple[Ratio, ...] = (

@@ -103,7 +103,14 @@ class Target(abc.ABC):
 
 # The throughput scenarios write tens of GiB (copy1g keeps every copy): the plan's
 # quota is raised out of their way (it is still checked) and rate limits are off.
+# Issue 5's webhook1000 delivers to a plain-http receiver on loopback, which the outbound guard
+# refuses by default. The two switches only widen which URLs a webhook may name: no webhook
+# exists outside webhook1000 (which deletes its own), so the other scenarios are not affected.
 BENCH_PLAN = """
+[webhooks]
+allow_loopback_targets = true
+allow_http = true
+
 [plans.default]
 storage_bytes = 1099511627776
 write_per_second = 0
@@ -152,7 +159,11 @@ class FolioTarget(Target):
             raise Unavailable(str(exc)[-2000:]) from exc
         self.proc = self.server.proc
         self.endpoint = Endpoint(
-            "127.0.0.1", self.server.s3_port, self.server.access_key, self.server.secret_key
+            "127.0.0.1",
+            self.server.s3_port,
+            self.server.access_key,
+            self.server.secret_key,
+            web_port=self.server.web_port,  # the REST file API and the dashboard API (issue 5)
         )
         return self.endpoint
 

@@ -110,6 +110,18 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _as_javascript_writes_it(value: Any) -> Any:
+    """Whole floats as ints: JSON.stringify writes 85.0 as 85, and the seed verifies
+    the signature over JSON.stringify of the parsed body."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _as_javascript_writes_it(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_javascript_writes_it(v) for v in value]
+    return value
+
+
 def _webhook(row: tuple) -> Webhook:
     return Webhook(row[0], row[1], row[2], tuple(json.loads(row[3])), bool(row[4]), row[5], row[6])
 
@@ -287,7 +299,7 @@ class Webhooks:
                     "id": delivery_id,
                     "event": event_type,
                     "timestamp": iso(created_at),
-                    "data": json.loads(payload),
+                    "data": _as_javascript_writes_it(json.loads(payload)),
                 }
                 conn.execute(
                     "INSERT INTO deliveries (id, webhook_id, event_type, body, status, attempts, next_attempt_at,"

@@ -312,6 +312,12 @@ async def get_file(request: Request, services: RestServices, caller: Caller) -> 
         status = 206
         headers["content-range"] = f"bytes {start}-{end}/{version.size}"
     headers["content-length"] = str(end - start + 1 if version.size else 0)
+    headers["content-type"] = version.content_type or "application/octet-stream"
+    if version.inline_data is not None:
+        # Small objects live in their row: one plain answer, no streaming machinery.
+        reader.close()
+        body = bytes(version.inline_data[start : end + 1]) if version.size else b""
+        return Response(body, status_code=status, headers=headers)
 
     async def stream() -> AsyncIterator[bytes]:
         try:
@@ -322,7 +328,6 @@ async def get_file(request: Request, services: RestServices, caller: Caller) -> 
             reader.close()
 
     # The stored type exactly (media_type= would append a charset to text types).
-    headers["content-type"] = version.content_type or "application/octet-stream"
     return StreamingResponse(stream(), status_code=status, headers=headers)
 
 
