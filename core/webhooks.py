@@ -340,7 +340,7 @@ class Webhooks:
             if own_client:
                 await client.aclose()
 
-    async def _send_due(self, client: httpx.AsyncClient, limit: int = 50) -> int:
+    async def _send_due(self, client: httpx.AsyncClient, limit: int = 200) -> int:
         now = time.time()
         rows = self.db.read(
             lambda c: c.execute(

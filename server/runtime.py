@@ -59,6 +59,7 @@ def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     webhooks = webhooks_module.Webhooks(db, box, config.webhooks)
     webhooks.load()
     store.event_accounts = webhooks.listening
+    store.events_recorded = webhooks.wake.set
     if recover:
         store.recover()
     return Runtime(config, db, box, store, accounts, webhooks)

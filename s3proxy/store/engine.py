@@ -79,6 +79,8 @@ class Store:
         # Accounts with an active webhook (kept by core.webhooks): only their writes
         # record object and bucket events in the outbox.
         self.event_accounts: set[str] = set()
+        # Called after a write recorded such an event (wakes the delivery worker).
+        self.events_recorded: Callable[[], None] = lambda: None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -305,6 +307,8 @@ class Store:
             used = self.quotas.used(account_id)
             raise await self.quotas.refuse(account_id, used, limit) from exc
         self._free_blobs(pruned)
+        if record:
+            self.events_recorded()
         return result
 
     async def prune_versions(self, now: float | None = None, batch: int = 2000) -> int:
