@@ -289,7 +289,8 @@ class Store:
             if record:
                 assert raw_key is not None and event is not None
                 _record_object_event(conn, bucket, raw_key, event, existed, result, now)
-            if keep is not None:
+            first_version = event == "put" and not result[0].had_history  # type: ignore[index]
+            if keep is not None and not first_version:
                 assert raw_key is not None
                 pruned.extend(retention.prune_key(conn, bucket.id, raw_key, keep, now))
             if limit:

@@ -172,6 +172,9 @@ class ObjectVersion:
     # Multipart objects: their parts in order; empty for single-PUT objects.
     parts: tuple[PartInfo, ...] = ()
     acl: str | None = None
+    # Set on a version just written: the key had versions before it (retention has
+    # nothing to prune on a key's first write).
+    had_history: bool = True
 
     @property
     def public_read(self) -> bool:

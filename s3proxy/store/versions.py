@@ -179,24 +179,28 @@ def _remove_null_version(conn: sqlite3.Connection, bucket_id: int, key: bytes) -
     return True, release_blobs(conn, [segment.blob_id for segment in segments_from_json(row[0])])
 
 
-def _make_room_for_new_latest(conn: sqlite3.Connection, bucket: Bucket, key: bytes) -> tuple[str, list[str]]:
+def _make_room_for_new_latest(
+    conn: sqlite3.Connection, bucket: Bucket, key: bytes
+) -> tuple[str, list[str], bool]:
     """Retire the current version before a new one becomes latest. Returns the
-    new version id and the blobs freed by replacing the null version."""
+    new version id, the blobs freed by replacing the null version, and whether the
+    key had versions before (a key's versions always include one latest)."""
     if bucket.versioning == "Enabled":
-        conn.execute(
+        retired = conn.execute(
             "UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1",
             (bucket.id, key),
-        )
-        return new_version_id(), []
+        ).rowcount
+        return new_version_id(), [], retired > 0
     # Unversioned and Suspended buckets overwrite the single "null" version in place.
-    _, freed = _remove_null_version(conn, bucket.id, key)
+    replaced, freed = _remove_null_version(conn, bucket.id, key)
+    retired = 0
     if bucket.versioning == "Suspended":
         # Older, real versions stay, but none of them is the latest any more.
-        conn.execute(
+        retired = conn.execute(
             "UPDATE objects SET is_latest = 0 WHERE bucket_id = ? AND key = ? AND is_latest = 1",
             (bucket.id, key),
-        )
-    return NULL_VERSION, freed
+        ).rowcount
+    return NULL_VERSION, freed, replaced or retired > 0
 
 
 def put_version(
@@ -222,7 +226,7 @@ def put_version(
     # Reference the new bytes before retiring the old version: when both share blobs
     # (a copy onto itself), their count must never touch zero on the way.
     reference_blobs(conn, segments, now)
-    version_id, freed = _make_room_for_new_latest(conn, bucket, key)
+    version_id, freed, had_history = _make_room_for_new_latest(conn, bucket, key)
     row_id = _insert_row(
         conn,
         bucket_id=bucket.id,
@@ -256,6 +260,7 @@ def put_version(
         segments=segments,
         parts=parts,
         acl=stored_acl(meta.acl),
+        had_history=had_history,
     )
     return version, freed
 
@@ -277,7 +282,7 @@ def delete_key(
         # A never-versioned bucket holds only the null version: nothing to promote.
         _, freed = _remove_null_version(conn, bucket.id, key)
         return None, False, freed
-    marker_id, freed = _make_room_for_new_latest(conn, bucket, key)
+    marker_id, freed, _had_history = _make_room_for_new_latest(conn, bucket, key)
     _insert_row(
         conn,
         bucket_id=bucket.id,
