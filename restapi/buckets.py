@@ -13,6 +13,7 @@ from starlette.routing import Route
 from core.jsonapi import ApiError, bad_request
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, iso, owned_bucket
+from restapi.routing import json_route
 from s3proxy.store.errors import StoreError
 from s3proxy.store.models import Bucket
 
@@ -92,10 +93,4 @@ async def buckets(request: Request, services: RestServices) -> Response:
 
 
 def routes(services: RestServices) -> list[Route]:
-    async def run(request: Request) -> Response:
-        try:
-            return await buckets(request, services)
-        except ApiError as exc:
-            return exc.response()
-
-    return [Route("/api/buckets", run, methods=["GET", "POST", "PATCH", "DELETE"])]
+    return [json_route("/api/buckets", buckets, services, ["GET", "POST", "PATCH", "DELETE"])]

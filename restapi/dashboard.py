@@ -25,6 +25,7 @@ from core.ratelimit import retry_after_header
 from core.secrets import verify_password
 from restapi.auth import Caller, authenticate
 from restapi.files import RestServices, default_bucket, iso
+from restapi.routing import json_route
 
 COOKIE = "session"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -250,19 +251,10 @@ async def keys(request: Request, services: RestServices) -> Response:
 
 
 def routes(services: RestServices) -> list[Route]:
-    def endpoint(handler):
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request, services)
-            except ApiError as exc:
-                return exc.response()
-
-        return run
-
     return [
-        Route("/api/auth/signup", endpoint(signup), methods=["POST"]),
-        Route("/api/auth/login", endpoint(login), methods=["POST"]),
-        Route("/api/auth/logout", endpoint(logout), methods=["POST"]),
-        Route("/api/account", endpoint(account), methods=["GET"]),
-        Route("/api/keys", endpoint(keys), methods=["GET", "POST", "DELETE"]),
+        json_route("/api/auth/signup", signup, services, ["POST"]),
+        json_route("/api/auth/login", login, services, ["POST"]),
+        json_route("/api/auth/logout", logout, services, ["POST"]),
+        json_route("/api/account", account, services, ["GET"]),
+        json_route("/api/keys", keys, services, ["GET", "POST", "DELETE"]),
     ]

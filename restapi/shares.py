@@ -26,6 +26,7 @@ from core.jsonapi import ApiError, bad_request, not_found
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, content_disposition, iso, owned_bucket
 from restapi.ids import parse_file_id
+from restapi.routing import json_route
 from s3proxy.store.errors import StoreError
 
 MIGRATIONS = [
@@ -185,16 +186,7 @@ async def download(request: Request, services: RestServices) -> Response:
 
 
 def routes(services: RestServices) -> list[Route]:
-    def endpoint(handler):
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request, services)
-            except ApiError as exc:
-                return exc.response()
-
-        return run
-
     return [
-        Route("/api/shares", endpoint(shares), methods=["GET", "POST", "DELETE"]),
-        Route("/s/{token}", endpoint(download), methods=["GET"]),
+        json_route("/api/shares", shares, services, ["GET", "POST", "DELETE"]),
+        json_route("/s/{token}", download, services, ["GET"]),
     ]

@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.jsonapi import ApiError, bad_request, not_found
+from core.jsonapi import bad_request, not_found
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, iso, owned_bucket, receive_upload, store_error
+from restapi.routing import json_route
 from s3proxy.store import copy as copy_engine
 from s3proxy.store.errors import StoreError
 from s3proxy.store.models import Bucket, WriteConditions
@@ -175,10 +176,4 @@ def _versioned_files(services: RestServices, bucket: Bucket) -> list[dict[str, A
 
 
 def routes(services: RestServices) -> list[Route]:
-    async def run(request: Request) -> Response:
-        try:
-            return await versions(request, services)
-        except ApiError as exc:
-            return exc.response()
-
-    return [Route("/api/versions", run, methods=["GET", "POST", "PATCH"])]
+    return [json_route("/api/versions", versions, services, ["GET", "POST", "PATCH"])]

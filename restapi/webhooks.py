@@ -15,6 +15,7 @@ from core.netguard import BlockedTarget
 from core.webhooks import EVENT_TYPES, TooManyWebhooks, Webhook, iso
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices
+from restapi.routing import json_route
 
 
 def _webhook_json(hook: Webhook) -> dict[str, Any]:
@@ -97,10 +98,4 @@ async def webhooks(request: Request, services: RestServices) -> Response:
 
 
 def routes(services: RestServices) -> list[Route]:
-    async def run(request: Request) -> Response:
-        try:
-            return await webhooks(request, services)
-        except ApiError as exc:
-            return exc.response()
-
-    return [Route("/api/webhooks", run, methods=["GET", "POST", "PATCH", "DELETE"])]
+    return [json_route("/api/webhooks", webhooks, services, ["GET", "POST", "PATCH", "DELETE"])]
