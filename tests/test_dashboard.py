@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.web_client import Web
 
 PASSWORD = "correct horse battery staple"
 MAX_KEYS = 5
@@ -45,66 +46,8 @@ TEST_QUOTA = 1099511627776
 # ---------------------------------------------------------------- helpers
 
 
-def _fresh_address() -> str:
-    """A loopback address nobody else in this run uses (never 127.0.x.x, the default)."""
-    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-
-
 def _unique_email(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def _never_5xx(response: httpx.Response) -> None:
-    # Whatever a test sends, the answer must be a deliberate one.
-    if response.status_code >= 500:
-        response.read()
-        raise AssertionError(
-            f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
-        )
-
-
-class Web:
-    """An httpx client on the web listener, from its own loopback address. The cookie
-    jar is emptied before each request: tests pass the session cookie explicitly, the
-    way the seed's curl does, so which session a request carries is never implicit."""
-
-    def __init__(self, server: FolioProcess, address: str | None = None) -> None:
-        self.server = server
-        self.address = address or _fresh_address()
-        self.client = httpx.Client(
-            base_url=server.web_url,
-            transport=httpx.HTTPTransport(local_address=self.address),
-            timeout=30,
-            event_hooks={"response": [_never_5xx]},
-        )
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        cookie: str | None = None,
-        api_key: str | None = None,
-        origin: str | None = None,
-        body: Any = None,
-        content: bytes | None = None,
-    ) -> httpx.Response:
-        self.client.cookies.clear()
-        headers: dict[str, str] = {}
-        if cookie is not None:
-            headers["Cookie"] = f"session={cookie}"
-        if api_key is not None:
-            headers["X-API-Key"] = api_key
-        if origin is not None:
-            headers["Origin"] = origin
-        if body is not None:
-            content = json.dumps(body).encode()
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        return self.client.request(method, path, headers=headers, content=content)
-
-    def close(self) -> None:
-        self.client.close()
 
 
 @pytest.fixture

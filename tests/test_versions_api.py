@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -31,26 +30,12 @@ import pytest
 
 from tests.conftest import empty_bucket, make_s3_client
 from tests.folio_process import FolioProcess
+from tests.web_client import Web as SharedWeb
 
 PASSWORD = "correct horse battery staple"
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _fresh_address() -> str:
-    """A loopback address of this test alone (never 127.0.x.x, the default source), so
-    the per-address sign-up limit never sees two tests as one client."""
-    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-
-
-def _never_5xx(response: httpx.Response) -> None:
-    # Whatever a test sends, the answer must be a deliberate one.
-    if response.status_code >= 500:
-        response.read()
-        raise AssertionError(
-            f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
-        )
 
 
 @dataclass(frozen=True)
@@ -68,49 +53,8 @@ class User:
         return self.account["defaultBucket"]
 
 
-class Web:
-    """httpx on the web listener from its own loopback address. The cookie jar is emptied
-    before every request: the session goes in an explicit header, as in the seed's curl,
-    so which account a request speaks for is never implicit."""
-
-    def __init__(self, server: FolioProcess) -> None:
-        self.server = server
-        self.client = httpx.Client(
-            base_url=server.web_url,
-            transport=httpx.HTTPTransport(local_address=_fresh_address()),
-            timeout=30,
-            event_hooks={"response": [_never_5xx]},
-        )
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        cookie: str | None = None,
-        api_key: str | None = None,
-        origin: str | None = None,
-        body: Any = None,
-        content: bytes | None = None,
-        params: dict[str, str] | None = None,
-        files: dict[str, Any] | None = None,
-        data: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        self.client.cookies.clear()
-        headers: dict[str, str] = {}
-        if cookie is not None:
-            headers["Cookie"] = f"session={cookie}"
-        if api_key is not None:
-            headers["X-API-Key"] = api_key
-        if origin is not None:
-            headers["Origin"] = origin
-        if body is not None:
-            content = json.dumps(body).encode()
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        return self.client.request(
-            method, path, headers=headers, content=content, params=params, files=files, data=data
-        )
+class Web(SharedWeb):
+    """The shared web client, plus sign-up into a `User`."""
 
     def signup(self, tag: str) -> User:
         email = f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
@@ -119,9 +63,6 @@ class Web:
         cookie = response.cookies.get("session")
         assert cookie, response.headers.get_list("set-cookie")
         return User(email, response.json(), cookie)
-
-    def close(self) -> None:
-        self.client.close()
 
 
 @pytest.fixture

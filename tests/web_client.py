@@ -1,0 +1,76 @@
+"""httpx on Folio's web listener for the dashboard tests: each client talks from its
+own loopback address (the per-address sign-up and login limits never see two tests
+as one client; all of 127/8 is loopback on Linux), never accepts a 5xx, and sends
+the session cookie explicitly, as the seed's curl does."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import httpx
+
+from tests.folio_process import FolioProcess
+
+
+def fresh_address() -> str:
+    """A loopback address nobody else in this run uses (never 127.0.x.x, the default)."""
+    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+
+
+def never_5xx(response: httpx.Response) -> None:
+    # Whatever a test sends, the answer must be a deliberate one.
+    if response.status_code >= 500:
+        response.read()
+        raise AssertionError(
+            f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
+        )
+
+
+class Web:
+    """The cookie jar is emptied before every request: which session a request carries
+    is never implicit."""
+
+    def __init__(self, server: FolioProcess, address: str | None = None) -> None:
+        self.server = server
+        self.address = address or fresh_address()
+        self.client = httpx.Client(
+            base_url=server.web_url,
+            transport=httpx.HTTPTransport(local_address=self.address),
+            timeout=30,
+            event_hooks={"response": [never_5xx]},
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        cookie: str | None = None,
+        api_key: str | None = None,
+        origin: str | None = None,
+        body: Any = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        files: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        self.client.cookies.clear()
+        headers: dict[str, str] = {}
+        if cookie is not None:
+            headers["Cookie"] = f"session={cookie}"
+        if api_key is not None:
+            headers["X-API-Key"] = api_key
+        if origin is not None:
+            headers["Origin"] = origin
+        if body is not None:
+            content = json.dumps(body).encode()
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        return self.client.request(
+            method, path, headers=headers, content=content, params=params, files=files, data=data
+        )
+
+    def close(self) -> None:
+        self.client.close()
