@@ -295,7 +295,13 @@ class Store:
                 pruned.extend(retention.prune_key(conn, bucket.id, raw_key, keep, now))
             if limit:
                 others = self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
-                self.quotas.settled(account_id, quota.settle(conn, account_id, limit, before, others, now))
+                if reservation is not None and before + reservation.gross + others <= limit * quota.WARNING_RATIO:
+                    # Far below the quota: this write (at most `gross` bytes) can neither pass
+                    # it nor cross a threshold, so the usage query is spared; the hint takes
+                    # the upper bound (it may run high, never low).
+                    self.quotas.settled(account_id, before + reservation.gross)
+                else:
+                    self.quotas.settled(account_id, quota.settle(conn, account_id, limit, before, others, now))
                 if reservation is not None:
                     # The bytes are usage now (in this transaction): holding the
                     # reservation until the group commit is durable would count them twice.
