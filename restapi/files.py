@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from core.accounts import Accounts
+from core.byteranges import UnsatisfiableRange, parse_byte_range
 from core.config import Config
 from core.jsonapi import ApiError, bad_request, not_found
 from core.ratelimit import RateLimiter
@@ -249,34 +250,17 @@ def content_disposition(key: str) -> str:
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
-    if not header or size == 0:
-        return None
-    unit, _, spec = header.strip().partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
+    if size == 0:
+        return None  # an empty file is served whole, whatever the range
     try:
-        if not first:
-            suffix = int(last)
-            if suffix <= 0:
-                raise ValueError
-            return max(0, size - suffix), size - 1
-        start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
-        return None
-    if last and end < start:
-        return None  # not a valid range: RFC 9110 says ignore it
-    if start >= size:
+        return parse_byte_range(header, size)
+    except UnsatisfiableRange as exc:
         raise ApiError(
             416,
             "InvalidRange",
             "The requested range is not satisfiable.",
             headers={"content-range": f"bytes */{size}"},
-        )
-    return start, min(end, size - 1)
+        ) from exc
 
 
 async def get_file(request: Request, services: RestServices, caller: Caller) -> Response:

@@ -6,6 +6,7 @@ import math
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
+from core.byteranges import UnsatisfiableRange, parse_byte_range
 from s3proxy.api.acl import canned_acl
 from s3proxy.api.body import receive_object_body
 from s3proxy.api.context import RequestContext, Response
@@ -127,31 +128,12 @@ def check_read_conditions(headers: dict[str, str], version: ObjectVersion) -> in
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """One byte range (start, end inclusive), None for the whole object.
-    Unsatisfiable ranges raise InvalidRange; malformed ones are ignored (RFC 7233)."""
-    if not header:
-        return None
-    unit, _, spec = header.strip().partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    first, last = first.strip(), last.strip()
-    if (first and not first.isdigit()) or (last and not last.isdigit()) or (not first and not last):
-        return None
-    if not first:
-        length = int(last)
-        if length == 0 or size == 0:
-            raise _invalid_range(size)
-        return max(0, size - length), size - 1
-    start = int(first)
-    if start >= size:
-        raise _invalid_range(size)
-    end = int(last) if last else size - 1
-    if end < start:
-        return None
-    return start, min(end, size - 1)
+    """One byte range (start, end inclusive), None for the whole object; an
+    unsatisfiable one is InvalidRange."""
+    try:
+        return parse_byte_range(header, size)
+    except UnsatisfiableRange as exc:
+        raise _invalid_range(size) from exc
 
 
 def _part_number(ctx: RequestContext) -> int | None:
