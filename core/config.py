@@ -92,6 +92,30 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    """On-the-fly image transforms (/api/img): cache, worker pool and source limits."""
+
+    # Transformed images kept under data/cache/img, least recently used evicted; 0: no cache.
+    cache_max_bytes: int = 1024**3
+    # Transform threads (Pillow releases the GIL); 0: one per core.
+    workers: int = 0
+    # Transforms running or waiting beyond this answer 503 Busy with Retry-After.
+    max_queue: int = 64
+    # Sources larger than this are refused (413) without being read.
+    max_source_bytes: int = 50 * 1000 * 1000
+    # Decompression-bomb guards, checked from the image header before decoding.
+    max_source_pixels: int = 50 * 1000 * 1000
+    max_source_side: int = 16384
+    # Longest output side, after dpr.
+    max_output_side: int = 4096
+    # AVIF is slow to encode: a negotiated AVIF larger than this many pixels is WebP instead.
+    avif_max_pixels: int = 1024 * 1024
+    timeout_seconds: float = 20.0
+    # Longest lifetime POST /api/img/sign grants a signed URL.
+    max_signed_seconds: int = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """What an account may use. 0 means unlimited for every number."""
 
@@ -102,7 +126,9 @@ class PlanConfig:
     # Requests per second per access key (anonymous: per client address), by class.
     write_per_second: int = 100  # PUT, POST, DELETE
     read_per_second: int = 300  # GET, HEAD
-    list_per_second: int = 50  # ListBuckets, ListObjects(V2), ListObjectVersions, ListParts, ListMultipartUploads
+    list_per_second: int = (
+        50  # ListBuckets, ListObjects(V2), ListObjectVersions, ListParts, ListMultipartUploads
+    )
     # Dashboard API calls (/api/account, keys, buckets, versions, webhooks, shares) per account.
     dashboard_per_minute: int = 30
     # Time Machine retention: noncurrent versions kept per key, and for how many days
@@ -124,6 +150,7 @@ class Config:
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     versioning: VersioningConfig = field(default_factory=VersioningConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     plans: dict[str, PlanConfig] = field(default_factory=_default_plans)
 
     @property
@@ -190,6 +217,7 @@ def load_config(
         accounts=_section(AccountsConfig, raw.get("accounts", {}), "accounts"),
         versioning=_section(VersioningConfig, raw.get("versioning", {}), "versioning"),
         webhooks=_section(WebhooksConfig, raw.get("webhooks", {}), "webhooks"),
+        images=_section(ImagesConfig, raw.get("images", {}), "images"),
         plans=plans,
     )
     overrides = {

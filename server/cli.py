@@ -7,10 +7,12 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 
 from core.accounts import AccountExists, UnknownAccount
 from core.config import ConfigError, load_config
 from core.sessions import Sessions
+from imgtransform.service import ImageService
 from restapi.files import RestServices
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
@@ -61,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(retention)
     retention.add_argument("--bucket", required=True)
     retention.add_argument("--keep-versions", type=int, help="noncurrent versions kept per key (0: no limit)")
-    retention.add_argument("--keep-days", type=float, help="days kept after becoming noncurrent (0: no limit)")
+    retention.add_argument(
+        "--keep-days", type=float, help="days kept after becoming noncurrent (0: no limit)"
+    )
     retention.add_argument("--plan-default", action="store_true", help="follow the owner's plan again")
     prune = admin_commands.add_parser(
         "prune-versions", help="apply Time Machine retention now (also runs in the background)"
@@ -108,6 +112,7 @@ def _serve(config) -> None:
     sys.setswitchinterval(0.0002)
     tune_malloc()
     runtime = open_runtime(config)
+    closing: list[Callable[[], None]] = []
     try:
         ensure_admin_account(runtime)
         services = Services(
@@ -119,7 +124,12 @@ def _serve(config) -> None:
         rest = RestServices(
             runtime.store, runtime.accounts, config, services.limiter, Sessions(runtime.db), runtime.webhooks
         )
-        apps = [(S3App(services), config.server.s3_listen), (build_web_app(rest), config.server.web_listen)]
+        image_service = ImageService(runtime.store, runtime.accounts, config, services.limiter)
+        closing.append(image_service.close)
+        apps = [
+            (S3App(services), config.server.s3_listen),
+            (build_web_app(rest, image_service), config.server.web_listen),
+        ]
         logging.getLogger("folio").info(
             "Folio serving S3 on http://%s and web on http://%s (data: %s)",
             config.server.s3_listen,
@@ -136,6 +146,8 @@ def _serve(config) -> None:
             ],
         )
     finally:
+        for close in closing:
+            close()
         runtime.close()
 
 

@@ -1,5 +1,5 @@
-"""The web listener's application: health, the REST file API and the dashboard
-API; the image and document services mount here as they are built."""
+"""The web listener's application: health, the REST file API, the dashboard API
+and image transforms; the document service mounts here when it is built."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.jsonapi import ApiError
-from restapi import buckets, dashboard, files, shares, versions, webhooks
+from imgtransform import service as images
+from imgtransform.service import ImageService
+from restapi import buckets, dashboard, files, image_urls, shares, versions, webhooks
 from restapi.files import RestServices
 
 log = logging.getLogger("folio.web")
 
 
-def build_web_app(services: RestServices) -> Starlette:
+def build_web_app(services: RestServices, image_service: ImageService) -> Starlette:
     async def healthz(_request: Request) -> JSONResponse:
         # Served only once the store is open: the listener starts after recovery.
         return JSONResponse({"status": "ok"})
@@ -43,6 +45,8 @@ def build_web_app(services: RestServices) -> Starlette:
             *versions.routes(services),
             *buckets.routes(services),
             *shares.routes(services),
+            *image_urls.routes(services),
+            *images.routes(image_service),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
     )

@@ -1,0 +1,229 @@
+"""The pixel work of one transform, run in a worker thread (Pillow releases the GIL
+while it decodes, resizes and encodes): decode no more than the output needs, orient,
+resize, crop, convert to sRGB, pad, apply effects, encode without metadata."""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms, ImageFilter, ImageOps, UnidentifiedImageError
+
+from imgtransform import geometry, smartcrop
+from imgtransform.negotiate import SOURCE
+from imgtransform.params import Transform
+
+# No SVG, no PostScript, no exotic decoders: only what a web image is.
+DECODERS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF", "BMP", "TIFF")
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif"}
+DEFAULT_QUALITY = {"jpeg": 80, "webp": 80, "avif": 60}
+_SOURCE_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
+_ALPHA_FORMATS = ("png", "webp", "avif")
+_ORIENTATION = 0x0112
+# rotate (clockwise) as Pillow transposes (counter-clockwise).
+_ROTATIONS = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# Pillow's decompression-bomb warning is an error here (the limits are checked from
+# the header first; this also covers frames and decoders that grow later).
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+class ImageError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_source_pixels: int
+    max_source_side: int
+    max_output_side: int
+    avif_max_pixels: int
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    format: str
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise ImageError(503, "TransformTimeout", "The transform took too long.")
+
+
+def _open(data: bytes, limits: Limits) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data), formats=DECODERS)
+    except UnidentifiedImageError as exc:
+        raise ImageError(415, "UnsupportedImage", "The object is not an image Folio can transform.") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_large(limits) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(422, "CorruptImage", "The image could not be decoded.") from exc
+    width, height = image.size
+    if width * height > limits.max_source_pixels or max(width, height) > limits.max_source_side:
+        raise _too_large(limits)
+    return image
+
+
+def _too_large(limits: Limits) -> ImageError:
+    return ImageError(
+        422,
+        "ImageTooLarge",
+        f"The image is over {limits.max_source_pixels:,} pixels or {limits.max_source_side:,} px on a side.",
+    )
+
+
+def _turns_sideways(image: Image.Image, t: Transform) -> bool:
+    """Whether EXIF orientation and `rotate` together swap width and height."""
+    try:
+        orientation = image.getexif().get(_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is as good as none
+        orientation = 1
+    return (orientation in (5, 6, 7, 8)) != (t.rotate in (90, 270))
+
+
+def _normalised_mode(image: Image.Image) -> Image.Image:
+    """Modes the resampler and encoders share: L, LA, RGB, RGBA (CMYK kept until the
+    colour conversion, after the resize, where it is cheap)."""
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        return image
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
+    if mode.startswith("I") or mode == "F":
+        # 16-bit and float greys: to 8 bits.
+        return image.convert("I").point(lambda value: value / 256).convert("L")
+    if mode == "1":
+        return image.convert("L")
+    return image.convert("RGBA" if "A" in mode else "RGB")
+
+
+def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    if icc and image.mode in ("RGB", "RGBA", "CMYK", "L"):
+        try:
+            out_mode = "RGBA" if image.mode == "RGBA" else "L" if image.mode == "L" else "RGB"
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(image, profile, _SRGB, outputMode=out_mode)
+            if converted is not None:
+                return converted
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: fall back to the plain conversion
+    if image.mode == "CMYK":
+        return image.convert("RGB")
+    return image
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    if image.mode not in ("RGBA", "LA"):
+        return False
+    low, _high = image.getchannel("A").getextrema()
+    return low < 255
+
+
+def _output_format(
+    fmt_class: str, source_format: str | None, alpha: bool, pixels: int, limits: Limits
+) -> str:
+    if fmt_class == "avif":
+        return "avif" if pixels <= limits.avif_max_pixels else "webp"
+    if fmt_class != SOURCE:
+        return fmt_class
+    fmt = _SOURCE_FORMATS.get(source_format or "", "jpeg")
+    return "png" if alpha and fmt == "jpeg" else fmt
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """An image with transparency on white (for JPEG)."""
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
+    return background
+
+
+def _encode(image: Image.Image, fmt: str, quality: int | None) -> bytes:
+    if fmt == "jpeg" and image.mode not in ("L", "RGB"):
+        image = _flatten(image) if "A" in image.mode else image.convert("RGB")
+    elif fmt in ("webp", "avif") and image.mode not in ("RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    image.info = {}  # metadata (EXIF, XMP, ICC) stays behind
+    out = io.BytesIO()
+    q = quality or DEFAULT_QUALITY.get(fmt)
+    if fmt == "jpeg":
+        image.save(out, "JPEG", quality=q)
+    elif fmt == "webp":
+        image.save(out, "WEBP", quality=q)
+    elif fmt == "avif":
+        image.save(out, "AVIF", quality=q, max_threads=1)
+    else:
+        image.save(out, "PNG", compress_level=6)
+    return out.getvalue()
+
+
+def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: float) -> Rendered:
+    deadline = Deadline(timeout)
+    image = _open(data, limits)
+    source_format = image.format
+    sideways = _turns_sideways(image, t)
+    oriented = (image.height, image.width) if sideways else image.size
+    plan = geometry.layout(oriented, t, limits.max_output_side)
+    try:
+        if source_format == "JPEG" and plan.scale_to != oriented:
+            # Decode at the smallest 1/2, 1/4 or 1/8 scale still covering the output.
+            need = plan.scale_to[::-1] if sideways else plan.scale_to
+            image.draft(None, need)
+        image.load()
+        icc = image.info.get("icc_profile")
+        image = ImageOps.exif_transpose(image) or image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_large(limits) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(
+            422, "CorruptImage", "The image could not be decoded (truncated or damaged)."
+        ) from exc
+    deadline.check()
+    if t.rotate:
+        image = image.transpose(_ROTATIONS[t.rotate])
+    image = _normalised_mode(image)
+    if image.size != plan.scale_to:
+        image = image.resize(plan.scale_to, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if plan.crop is not None and plan.crop != image.size:
+        if t.gravity == "sm":
+            x, y = smartcrop.best_offset(image, plan.crop)
+        else:
+            x, y = geometry.anchor(t.gravity, image.size, plan.crop)
+        image = image.crop((x, y, x + plan.crop[0], y + plan.crop[1]))
+    deadline.check()
+    image = _to_srgb(image, icc)
+    alpha = _has_alpha(image)
+    if not alpha and image.mode in ("RGBA", "LA"):
+        image = image.convert(image.mode[:-1])
+    output = plan.output
+    fmt = _output_format(fmt_class, source_format, alpha, output[0] * output[1], limits)
+    if plan.canvas is not None and plan.canvas != image.size:
+        transparent = fmt in _ALPHA_FORMATS
+        canvas = Image.new(
+            "RGBA" if transparent else "RGB", plan.canvas, (255, 255, 255, 0 if transparent else 255)
+        )
+        gravity = "ce" if t.gravity == "sm" else t.gravity
+        placed = image.convert("RGBA")
+        canvas.paste(placed, geometry.anchor(gravity, plan.canvas, image.size), mask=placed.getchannel("A"))
+        image = canvas
+    if t.blur:
+        image = image.filter(ImageFilter.GaussianBlur(t.blur))
+    if t.sharpen:
+        image = image.filter(ImageFilter.UnsharpMask(radius=1, percent=round(t.sharpen * 100), threshold=0))
+    deadline.check()
+    return Rendered(_encode(image, fmt, t.q), fmt)

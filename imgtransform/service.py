@@ -1,0 +1,263 @@
+"""`GET /api/img/{bucket}/{key}`: who may see the image, which cached result
+answers, and the bounded pool that computes a missing one (identical concurrent
+requests computed once; a full queue answers 503 rather than piling up)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core import urlsign
+from core.accounts import Accounts
+from core.apikeys import authenticate, credentials
+from core.config import Config
+from core.jsonapi import ApiError
+from core.ratelimit import RateLimiter, retry_after_header
+from imgtransform.cache import DiskCache
+from imgtransform.negotiate import format_class
+from imgtransform.params import InvalidParameter, Transform, parse_query
+from imgtransform.render import CONTENT_TYPES, ImageError, Limits, Rendered, render
+from s3proxy.store.engine import Store
+from s3proxy.store.errors import StoreError
+from s3proxy.store.models import Bucket, ObjectVersion
+
+CACHE_CONTROL = "public, max-age=604800"
+_DENIED = ApiError(403, "AccessDenied", "Access denied.")
+
+
+@dataclass(frozen=True)
+class Source:
+    bucket: Bucket
+    key: str
+    version: ObjectVersion
+
+
+class ImageService:
+    def __init__(self, store: Store, accounts: Accounts, config: Config, limiter: RateLimiter) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.config = config
+        self.settings = config.images
+        self.limiter = limiter
+        self.cache = DiskCache(config.data_dir / "cache" / "img", self.settings.cache_max_bytes)
+        self.limits = Limits(
+            self.settings.max_source_pixels,
+            self.settings.max_source_side,
+            self.settings.max_output_side,
+            self.settings.avif_max_pixels,
+        )
+        workers = self.settings.workers or os.cpu_count() or 1
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="folio-img")
+        # Held from reading the source until its thread finishes (even past a timeout),
+        # so at most `workers` sources are in memory at once.
+        self._slots = asyncio.Semaphore(workers)
+        self._pending = 0  # transforms running or waiting for a slot
+        self._inflight: dict[str, asyncio.Future[Rendered]] = {}
+        self.transforms = 0  # completed transforms (a hook for tests and stats)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- access -------------------------------------------------------------
+
+    def _signed_owner(self, bucket: Bucket, path: str, query: dict[str, str]) -> bool:
+        expires, key_id = query.get(urlsign.EXPIRES, ""), query.get(urlsign.KEY_ID, "")
+        if not expires.isdigit() or int(expires) < time.time() or not key_id:
+            return False
+        pair = self.accounts.lookup_key(key_id)
+        if pair is None or pair[0].id != bucket.account_id:
+            return False
+        if not urlsign.signature_matches(pair[1], path, query):
+            return False
+        self._rate_limit(key_id, pair[0].plan)
+        return True
+
+    def _header_owner(self, request: Request, bucket: Bucket) -> bool:
+        if not credentials(request):
+            return False
+        caller = authenticate(request, self.accounts)
+        if caller.account.id != bucket.account_id:
+            return False  # another account: what anyone may see
+        self._rate_limit(caller.access_key, caller.account.plan)
+        return True
+
+    def _rate_limit(self, client: object, plan_name: str) -> None:
+        wait = self.limiter.acquire((client, "read"), self.config.plan(plan_name).read_per_second)
+        if wait:
+            raise ApiError(
+                429,
+                "TooManyRequests",
+                "Rate limit exceeded. Retry after the duration in the Retry-After header.",
+                headers={"retry-after": retry_after_header(wait)},
+            )
+
+    def _source(self, request: Request, bucket_name: str, key: str, query: dict[str, str]) -> Source:
+        bucket = self.store.bucket(bucket_name)
+        if bucket is None:
+            raise _DENIED
+        path = f"/api/img/{bucket_name}/{key}"
+        if urlsign.SIGNATURE in query:
+            if not self._signed_owner(bucket, path, query):
+                raise _DENIED
+            owner = True
+        else:
+            owner = self._header_owner(request, bucket)
+        if not owner:
+            client = request.client.host if request.client else "unknown"
+            self._rate_limit(("ip", client), self.config.accounts.anonymous_plan)
+        try:
+            version = self.store.head_object(bucket, key)
+        except StoreError as exc:
+            if owner or bucket.settings.public_read:
+                raise ApiError(404, "NoSuchKey", "No such object.") from exc
+            raise _DENIED from exc
+        if not (owner or bucket.settings.public_read or version.public_read):
+            raise _DENIED
+        return Source(bucket, key, version)
+
+    # --- transforms ------------------------------------------------------------
+
+    async def _read(self, source: Source) -> bytes:
+        reader = self.store.open_object(source.bucket, source.key, source.version.version_id)
+        return b"".join([chunk async for chunk in reader.iter_range(0, reader.version.size - 1)])
+
+    def _work(self, data: bytes, t: Transform, fmt_class: str, digest: str) -> Rendered:
+        """In a worker thread: the transform, and the cache entry's file."""
+        rendered = render(data, t, fmt_class, self.limits, self.settings.timeout_seconds)
+        if self.cache.enabled:
+            self.cache.write(digest, rendered.format, rendered.data)
+        return rendered
+
+    async def _transform(self, source: Source, t: Transform, fmt_class: str, digest: str) -> Rendered:
+        if self._pending >= self.settings.max_queue:
+            raise ImageError(503, "Busy", "Too many images are being transformed; retry shortly.")
+        self._pending += 1
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._pending -= 1
+            raise
+        loop = asyncio.get_running_loop()
+
+        def finished(future: Future[Rendered]) -> None:
+            self._pending -= 1
+            self._slots.release()
+            self.transforms += 1
+            if self.cache.enabled and not future.cancelled() and future.exception() is None:
+                rendered = future.result()
+                self.cache.add(digest, rendered.format, len(rendered.data))
+
+        try:
+            data = await self._read(source)
+            work = self.executor.submit(self._work, data, t, fmt_class, digest)
+        except BaseException:
+            self._pending -= 1
+            self._slots.release()
+            raise
+        work.add_done_callback(lambda future: loop.call_soon_threadsafe(finished, future))
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(work)), self.settings.timeout_seconds
+            )
+        except TimeoutError as exc:
+            raise ImageError(503, "TransformTimeout", "The transform took too long.") from exc
+
+    async def _computed(
+        self, source: Source, t: Transform, fmt_class: str, digest: str
+    ) -> tuple[Rendered, str]:
+        """The result and how it was had: "miss" (computed here) or "shared"."""
+        running = self._inflight.get(digest)
+        if running is not None:
+            return await asyncio.shield(running), "shared"
+        future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            rendered = await self._transform(source, t, fmt_class, digest)
+        except BaseException as exc:
+            # Those sharing it get the same error; a cancelled leader (its client went
+            # away) leaves them a retryable one rather than its cancellation.
+            shared = exc if isinstance(exc, Exception) else ImageError(503, "Busy", "Retry shortly.")
+            future.set_exception(shared)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        else:
+            future.set_result(rendered)
+            return rendered, "miss"
+        finally:
+            del self._inflight[digest]
+
+    # --- HTTP -------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        items = parse_qsl(request.url.query, keep_blank_values=True)
+        try:
+            t, signature = parse_query(items, self.settings.max_output_side)
+        except InvalidParameter as exc:
+            raise ApiError(400, "InvalidParameter", exc.message, {"parameter": exc.parameter}) from exc
+        source = self._source(
+            request, request.path_params["bucket"], request.path_params["path"], {**dict(items), **signature}
+        )
+        version = source.version
+        if version.size > self.settings.max_source_bytes:
+            raise ApiError(
+                413,
+                "SourceTooLarge",
+                f"The image is over {self.settings.max_source_bytes:,} bytes; it is not transformed.",
+            )
+        fmt_class = format_class(t.format, request.headers.get("accept"))
+        digest = hashlib.sha256(
+            "\0".join(
+                (
+                    str(source.bucket.id),
+                    source.key,
+                    version.version_id,
+                    version.etag,
+                    t.canonical(),
+                    fmt_class,
+                )
+            ).encode()
+        ).hexdigest()
+        headers = {"cache-control": CACHE_CONTROL, "etag": f'"{digest[:32]}"'}
+        if t.format is None:
+            headers["vary"] = "Accept"
+        if _matches(request.headers.get("if-none-match"), headers["etag"]):
+            return Response(status_code=304, headers=headers)
+        cached = self.cache.get(digest) if self.cache.enabled else None
+        if cached is not None:
+            fmt, data = cached
+            headers["x-folio-cache"] = "hit"
+            return Response(data, media_type=CONTENT_TYPES[fmt], headers=headers)
+        try:
+            rendered, how = await self._computed(source, t, fmt_class, digest)
+        except ImageError as exc:
+            retry = {"retry-after": "1"} if exc.status == 503 else None
+            raise ApiError(exc.status, exc.code, exc.message, headers=retry) from exc
+        headers["x-folio-cache"] = how
+        return Response(rendered.data, media_type=rendered.content_type, headers=headers)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+def routes(service: ImageService) -> list[Route]:
+    async def image(request: Request) -> Response:
+        try:
+            return await service.handle(request)
+        except ApiError as exc:
+            return exc.response()
+
+    return [Route("/api/img/{bucket}/{path:path}", image, methods=["GET", "HEAD"])]
