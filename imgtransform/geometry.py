@@ -13,16 +13,18 @@ Size = tuple[int, int]
 
 @dataclass(frozen=True)
 class Layout:
-    # The (oriented, rotated) source is resized to this; equal to the source: no resize.
-    scale_to: Size
-    # Then this region is cut from it (at the transform's gravity); None: all of it.
-    crop: Size | None = None
-    # Then it is placed on a canvas of this size (at the gravity); None: no padding.
+    # The part of the (oriented, rotated) source that is kept, in source pixels, placed
+    # at the transform's gravity; the source's own size: all of it. Cutting it before
+    # resizing keeps extreme crops (a thin strip covering a square) small in memory.
+    region: tuple[float, float]
+    # What that region is resized to.
+    size: Size
+    # pad: then placed (at the gravity) on a canvas of this size.
     canvas: Size | None = None
 
     @property
     def output(self) -> Size:
-        return self.canvas or self.crop or self.scale_to
+        return self.canvas or self.size
 
 
 def _scaled(size: Size, scale: float) -> Size:
@@ -61,25 +63,27 @@ def _aspect_region(source: Size, box: Size) -> Size:
 def layout(source: Size, t: Transform, max_side: int) -> Layout:
     box = requested(source, t, max_side)
     width, height = source
+    whole = (float(width), float(height))
     if box is None:
         # No size: the source as it is (still capped at the output limit).
         fitted = _capped(source, max_side)
-        return Layout(fitted, canvas=fitted if t.fit == "pad" else None)
+        return Layout(whole, fitted, canvas=fitted if t.fit == "pad" else None)
     w, h = box
     if t.fit in ("fit", "pad"):
         fitted = _scaled(source, min(w / width, h / height, 1.0))
-        return Layout(fitted, canvas=box if t.fit == "pad" else None)
+        return Layout(whole, fitted, canvas=box if t.fit == "pad" else None)
     if t.fit == "contain":
-        return Layout(_capped(_scaled(source, min(w / width, h / height)), max_side))
+        return Layout(whole, _capped(_scaled(source, min(w / width, h / height)), max_side))
     if t.fit == "crop":
-        return Layout(source, crop=(min(w, width), min(h, height)))
+        kept = (min(w, width), min(h, height))
+        return Layout((float(kept[0]), float(kept[1])), kept)
     scale = max(w / width, h / height)
     if t.fit == "fill" and scale > 1.0:
         # Never upscaled: the largest region of the requested aspect, at source size.
-        return Layout(source, crop=_aspect_region(source, box))
-    # cover (and fill when shrinking): cover the box, cut the overflow.
-    covered = _scaled(source, scale)
-    return Layout((max(w, covered[0]), max(h, covered[1])), crop=box)
+        kept = _aspect_region(source, box)
+        return Layout((float(kept[0]), float(kept[1])), kept)
+    # cover (and fill when shrinking): the part of the source that, scaled, covers the box.
+    return Layout((min(float(width), w / scale), min(float(height), h / scale)), box)
 
 
 def anchor(gravity: str, outer: Size, inner: Size) -> tuple[int, int]:

@@ -5,6 +5,7 @@ resize, crop, convert to sRGB, pad, apply effects, encode without metadata."""
 from __future__ import annotations
 
 import io
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 # Pillow's decompression-bomb warning is an error here (the limits are checked from
 # the header first; this also covers frames and decoders that grow later).
 warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def set_pixel_limit(pixels: int) -> None:
+    """Pillow's own bomb check (a process-wide setting) at the configured limit."""
+    Image.MAX_IMAGE_PIXELS = pixels
 
 
 class ImageError(Exception):
@@ -172,6 +178,34 @@ def _encode(image: Image.Image, fmt: str, quality: int | None) -> bytes:
     return out.getvalue()
 
 
+def _cut_and_resize(
+    image: Image.Image, plan: geometry.Layout, gravity: str, oriented: geometry.Size
+) -> Image.Image:
+    """The layout's region (at the gravity, or found by the smart crop) resized to its
+    size, in one resample. The image may be smaller than `oriented` (JPEG draft)."""
+    factor_x, factor_y = image.width / oriented[0], image.height / oriented[1]
+    region = (min(image.width, plan.region[0] * factor_x), min(image.height, plan.region[1] * factor_y))
+    window = (max(1, round(region[0])), max(1, round(region[1])))
+    if window == image.size:
+        box = (0.0, 0.0, float(image.width), float(image.height))
+    else:
+        x, y = (
+            smartcrop.best_offset(image, window)
+            if gravity == "sm"
+            else geometry.anchor(gravity, image.size, window)
+        )
+        box = (float(x), float(y), x + region[0], y + region[1])
+    if plan.size == window:
+        # No scaling: a plain cut (or nothing at all).
+        return (
+            image
+            if window == image.size
+            else image.crop((int(box[0]), int(box[1]), int(box[0]) + window[0], int(box[1]) + window[1]))
+        )
+    shrinking = plan.size[0] < region[0]
+    return image.resize(plan.size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0 if shrinking else None)
+
+
 def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: float) -> Rendered:
     deadline = Deadline(timeout)
     image = _open(data, limits)
@@ -180,10 +214,15 @@ def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: f
     oriented = (image.height, image.width) if sideways else image.size
     plan = geometry.layout(oriented, t, limits.max_output_side)
     try:
-        if source_format == "JPEG" and plan.scale_to != oriented:
-            # Decode at the smallest 1/2, 1/4 or 1/8 scale still covering the output.
-            need = plan.scale_to[::-1] if sideways else plan.scale_to
-            image.draft(None, need)
+        if source_format == "JPEG":
+            # Decode at the smallest 1/2, 1/4 or 1/8 scale that still gives the
+            # region at least the output's resolution.
+            need = (
+                min(oriented[0], math.ceil(oriented[0] * plan.size[0] / plan.region[0])),
+                min(oriented[1], math.ceil(oriented[1] * plan.size[1] / plan.region[1])),
+            )
+            if need != oriented:
+                image.draft(None, need[::-1] if sideways else need)
         image.load()
         icc = image.info.get("icc_profile")
         image = ImageOps.exif_transpose(image) or image
@@ -197,14 +236,7 @@ def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: f
     if t.rotate:
         image = image.transpose(_ROTATIONS[t.rotate])
     image = _normalised_mode(image)
-    if image.size != plan.scale_to:
-        image = image.resize(plan.scale_to, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    if plan.crop is not None and plan.crop != image.size:
-        if t.gravity == "sm":
-            x, y = smartcrop.best_offset(image, plan.crop)
-        else:
-            x, y = geometry.anchor(t.gravity, image.size, plan.crop)
-        image = image.crop((x, y, x + plan.crop[0], y + plan.crop[1]))
+    image = _cut_and_resize(image, plan, t.gravity, oriented)
     deadline.check()
     image = _to_srgb(image, icc)
     alpha = _has_alpha(image)

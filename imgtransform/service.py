@@ -25,7 +25,7 @@ from core.ratelimit import RateLimiter, retry_after_header
 from imgtransform.cache import DiskCache
 from imgtransform.negotiate import format_class
 from imgtransform.params import InvalidParameter, Transform, parse_query
-from imgtransform.render import CONTENT_TYPES, ImageError, Limits, Rendered, render
+from imgtransform.render import CONTENT_TYPES, ImageError, Limits, Rendered, render, set_pixel_limit
 from s3proxy.store.engine import Store
 from s3proxy.store.errors import StoreError
 from s3proxy.store.models import Bucket, ObjectVersion
@@ -55,6 +55,7 @@ class ImageService:
             self.settings.max_output_side,
             self.settings.avif_max_pixels,
         )
+        set_pixel_limit(self.settings.max_source_pixels)
         workers = self.settings.workers or os.cpu_count() or 1
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="folio-img")
         # Held from reading the source until its thread finishes (even past a timeout),
