@@ -50,6 +50,7 @@ class Limits:
     max_source_side: int
     max_output_side: int
     avif_max_pixels: int
+    avif_speed: int = 8
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def _flatten(image: Image.Image) -> Image.Image:
     return background
 
 
-def _encode(image: Image.Image, fmt: str, quality: int | None) -> bytes:
+def _encode(image: Image.Image, fmt: str, quality: int | None, avif_speed: int) -> bytes:
     if fmt == "jpeg" and image.mode not in ("L", "RGB"):
         image = _flatten(image) if "A" in image.mode else image.convert("RGB")
     elif fmt in ("webp", "avif") and image.mode not in ("RGB", "RGBA"):
@@ -172,7 +173,8 @@ def _encode(image: Image.Image, fmt: str, quality: int | None) -> bytes:
     elif fmt == "webp":
         image.save(out, "WEBP", quality=q)
     elif fmt == "avif":
-        image.save(out, "AVIF", quality=q, max_threads=1)
+        # One thread: the pool already keeps every core busy.
+        image.save(out, "AVIF", quality=q, speed=avif_speed, max_threads=1)
     else:
         image.save(out, "PNG", compress_level=6)
     return out.getvalue()
@@ -258,4 +260,4 @@ def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: f
     if t.sharpen:
         image = image.filter(ImageFilter.UnsharpMask(radius=1, percent=round(t.sharpen * 100), threshold=0))
     deadline.check()
-    return Rendered(_encode(image, fmt, t.q), fmt)
+    return Rendered(_encode(image, fmt, t.q, limits.avif_speed), fmt)
