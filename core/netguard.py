@@ -49,6 +49,22 @@ async def check_url(url: str, *, allow_private: bool, allow_http: bool, allow_lo
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise BlockedTarget(f"the host {host!r} does not resolve") from exc
+    _check_addresses(infos, allow_loopback)
+
+
+def _check_addresses(infos: list, allow_loopback: bool) -> None:
     addresses = {info[4][0] for info in infos}
     if not addresses or not all(_address_allowed(a, allow_loopback=allow_loopback) for a in addresses):
         raise BlockedTarget("the URL points at a private, loopback, link-local or metadata address")
+
+
+def check_url_blocking(url: str, *, allow_private: bool, allow_http: bool, allow_loopback: bool = False) -> None:
+    """check_url for code without an event loop (the document renderer's fetcher)."""
+    host, port = check_url_syntax(url, allow_http=allow_http)
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise BlockedTarget(f"the host {host!r} does not resolve") from exc
+    _check_addresses(infos, allow_loopback)
