@@ -119,6 +119,26 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True)
+class DocgenConfig:
+    """The document API (/v1, /v2): rendering workers, request bounds, outbound guard."""
+
+    # WeasyPrint worker processes; 0: one per core.
+    workers: int = 0
+    # A worker is replaced after this many documents (keeps memory flat).
+    recycle_after: int = 200
+    # Largest JSON or multipart request body.
+    max_request_bytes: int = 20 * 1000 * 1000
+    # Largest page or resource fetched while rendering a URL.
+    max_fetch_bytes: int = 20 * 1000 * 1000
+    # URL rendering and user-storage endpoints may not reach private networks (and
+    # link-local, metadata) or loopback addresses unless allowed here.
+    allow_private_targets: bool = False
+    allow_loopback_targets: bool = False
+    # How long an asset's pre-authenticated download link (`url`) stays valid.
+    asset_link_seconds: int = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """What an account may use. 0 means unlimited for every number."""
 
@@ -134,6 +154,10 @@ class PlanConfig:
     )
     # Dashboard API calls (/api/account, keys, buckets, versions, webhooks, shares) per account.
     dashboard_per_minute: int = 30
+    # Document API (/v1, /v2) requests per minute per account (X-RateLimit-* headers;
+    # 429 past it), and document jobs per calendar month (402 past it); 0: unlimited.
+    docgen_per_minute: int = 60
+    docgen_calls_per_month: int = 0
     # Time Machine retention: noncurrent versions kept per key, and for how many days
     # after they stopped being current. Buckets may set their own.
     keep_versions: int = 10
@@ -154,6 +178,7 @@ class Config:
     versioning: VersioningConfig = field(default_factory=VersioningConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    docgen: DocgenConfig = field(default_factory=DocgenConfig)
     plans: dict[str, PlanConfig] = field(default_factory=_default_plans)
 
     @property
@@ -221,6 +246,7 @@ def load_config(
         versioning=_section(VersioningConfig, raw.get("versioning", {}), "versioning"),
         webhooks=_section(WebhooksConfig, raw.get("webhooks", {}), "webhooks"),
         images=_section(ImagesConfig, raw.get("images", {}), "images"),
+        docgen=_section(DocgenConfig, raw.get("docgen", {}), "docgen"),
         plans=plans,
     )
     overrides = {

@@ -4,6 +4,7 @@ are encrypted, not hashed) and password hashing."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import os
 import secrets as _random
@@ -20,6 +21,11 @@ class SecretBox:
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, label: str) -> bytes:
+        """A key for one purpose (e.g. signing download links), stable across restarts."""
+        return hmac.new(self._key, label.encode(), hashlib.sha256).digest()
 
     @classmethod
     def from_key_file(cls, path: Path) -> SecretBox:

@@ -68,7 +68,17 @@ MIGRATIONS = [
         CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';
         CREATE INDEX deliveries_by_webhook ON deliveries(webhook_id, created_at);
         """,
-    )
+    ),
+    # One-off deliveries to a URL given with a request (a document job's `webhook`):
+    # no webhook row; signed with the account's job-webhook secret.
+    Migration(
+        "core.webhooks",
+        2,
+        """
+        ALTER TABLE deliveries ADD COLUMN target_url TEXT;
+        ALTER TABLE deliveries ADD COLUMN account_id TEXT;
+        """,
+    ),
 ]
 
 EVENT_TYPES = (
@@ -163,6 +173,24 @@ class Webhooks:
             allow_loopback=self.config.allow_loopback_targets,
             allow_http=self.config.allow_http,
         )
+
+    def job_secret(self, account_id: str) -> str:
+        """The secret signing the account's one-off deliveries (document jobs' webhooks)."""
+        return self.box.derive(f"job-webhooks:{account_id}").hex()
+
+    async def send_once(self, account_id: str, url: str, event_type: str, body: str) -> None:
+        """Queue a signed delivery of `body` to `url` (retried like any other; the
+        outbound guard is applied when it is sent)."""
+        delivery_id = "dlv_" + uuid.uuid4().hex
+        now = time.time()
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT INTO deliveries (id, webhook_id, event_type, body, status, attempts, next_attempt_at,"
+                " created_at, target_url, account_id) VALUES (?, '', ?, ?, 'pending', 0, ?, ?, ?, ?)",
+                (delivery_id, event_type, body, now, now, url, account_id),
+            )
+        )
+        self.wake.set()
 
     async def create(self, account_id: str, url: str, events: list[str]) -> tuple[Webhook, str]:
         """A new webhook and its signing secret (shown once, stored encrypted)."""
@@ -344,9 +372,10 @@ class Webhooks:
         now = time.time()
         rows = self.db.read(
             lambda c: c.execute(
-                "SELECT d.id, d.webhook_id, d.body, d.attempts, w.url, w.secret_enc FROM deliveries d"
-                " JOIN webhooks w ON w.id = d.webhook_id"
-                " WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND w.active = 1"
+                "SELECT d.id, d.webhook_id, d.body, d.attempts, coalesce(d.target_url, w.url), w.secret_enc,"
+                " d.account_id, d.event_type FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id"
+                " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+                " AND (w.active = 1 OR d.target_url IS NOT NULL)"
                 " ORDER BY d.next_attempt_at LIMIT ?",
                 (now, limit),
             ).fetchall()
@@ -357,10 +386,13 @@ class Webhooks:
 
     async def _attempt(
         self, client: httpx.AsyncClient, delivery_id: str, webhook_id: str, body: str, attempts: int, url: str,
-        secret_enc: bytes,
+        secret_enc: bytes | None, account_id: str | None, event_type: str,
     ) -> None:
         raw = body.encode()
-        secret = self.box.decrypt(secret_enc, webhook_id)
+        if secret_enc is not None:
+            secret = self.box.decrypt(secret_enc, webhook_id)
+        else:
+            secret = self.job_secret(account_id or "")
         status: int | None = None
         error: str | None = None
         try:
@@ -373,7 +405,7 @@ class Webhooks:
                     "user-agent": "Folio-Webhooks/1",
                     "x-cloudstorage-signature": sign(secret, raw),
                     "x-cloudstorage-delivery": delivery_id,
-                    "x-cloudstorage-event": json.loads(body)["event"],
+                    "x-cloudstorage-event": event_type,
                 },
             )
             status = response.status_code

@@ -135,10 +135,18 @@ class Store:
         return self.db.read(lambda c: bucket_rows.buckets_of(c, account_id))
 
     async def create_bucket(
-        self, account_id: str, name: str, region: str | None = None, *, public_read: bool = False
+        self,
+        account_id: str,
+        name: str,
+        region: str | None = None,
+        *,
+        public_read: bool = False,
+        first_party: bool = False,
     ) -> tuple[Bucket, bool]:
         """New buckets are versioned ("Time Machine") unless `[versioning] new_buckets`
-        says "Off"; `public_read` is the canned ACL public-read."""
+        says "Off"; `public_read` is the canned ACL public-read. A `first_party` bucket
+        (made by a Folio service for the account's files) does not count against the
+        plan's bucket limit."""
         check_bucket_name(name)
         default_region = self.config.server.region
         region = region or default_region
@@ -154,7 +162,7 @@ class Store:
                 region=region,
                 versioning=versioning,
                 settings=BucketSettings(public_read=public_read, time_machine=bool(versioning)),
-                max_buckets=self.plan_of(account_id).max_buckets,
+                max_buckets=0 if first_party else self.plan_of(account_id).max_buckets,
                 now=now,
                 default_region=default_region,
             )
@@ -420,6 +428,21 @@ class Store:
             raise
         self._free_blobs(freed)
         return version
+
+    async def put_bytes(self, bucket: Bucket, key: str, data: bytes, meta: ObjectMeta) -> ObjectVersion:
+        """Store bytes a Folio service made (a rendered document) as the key's new
+        version, within the owner's quota, exactly as an upload of them would be."""
+        writer = self.new_writer()
+        with self.quotas.reservation(bucket.account_id) as reservation:
+            await reservation.require(len(data))
+            try:
+                await writer.write(data)
+                await writer.finish()
+            except BaseException:
+                await writer.aclose_pending()
+                writer.abort()
+                raise
+            return await self.put_object(bucket, key, writer, meta, reservation=reservation)
 
     def _free_blobs(self, blob_ids: list[str]) -> None:
         for blob_id in blob_ids:

@@ -1,0 +1,220 @@
+"""Running document jobs: render in the worker pool, store the file in the account's
+first-party bucket (visible over S3, counted in its quota), record the asset, upload
+to the user's own storage, notify the job's webhook. Pending jobs survive a restart:
+their rows hold what they need and `start()` runs them again."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.accounts import Account, Accounts
+from core.config import Config
+from core.db import Database
+from core.doc_keys import DocKeys
+from core.secrets import SecretBox
+from core.webhooks import Webhooks
+from docgen import jobs as job_rows
+from docgen import user_storage
+from docgen.jobs import Asset, Job
+from docgen.options import RenderJob
+from docgen.render import Rendered, RenderError
+from docgen.workers import RenderTimeout, WorkerPool
+from s3proxy.store.engine import Store
+from s3proxy.store.errors import StoreError
+from s3proxy.store.models import ObjectMeta
+
+log = logging.getLogger("folio.docgen")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    rendered: Rendered | None
+    asset: Asset | None
+
+
+class DocService:
+    def __init__(
+        self,
+        store: Store,
+        accounts: Accounts,
+        doc_keys: DocKeys,
+        db: Database,
+        box: SecretBox,
+        config: Config,
+        webhooks: Webhooks,
+    ) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.doc_keys = doc_keys
+        self.db = db
+        self.box = box
+        self.config = config
+        self.settings = config.docgen
+        self.webhooks = webhooks
+        self.pool = WorkerPool(self.settings.workers or os.cpu_count() or 1, self.settings.recycle_after)
+        self._link_key = box.derive("docgen-asset-links")
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        await self.pool.start()
+        for job, work in self.db.read(job_rows.pending_jobs):
+            self._spawn(job, work)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # --- links ---------------------------------------------------------------
+
+    def link(self, asset_id: str, which: str = "file") -> tuple[int, str]:
+        """(expires, signature) of a pre-authenticated download link."""
+        expires = int(time.time()) + self.settings.asset_link_seconds
+        return expires, self.link_signature(asset_id, which, expires)
+
+    def link_signature(self, asset_id: str, which: str, expires: int) -> str:
+        return hmac.new(self._link_key, f"{asset_id}\n{which}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    # --- jobs ----------------------------------------------------------------
+
+    def new_job(self, account: Account, job_type: str, params: dict[str, Any], options: dict[str, Any]) -> Job:
+        return Job(job_rows.new_job_id(), account.id, job_type, "pending", params, options, job_rows.now_ms())
+
+    async def accept(self, job: Job, work: RenderJob) -> None:
+        """Record an async job (durably) and start it."""
+        await self.db.write(lambda c: job_rows.insert_job(c, job, work))
+        self._spawn(job, work)
+
+    def _spawn(self, job: Job, work: object) -> None:
+        task = asyncio.create_task(self._run_recorded(job, work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_recorded(self, job: Job, work: object) -> None:
+        try:
+            if not isinstance(work, RenderJob):
+                job.status, job.error = "error", "The job could not be resumed."
+                await self.db.write(lambda c: job_rows.finish_job(c, job, None))
+            else:
+                await self.execute(job, work, store=True, recorded=True)
+        except Exception:  # noqa: BLE001 - a job must never take the server down
+            log.exception("document job %s failed unexpectedly", job.id)
+
+    async def execute(self, job: Job, work: RenderJob, *, store: bool, recorded: bool = False) -> Outcome:
+        """Render; store the file (unless `store` is false); record the job's outcome
+        (inserting the row if it was not `recorded`); deliver; notify."""
+        started = time.monotonic()
+        rendered: Rendered | None = None
+        asset: Asset | None = None
+        try:
+            rendered = await self.pool.run(work, job.options.get("timeout", 30000) / 1000)
+            job.size = len(rendered.data)
+            if store:
+                asset = await self._store(job, rendered)
+                job.asset_id = asset.id
+            job.status = "success"
+        except (RenderError, RenderTimeout) as exc:
+            job.status, job.error = "error", str(exc)
+        except StoreError as exc:
+            job.status = "error"
+            job.error = (
+                "Storing the document would exceed your storage quota."
+                if exc.code == "QuotaExceeded"
+                else f"The document could not be stored: {exc.message or exc.code}"
+            )
+        job.process_time = int((time.monotonic() - started) * 1000)
+
+        def record(conn) -> None:
+            if not recorded:
+                job_rows.insert_job(conn, job, None)
+            job_rows.finish_job(conn, job, asset)
+
+        await self.db.write(record)
+        if rendered is not None and job.status == "success":
+            await self._deliver(job, rendered)
+        await self._notify(job)
+        return Outcome(job, rendered, asset)
+
+    async def _bucket(self, account_id: str):
+        name = f"docs-{account_id[:12]}"
+        found = self.store.bucket(name)
+        if found is not None and found.account_id == account_id:
+            return found
+        bucket, _created = await self.store.create_bucket(account_id, name, first_party=True)
+        return bucket
+
+    async def _store(self, job: Job, rendered: Rendered) -> Asset:
+        bucket = await self._bucket(job.account_id)
+        asset_id = job_rows.new_asset_id()
+        filename = job.options.get("filename") or f"{asset_id}.{rendered.ext}"
+        key = f"{asset_id}.{rendered.ext}"
+        await self.store.put_bytes(bucket, key, rendered.data, ObjectMeta(content_type=rendered.content_type))
+        preview_key = None
+        if rendered.preview is not None:
+            preview_key = f"{asset_id}.preview.png"
+            await self.store.put_bytes(bucket, preview_key, rendered.preview, ObjectMeta(content_type="image/png"))
+        return Asset(
+            asset_id, job.id, job.account_id, rendered.ext, rendered.content_type, len(rendered.data), bucket.name,
+            key, filename, preview_key, job_rows.now_ms(),
+        )
+
+    async def _deliver(self, job: Job, rendered: Rendered) -> None:
+        if not job.options.get("userStorage", True):
+            return
+        storage = self.db.read(lambda c: user_storage.load(c, self.box, job.account_id))
+        if storage is None:
+            return
+        filename = job.options.get("filename") or f"{job.asset_id or job.id}.{rendered.ext}"
+        delivery = await asyncio.get_running_loop().run_in_executor(
+            None, user_storage.upload, storage, filename, rendered.data, rendered.content_type
+        )
+        job.delivery = delivery
+        await self.db.write(lambda c: job_rows.set_delivery(c, job.id, delivery))
+
+    async def _notify(self, job: Job) -> None:
+        url = job.options.get("webhook")
+        if not url:
+            return
+        body = json.dumps(self.job_json(job, job.options.get("baseUrl", "")), separators=(",", ":"))
+        await self.webhooks.send_once(job.account_id, url, "job." + job.status, body)
+
+    # --- JSON ----------------------------------------------------------------
+
+    def asset_url(self, base: str, asset_id: str, which: str = "file") -> str:
+        expires, signature = self.link(asset_id, which)
+        return f"{base}/v2/assets/{asset_id}/{which}?expires={expires}&signature={signature}"
+
+    def job_json(self, job: Job, base: str) -> dict[str, Any]:
+        asset = self.db.read(lambda c: job_rows.get_asset(c, job.asset_id)) if job.asset_id else None
+        return {
+            "id": job.id,
+            "status": job.status,
+            "type": job.type,
+            "timestamp": job.timestamp,
+            "params": job.params,
+            "assetId": job.asset_id,
+            "assetUrl": self.asset_url(base, asset.id) if asset else None,
+            "previewUrl": self.asset_url(base, asset.id, "preview") if asset and asset.preview_key else None,
+            "processTime": job.process_time,
+            "size": job.size,
+            "error": job.error,
+            "storage": job.delivery,
+        }
+
+    def asset_json(self, asset: Asset, base: str) -> dict[str, Any]:
+        return {
+            "id": asset.id,
+            "jobId": asset.job_id,
+            "ext": asset.ext,
+            "type": asset.type,
+            "size": asset.size,
+            "url": self.asset_url(base, asset.id),
+            "timestamp": job_rows.iso_ms(asset.timestamp),
+        }
