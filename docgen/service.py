@@ -69,6 +69,11 @@ class DocService:
         for job, work in self.db.read(job_rows.pending_jobs):
             self._spawn(job, work)
 
+    async def run(self) -> None:
+        """The background task of `folio serve`: warm the workers, resume pending jobs."""
+        await self.start()
+        await asyncio.Event().wait()
+
     def close(self) -> None:
         self.pool.close()
 

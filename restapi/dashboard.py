@@ -20,6 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.accounts import Account, AccountExists, TooManyKeys
+from core.doc_keys import MAX_KEYS as MAX_DOC_KEYS
+from core.doc_keys import TooManyDocKeys
 from core.jsonapi import ApiError, bad_request
 from core.ratelimit import retry_after_header
 from core.secrets import verify_password
@@ -206,22 +208,34 @@ async def keys(request: Request, services: RestServices) -> Response:
     account_id = caller.account.id
     if request.method == "GET":
         listed = services.accounts.list_keys(account_id)
-        return JSONResponse(
-            {
-                "keys": [
-                    {
-                        "id": k.access_key,
-                        "accessKey": k.access_key,
-                        "name": k.name,
-                        "createdAt": iso(k.created_at),
-                    }
-                    for k in listed
-                ]
-            }
-        )
+        s3_keys = [
+            {"id": k.access_key, "type": "s3", "accessKey": k.access_key, "name": k.name, "createdAt": iso(k.created_at)}
+            for k in listed
+        ]
+        doc_keys = [
+            {"id": k.id, "type": "docgen", "name": k.name, "hint": f"cl-...{k.hint}", "createdAt": iso(k.created_at)}
+            for k in services.doc_keys.list(account_id)
+        ]
+        return JSONResponse({"keys": s3_keys + doc_keys})
     if request.method == "POST":
         body = await json_body(request)
         name = _string(body, "name", required=False, max_length=100) or "key"
+        key_type = body.get("type", "s3")
+        if key_type == "docgen":
+            try:
+                doc_info, token = await services.doc_keys.create(account_id, name)
+            except TooManyDocKeys as exc:
+                raise ApiError(
+                    403, "TooManyKeys", f"At most {MAX_DOC_KEYS} document API keys; delete one first.",
+                    {"limit": MAX_DOC_KEYS},
+                ) from exc
+            return JSONResponse(
+                {"id": doc_info.id, "name": doc_info.name, "apiKey": token, "type": "docgen",
+                 "createdAt": iso(doc_info.created_at)},
+                status_code=201,
+            )
+        if key_type != "s3":
+            raise bad_request('type is "s3" (an access key pair, the default) or "docgen" (a cl- API key).')
         max_keys = services.config.plan(caller.account.plan).max_access_keys
         try:
             info, secret = await services.accounts.create_key(account_id, name, max_keys)
@@ -245,7 +259,11 @@ async def keys(request: Request, services: RestServices) -> Response:
     key_id = request.query_params.get("id")
     if not key_id:
         raise bad_request("Name the key to delete: DELETE /api/keys?id=ACCESS_KEY.")
-    if not await services.accounts.revoke_key(account_id, key_id):
+    if key_id.startswith("dk_"):
+        revoked = await services.doc_keys.revoke(account_id, key_id)
+    else:
+        revoked = await services.accounts.revoke_key(account_id, key_id)
+    if not revoked:
         raise ApiError(404, "NotFound", "No such access key in your account.")
     return JSONResponse({"success": True})
 

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from core.accounts import Accounts
 from core.byteranges import UnsatisfiableRange, parse_byte_range
 from core.config import Config
+from core.doc_keys import DocKeys
 from core.jsonapi import ApiError, bad_request, not_found
 from core.ratelimit import RateLimiter
 from core.sessions import Sessions
@@ -44,6 +45,8 @@ class RestServices:
     limiter: RateLimiter
     sessions: Sessions
     webhooks: Webhooks
+    # Document API keys (cl-...), listed and revoked beside the S3 key pairs.
+    doc_keys: DocKeys
 
 
 def iso(ts: float) -> str:

@@ -11,7 +11,10 @@ from collections.abc import Callable
 
 from core.accounts import AccountExists, UnknownAccount
 from core.config import ConfigError, load_config
+from core.doc_keys import MAX_KEYS as MAX_DOC_KEYS
+from core.doc_keys import TooManyDocKeys
 from core.sessions import Sessions
+from docgen.service import DocService
 from imgtransform.service import ImageService
 from restapi.files import RestServices
 from s3proxy.api.app import S3App
@@ -54,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     _common(set_plan)
     set_plan.add_argument("--email", required=True)
     set_plan.add_argument("--plan", required=True)
+    api_key = admin_commands.add_parser(
+        "create-api-key", help="create a document API key (cl-...) for an account and print it once"
+    )
+    _common(api_key)
+    api_key.add_argument("--email", required=True)
+    api_key.add_argument("--name", default="operator")
     usage = admin_commands.add_parser("usage", help="print an account's storage usage as JSON")
     _common(usage)
     usage.add_argument("--email", required=True)
@@ -122,13 +131,23 @@ def _serve(config) -> None:
             body_timeout=config.server.body_timeout_seconds,
         )
         rest = RestServices(
-            runtime.store, runtime.accounts, config, services.limiter, Sessions(runtime.db), runtime.webhooks
+            runtime.store,
+            runtime.accounts,
+            config,
+            services.limiter,
+            Sessions(runtime.db),
+            runtime.webhooks,
+            runtime.doc_keys,
         )
         image_service = ImageService(runtime.store, runtime.accounts, config, services.limiter)
         closing.append(image_service.close)
+        doc_service = DocService(
+            runtime.store, runtime.accounts, runtime.doc_keys, runtime.db, runtime.box, config, runtime.webhooks
+        )
+        closing.append(doc_service.close)
         apps = [
             (S3App(services), config.server.s3_listen),
-            (build_web_app(rest, image_service), config.server.web_listen),
+            (build_web_app(rest, image_service, doc_service), config.server.web_listen),
         ]
         logging.getLogger("folio").info(
             "Folio serving S3 on http://%s and web on http://%s (data: %s)",
@@ -143,6 +162,7 @@ def _serve(config) -> None:
                 lambda: sweep_incomplete_uploads(runtime.store, config),
                 lambda: prune_versions(runtime.store, config),
                 runtime.webhooks.run,
+                doc_service.run,
             ],
         )
     finally:
@@ -171,6 +191,15 @@ def _admin(args: argparse.Namespace, config) -> None:
             except UnknownAccount:
                 sys.exit(f"folio: no account with email {args.email}")
             print(json.dumps({"accountId": account.id, "email": account.email, "plan": account.plan}))
+        elif args.admin_command == "create-api-key":
+            account = runtime.accounts.by_email(args.email)
+            if account is None:
+                sys.exit(f"folio: no account with email {args.email}")
+            try:
+                info, token = runtime.doc_keys.create_blocking(account.id, args.name)
+            except TooManyDocKeys:
+                sys.exit(f"folio: {args.email} already has {MAX_DOC_KEYS} document API keys; revoke one first")
+            print(json.dumps({"id": info.id, "name": info.name, "apiKey": token}))
         elif args.admin_command == "usage":
             account = runtime.accounts.by_email(args.email)
             if account is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import accounts as accounts_module
+from core import doc_keys as doc_keys_module
 from core import events as events_module
 from core import sessions as sessions_module
 from core import webhooks as webhooks_module
@@ -17,6 +18,8 @@ from core.accounts import Accounts, NewAccount
 from core.config import Config
 from core.db import Database
 from core.secrets import SecretBox
+from docgen import jobs as docgen_jobs
+from docgen import user_storage as docgen_storage
 from restapi import shares as shares_module
 from s3proxy.store import schema as store_schema
 from s3proxy.store.engine import Store
@@ -30,6 +33,9 @@ MIGRATIONS = [
     *webhooks_module.MIGRATIONS,
     *store_schema.MIGRATIONS,
     *shares_module.MIGRATIONS,
+    *doc_keys_module.MIGRATIONS,
+    *docgen_jobs.MIGRATIONS,
+    *docgen_storage.MIGRATIONS,
 ]
 
 
@@ -41,6 +47,7 @@ class Runtime:
     store: Store
     accounts: Accounts
     webhooks: webhooks_module.Webhooks
+    doc_keys: doc_keys_module.DocKeys
 
     def close(self) -> None:
         self.store.close()
@@ -62,7 +69,7 @@ def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     store.events_recorded = webhooks.wake.set
     if recover:
         store.recover()
-    return Runtime(config, db, box, store, accounts, webhooks)
+    return Runtime(config, db, box, store, accounts, webhooks, doc_keys_module.DocKeys(db, accounts))
 
 
 def ensure_admin_account(runtime: Runtime, out=sys.stdout) -> NewAccount | None:

@@ -1,5 +1,5 @@
-"""The web listener's application: health, the REST file API, the dashboard API
-and image transforms; the document service mounts here when it is built."""
+"""The web listener's application: health, the REST file API, the dashboard API,
+image transforms and the document API (/v1, /v2)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.jsonapi import ApiError
+from docgen import api as documents
+from docgen.service import DocService
 from imgtransform import service as images
 from imgtransform.service import ImageService
 from restapi import buckets, dashboard, files, image_urls, shares, versions, webhooks
@@ -19,7 +21,7 @@ from restapi.files import RestServices
 log = logging.getLogger("folio.web")
 
 
-def build_web_app(services: RestServices, image_service: ImageService) -> Starlette:
+def build_web_app(services: RestServices, image_service: ImageService, doc_service: DocService) -> Starlette:
     async def healthz(_request: Request) -> JSONResponse:
         # Served only once the store is open: the listener starts after recovery.
         return JSONResponse({"status": "ok"})
@@ -47,6 +49,7 @@ def build_web_app(services: RestServices, image_service: ImageService) -> Starle
             *shares.routes(services),
             *image_urls.routes(services),
             *images.routes(image_service),
+            *documents.routes(doc_service),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
     )

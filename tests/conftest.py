@@ -28,6 +28,7 @@ write_per_second = 0
 read_per_second = 0
 list_per_second = 0
 dashboard_per_minute = 0
+docgen_per_minute = 0
 
 [plans.tiny]
 storage_bytes = 1000000

@@ -76,7 +76,7 @@ class FolioProcess:
             # (100 writes/s) would throttle them. Rate-limit tests use their own plans.
             text += (
                 "\n[plans.default]\nwrite_per_second = 0\nread_per_second = 0\nlist_per_second = 0\n"
-                "dashboard_per_minute = 0\n"
+                "dashboard_per_minute = 0\ndocgen_per_minute = 0\n"
             )
         if self.engine != "uvicorn":
             text = f'[server]\nengine = "{self.engine}"\n' + text

@@ -1,0 +1,456 @@
+"""cloudlayer.io's API on Folio's web listener, under `/v1` and `/v2`: document
+generation (html, url, template to pdf or image; sync and async), jobs, assets,
+account, getStatus and (v2) storage. Paths, fields and status codes follow the seeds;
+errors are `{"error": {"code", "message", "details"}}`; every answer carries the
+X-RateLimit-* headers of the account's per-minute budget."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from core.jsonapi import ApiError
+from core.netguard import BlockedTarget, check_url
+from docgen import jobs as job_rows
+from docgen import options as opts
+from docgen import user_storage
+from docgen.options import RenderJob, bad
+from docgen.service import DocService
+from docgen.templates import TemplateProblem, gallery_template, render_template
+
+DEFAULT_LIMIT, MAX_LIMIT = 25, 100
+UNLIMITED_REPORTED = 1000000
+OUTPUTS = {"pdf", "image"}
+SOURCES = {"html", "url", "template"}
+
+
+class MinuteBudget:
+    """Requests per account per calendar minute (the X-RateLimit-* figures)."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[int, int]] = {}
+
+    def take(self, account_id: str, limit: int) -> tuple[bool, dict[str, str]]:
+        now = time.time()
+        window = int(now // 60)
+        start, used = self._windows.get(account_id, (window, 0))
+        if start != window:
+            start, used = window, 0
+        allowed = not limit or used < limit
+        if allowed:
+            used += 1
+        if len(self._windows) > 100000:
+            self._windows.clear()
+        self._windows[account_id] = (start, used)
+        shown = limit or UNLIMITED_REPORTED
+        return allowed, {
+            "x-ratelimit-limit": str(shown),
+            "x-ratelimit-remaining": str(max(0, shown - used)),
+            "x-ratelimit-reset": str((window + 1) * 60),
+        }
+
+
+class DocApi:
+    def __init__(self, service: DocService) -> None:
+        self.service = service
+        self.budget = MinuteBudget()
+
+    # --- plumbing ---------------------------------------------------------------
+
+    def _account(self, request: Request):
+        token = (request.headers.get("x-api-key") or "").strip()
+        account = self.service.doc_keys.account_of(token) if token else None
+        if account is None:
+            raise ApiError(401, "Unauthorized", "Send a valid API key (cl-...) in the X-API-Key header.")
+        return account
+
+    def _base(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    async def _json_body(self, request: Request) -> dict[str, Any]:
+        raw = await self._read(request)
+        try:
+            body = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "BadRequest", "The request body is not valid JSON.") from exc
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "The request body must be a JSON object.")
+        return body
+
+    async def _read(self, request: Request) -> bytes:
+        limit = self.service.settings.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, "PayloadTooLarge", f"Request bodies are limited to {limit} bytes.")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, "PayloadTooLarge", f"Request bodies are limited to {limit} bytes.")
+        return bytes(body)
+
+    async def _multipart(self, request: Request) -> tuple[dict[str, Any], str, Any]:
+        """The multipart template variant: `options` (JSON), `template` and `data` files
+        (or text fields)."""
+        declared = request.headers.get("content-length")
+        limit = self.service.settings.max_request_bytes
+        if not declared or not declared.isdigit() or int(declared) > limit:
+            raise ApiError(413, "PayloadTooLarge", f"Send a Content-Length of at most {limit} bytes.")
+        try:
+            async with request.form(max_files=3, max_fields=10) as form:
+                parts: dict[str, str] = {}
+                for name in ("options", "template", "data"):
+                    value = form.get(name)
+                    if value is None:
+                        continue
+                    parts[name] = value if isinstance(value, str) else (await value.read()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, "BadRequest", "The template and data must be UTF-8 text.") from exc
+        except Exception as exc:  # noqa: BLE001 - a malformed form is the client's error
+            raise ApiError(400, "BadRequest", f"The multipart form could not be read: {exc}") from exc
+        try:
+            options = json.loads(parts.get("options") or "{}")
+            data = json.loads(parts.get("data") or "{}")
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", "options and data must be JSON.") from exc
+        if not isinstance(options, dict):
+            raise ApiError(400, "BadRequest", "options must be a JSON object.")
+        if "template" not in parts:
+            raise ApiError(400, "BadRequest", "The form needs a template file.", {"field": "template"})
+        return options, parts["template"], data
+
+    # --- generation -------------------------------------------------------------
+
+    async def _document_html(self, source: str, request: Request, account) -> tuple[dict[str, Any], RenderJob]:
+        settings = self.service.settings
+        ctype = request.headers.get("content-type", "").lower()
+        template_text = data = None
+        if source == "template" and ctype.startswith("multipart/"):
+            body, template_text, data = await self._multipart(request)
+        else:
+            body = await self._json_body(request)
+        html = url = None
+        if source == "html":
+            html = opts.base64_text("html", body.get("html"))
+        elif source == "url":
+            url = body.get("url")
+            if not isinstance(url, str) or not url:
+                raise bad("url", "url is required: the address of the page to render.")
+            try:
+                await check_url(
+                    url,
+                    allow_private=settings.allow_private_targets,
+                    allow_loopback=settings.allow_loopback_targets,
+                    allow_http=True,
+                )
+            except BlockedTarget as exc:
+                raise bad("url", f"That URL cannot be rendered: {exc}.") from exc
+        else:
+            if template_text is None:
+                if body.get("templateId"):
+                    template_text = gallery_template(str(body["templateId"]))
+                    if template_text is None:
+                        raise bad("templateId", f"No template {body['templateId']!r}.")
+                else:
+                    template_text = opts.base64_text("template", body.get("template"))
+                data = body.get("data", {})
+                if isinstance(data, str):
+                    try:
+                        data = json.loads(data)
+                    except ValueError as exc:
+                        raise bad("data", "data must be a JSON object.") from exc
+            try:
+                html = render_template(template_text, data)
+            except TemplateProblem as exc:
+                raise bad("template", str(exc)) from exc
+        engine = body.get("engine", "weasyprint")
+        if engine not in ("weasyprint", "chromium"):
+            raise bad("engine", 'engine must be "weasyprint" or "chromium".')
+        if engine == "chromium":
+            raise bad("engine", "The Chromium engine is not available on this server; use the default engine.")
+        return body, RenderJob(
+            kind="pdf",
+            html=html,
+            url=url,
+            delay_ms=opts.delay_ms(body),
+            generate_preview=bool(body.get("generatePreview", False)),
+            allow_private=settings.allow_private_targets,
+            allow_loopback=settings.allow_loopback_targets,
+            max_resource_bytes=settings.max_fetch_bytes,
+        )
+
+    async def generate(self, request: Request, version: int, source: str, output: str) -> Response:
+        account = self._account(request)
+        headers = self._limit(account)
+        plan = self.service.config.plan(account.plan)
+        if plan.docgen_calls_per_month:
+            calls = self.service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))["calls"]
+            if calls >= plan.docgen_calls_per_month:
+                raise ApiError(
+                    402, "PaymentRequired", "Your plan's document calls for this month are used up.", headers=headers
+                )
+        body, work = await self._document_html(source, request, account)
+        if output == "pdf":
+            work = _replace(work, kind="pdf", pdf=opts.pdf_options(body))
+        else:
+            work = _replace(work, kind="image", image=opts.image_options(body))
+        asynchronous = body.get("async", version == 2)
+        storage = body.get("storage", version == 2 or asynchronous)
+        if not isinstance(asynchronous, bool) or not isinstance(storage, bool):
+            raise bad("async", "async and storage must be true or false.")
+        if asynchronous and not storage:
+            raise bad("storage", '"storage": false requires "async": false.')
+        webhook = body.get("webhook")
+        if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("https://", "http://"))):
+            raise bad("webhook", "webhook must be an https URL.")
+        filename = body.get("filename")
+        if filename is not None and (not isinstance(filename, str) or "/" in filename or not filename.strip()):
+            raise bad("filename", "filename must be a plain file name.")
+        job_options = {
+            "timeout": opts.timeout_ms(body),
+            "filename": filename,
+            "webhook": webhook,
+            "version": version,
+            "baseUrl": self._base(request),
+        }
+        job = self.service.new_job(account, f"{source}-{output}", job_rows.public_params(body), job_options)
+        if asynchronous:
+            await self.service.accept(job, work)
+            return JSONResponse(self.service.job_json(job, self._base(request)), status_code=202, headers=headers)
+        outcome = await self.service.execute(job, work, store=storage)
+        if outcome.rendered is None or job.status != "success":
+            raise ApiError(
+                422, "RenderFailed", job.error or "The document could not be made.", {"jobId": job.id}, headers
+            )
+        rendered = outcome.rendered
+        name = filename or f"{job.asset_id or job.id}.{rendered.ext}"
+        headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        headers["x-job-id"] = job.id
+        if job.asset_id:
+            headers["x-asset-id"] = job.asset_id
+        return Response(rendered.data, status_code=201, media_type=rendered.content_type, headers=headers)
+
+    def _limit(self, account) -> dict[str, str]:
+        per_minute = self.service.config.plan(account.plan).docgen_per_minute
+        allowed, headers = self.budget.take(account.id, per_minute)
+        if not allowed:
+            headers["retry-after"] = str(max(1, int(headers["x-ratelimit-reset"]) - int(time.time())))
+            raise ApiError(429, "TooManyRequests", f"Your plan allows {per_minute} requests a minute.", headers=headers)
+        return headers
+
+    # --- reading ---------------------------------------------------------------
+
+    @staticmethod
+    def _page(request: Request) -> tuple[int, int]:
+        try:
+            limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
+            offset = int(request.query_params.get("offset", 0))
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", "limit and offset must be whole numbers.") from exc
+        if not 1 <= limit <= MAX_LIMIT or offset < 0:
+            raise ApiError(400, "BadRequest", f"limit is 1 to {MAX_LIMIT}; offset is 0 or more.")
+        return limit, offset
+
+    async def jobs(self, request: Request) -> Response:
+        account = self._account(request)
+        headers = self._limit(account)
+        base = self._base(request)
+        job_id = request.path_params.get("job_id")
+        if job_id:
+            job = self.service.db.read(lambda c: job_rows.get_job(c, account.id, job_id))
+            if job is None:
+                raise ApiError(404, "NotFound", "No such job.", headers=headers)
+            return JSONResponse(self.service.job_json(job, base), headers=headers)
+        limit, offset = self._page(request)
+        found = self.service.db.read(lambda c: job_rows.list_jobs(c, account.id, limit, offset))
+        return JSONResponse([self.service.job_json(job, base) for job in found], headers=headers)
+
+    async def assets(self, request: Request) -> Response:
+        account = self._account(request)
+        headers = self._limit(account)
+        base = self._base(request)
+        asset_id = request.path_params.get("asset_id")
+        if asset_id:
+            asset = self.service.db.read(lambda c: job_rows.get_asset(c, asset_id, account.id))
+            if asset is None:
+                raise ApiError(404, "NotFound", "No such asset.", headers=headers)
+            return JSONResponse(self.service.asset_json(asset, base), headers=headers)
+        limit, offset = self._page(request)
+        found = self.service.db.read(lambda c: job_rows.list_assets(c, account.id, limit, offset))
+        return JSONResponse([self.service.asset_json(asset, base) for asset in found], headers=headers)
+
+    async def download(self, request: Request) -> Response:
+        """A pre-authenticated link: no API key, an expiring signature."""
+        asset_id, which = request.path_params["asset_id"], request.path_params["which"]
+        expires = request.query_params.get("expires", "")
+        signature = request.query_params.get("signature", "")
+        denied = ApiError(403, "Forbidden", "This download link is invalid or has expired.")
+        if which not in ("file", "preview") or not expires.isdigit() or int(expires) < time.time():
+            raise denied
+        expected = self.service.link_signature(asset_id, which, int(expires))
+        if not _same(expected, signature):
+            raise denied
+        asset = self.service.db.read(lambda c: job_rows.get_asset(c, asset_id))
+        key = (asset.key if which == "file" else asset.preview_key) if asset else None
+        bucket = self.service.store.bucket(asset.bucket) if asset else None
+        if asset is None or key is None or bucket is None:
+            raise ApiError(404, "NotFound", "The file is no longer stored.")
+        try:
+            reader = self.service.store.open_object(bucket, key)
+        except Exception as exc:  # noqa: BLE001 - deleted over S3, or pruned
+            raise ApiError(404, "NotFound", "The file is no longer stored.") from exc
+        data = b"".join([chunk async for chunk in reader.iter_range(0, reader.version.size - 1)])
+        media = asset.type if which == "file" else "image/png"
+        name = asset.filename if which == "file" else f"{asset.id}.preview.png"
+        return Response(
+            data, media_type=media, headers={"content-disposition": f"inline; filename*=UTF-8''{quote(name)}"}
+        )
+
+    async def account(self, request: Request) -> Response:
+        account = self._account(request)
+        headers = self._limit(account)
+        plan = self.service.config.plan(account.plan)
+        counts = self.service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))
+        usage = self.service.store.usage(account.id)
+        return JSONResponse(
+            {
+                "email": account.email,
+                "calls": counts["calls"],
+                "callsLimit": plan.docgen_calls_per_month,
+                "bytesTotal": counts["bytesTotal"],
+                "bytesLimit": plan.storage_bytes,
+                "storageUsed": usage.bytes,
+                "storageLimit": plan.storage_bytes,
+                "computeTimeTotal": counts["computeTimeTotal"],
+                "computeTimeLimit": 0,
+                "subType": account.plan,
+                "subActive": True,
+                "successJobs": counts["successJobs"],
+                "errorJobs": counts["errorJobs"],
+                "totalJobs": counts["totalJobs"],
+                "bytesUsed": usage.bytes,
+                "webhookSigningSecret": self.service.webhooks.job_secret(account.id),
+            },
+            headers=headers,
+        )
+
+    async def status(self, request: Request) -> Response:
+        account = self._account(request)
+        return JSONResponse({"status": "ok"}, headers=self._limit(account))
+
+    async def storage(self, request: Request) -> Response:
+        account = self._account(request)
+        headers = self._limit(account)
+        service = self.service
+        if request.method == "GET":
+            found = service.db.read(lambda c: user_storage.load(c, service.box, account.id))
+            if found is None:
+                raise ApiError(404, "NotFound", "No storage is configured; files go to cloud storage.", headers=headers)
+            return JSONResponse(found.masked(), headers=headers)
+        if request.method == "DELETE":
+            await service.db.write(lambda c: user_storage.delete(c, account.id))
+            return JSONResponse(
+                {"message": "Storage configuration deleted. Reverting to default cloud storage."}, headers=headers
+            )
+        body = await self._json_body(request)
+        config = _storage_config(body)
+        if config.endpoint:
+            try:
+                await check_url(
+                    config.endpoint,
+                    allow_private=service.settings.allow_private_targets,
+                    allow_loopback=service.settings.allow_loopback_targets,
+                    allow_http=True,
+                )
+            except BlockedTarget as exc:
+                raise bad("endpoint", f"That endpoint cannot be used: {exc}.") from exc
+        await service.db.write(lambda c: user_storage.save(c, service.box, account.id, config))
+        return JSONResponse(
+            {
+                "message": "Storage configuration saved successfully.",
+                "bucket": config.bucket,
+                "region": config.region,
+                "prefix": config.prefix,
+            },
+            status_code=201,
+            headers=headers,
+        )
+
+
+def _storage_config(body: dict[str, Any]) -> user_storage.UserStorage:
+    def text(name: str, required: bool = True, default: str | None = None) -> str | None:
+        value = body.get(name, default)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise bad(name, f"{name} is required (a string).")
+        return value
+
+    acl = text("acl", default="private") or "private"
+    if acl not in user_storage.ACLS:
+        raise bad("acl", f"acl must be one of {', '.join(user_storage.ACLS)}.")
+    return user_storage.UserStorage(
+        bucket=text("bucket") or "",
+        region=text("region") or "",
+        access_key_id=text("accessKeyId") or "",
+        secret_access_key=text("secretAccessKey") or "",
+        endpoint=text("endpoint", required=False),
+        prefix=text("prefix", default="") or "",
+        acl=acl,
+    )
+
+
+def _replace(job: RenderJob, **changes: Any) -> RenderJob:
+    return replace(job, **changes)
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _month_start_ms() -> int:
+    now = datetime.now(UTC)
+    return int(datetime(now.year, now.month, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def routes(service: DocService) -> list[Route]:
+    api = DocApi(service)
+
+    def wrap(handler):
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return exc.response()
+
+        return run
+
+    def generator(version: int, source: str, output: str):
+        return wrap(lambda request: api.generate(request, version, source, output))
+
+    found: list[Route] = []
+    for version in (1, 2):
+        prefix = f"/v{version}"
+        for source in sorted(SOURCES):
+            for output in sorted(OUTPUTS):
+                found.append(Route(f"{prefix}/{source}/{output}", generator(version, source, output), methods=["POST"]))
+        found += [
+            Route(f"{prefix}/jobs", wrap(api.jobs), methods=["GET"]),
+            Route(f"{prefix}/jobs/{{job_id}}", wrap(api.jobs), methods=["GET"]),
+            Route(f"{prefix}/assets", wrap(api.assets), methods=["GET"]),
+            Route(f"{prefix}/assets/{{asset_id}}", wrap(api.assets), methods=["GET"]),
+            Route(f"{prefix}/assets/{{asset_id}}/{{which}}", wrap(api.download), methods=["GET"]),
+            Route(f"{prefix}/account", wrap(api.account), methods=["GET"]),
+            Route(f"{prefix}/getStatus", wrap(api.status), methods=["GET"]),
+        ]
+    found.append(Route("/v2/storage", wrap(api.storage), methods=["GET", "POST", "DELETE"]))
+    return found
