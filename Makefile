@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
+# thumbor, the image-transform benchmark's baseline, needs Pillow < 13: a virtual environment of its own.
+THUMBOR_STAMP := .venv-thumbor/.installed
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: run test bench lint clean
@@ -36,7 +38,11 @@ run: $(STAMP)
 test: $(TEST_STAMP) $(CHROMIUM)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
-bench: $(BENCH_STAMP)
+# A failed thumbor install (no network) is not fatal: the run reports thumbor unavailable.
+$(THUMBOR_STAMP): $(BENCH_STAMP)
+	-$(BIN)/python -m bench.thumbor_env
+
+bench: $(BENCH_STAMP) $(THUMBOR_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run
 
 lint: $(TEST_STAMP)

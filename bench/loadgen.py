@@ -21,6 +21,14 @@ on the web listener (`Endpoint.web_port`) instead of S3: a raw-body
 timing as the S3 requests. `webhook_burst` registers a webhook for `object.created` that
 points at a loopback receiver in this process, fires a burst of S3 PUTs and times each
 delivery against its PUT's acknowledgement (see `job_webhook_burst`).
+
+Image transforms (bench/images.py): `img_prepare` makes Folio's public-read bucket (dashboard API)
+and uploads the copies of the source JPEGs into it (S3 PUTs); it does nothing for thumbor, whose
+files the target writes. `img_probe` asks for one transform once and checks the answer (status,
+content type, pixel size). `img_get` is `get` for images: anonymous GETs of Folio's
+`/api/img/...` on the web listener, or of thumbor's `/unsafe/...` (`Endpoint.kind`), cycling over
+the transforms and copies named, each answer's status and content type checked; Folio's
+`X-Folio-Cache` answers (hit, miss, shared) are counted.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ class Endpoint:
     secret_key: str
     region: str = "us-east-1"
     web_port: int = 0  # Folio's web listener (REST file API, dashboard API); 0: the target has none
+    kind: str = "s3"  # "thumbor": no S3, image URLs in thumbor's form on `port`
 
 
 class S3Requests:
@@ -886,6 +895,149 @@ async def job_webhook_burst(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]
     )
 
 
+_CONTENT_TYPE = re.compile(r"^content-type:[ \t]*([^\r\n;]+)", re.M | re.I)
+_FOLIO_CACHE = re.compile(r"^x-folio-cache:[ \t]*([\w-]+)", re.M | re.I)
+
+
+def _image_port(ep: Endpoint) -> int:
+    if ep.kind == "thumbor":
+        return ep.port
+    if not ep.web_port:
+        raise ValueError("this target has no web listener (Endpoint.web_port is 0): no /api/img")
+    return ep.web_port
+
+
+def _image_head(ep: Endpoint, target: str) -> bytes:
+    """An anonymous GET, as an `<img>` tag sends it (no Accept negotiation: every URL names its format)."""
+    return f"GET {target} HTTP/1.1\r\nHost: {ep.host}:{_image_port(ep)}\r\n\r\n".encode()
+
+
+async def job_img_prepare(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    """Folio: the bucket `bucket`, public-read (POST, or PATCH if it exists, /api/buckets with the key
+    pair), and `copies` copies of each source in `sources` under `src/<source>/NNNN.jpg` (S3 PUTs,
+    four at a time). thumbor: nothing (the target wrote its files when it started)."""
+    if ep.kind == "thumbor":
+        return {"ok": True, "ops": 1, "errors": 0}
+    from bench.images import ensure_sources, source_key
+
+    bucket, copies = job["bucket"], int(job["copies"])
+    rest = RestRequests(ep)
+    made = await _web_json(rest, "POST", "/api/buckets", {"name": bucket, "publicRead": True})
+    if made.status == 409:
+        made = await _web_json(rest, "PATCH", "/api/buckets", {"name": bucket, "publicRead": True})
+    if made.status not in (200, 201):
+        rec = Recorder()
+        rec.failure(f"making the public-read bucket {bucket} (/api/buckets)", made)
+        return _summary(rec, 0.0, 0.0) | {"ops": 0}
+    paths = ensure_sources()
+    bodies = {name: paths[name].read_bytes() for name in job["sources"]}
+    items = [(name, copy) for name in job["sources"] for copy in range(copies)]
+    s3 = S3Requests(ep)
+
+    async def put(conn: HttpConnection, seq: int) -> tuple[Response, int]:
+        name, copy = items[seq]
+        body = bodies[name]
+        head = s3.head("PUT", bucket, source_key(name, copy), length=len(body))
+        head = head[:-2] + b"Content-Type: image/jpeg\r\n\r\n"  # not signed: SigV4 allows that
+        return await conn.request(head, body), len(body)
+
+    return await _drive(ep, 4, 3600.0, len(items), put)
+
+
+async def job_img_probe(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    """One request for `transform` (copy 0), its answer checked: 200, the content type asked for, an
+    image of the expected pixel size (decoded with Pillow when it can). A thumbor that fails this is
+    `unsupported` (the scenario is n/a for it, with the reason); a Folio that fails it has failed."""
+    from bench.images import TRANSFORMS
+
+    transform = TRANSFORMS[job["transform"]]
+    target = transform.path(ep.kind, 0)
+    rec = Recorder()
+    conn = await connect(ep.host, _image_port(ep))
+    t0 = time.perf_counter()
+    try:
+        response = await conn.request(_image_head(ep, target), keep_body=True)
+    except (OSError, ValueError) as exc:
+        rec.failure(f"GET {target}: {type(exc).__name__}: {exc}")
+        return _summary(rec, 0.0, 0.0) | {"ops": 0, "unsupported": ep.kind == "thumbor"}
+    finally:
+        conn.close()
+    elapsed = time.perf_counter() - t0
+    problem = ""
+    kind = _CONTENT_TYPE.search(response.head)
+    content_type = kind.group(1).strip().lower() if kind else "(none)"
+    if response.status != 200:
+        problem = f"GET {target} answered {response.status}"
+    elif content_type != transform.content_type:
+        problem = f"GET {target} answered {content_type} where {transform.content_type} was asked"
+    else:
+        try:
+            import io
+
+            from PIL import Image
+
+            with Image.open(io.BytesIO(response.body)) as picture:
+                size = picture.size
+        except Exception:  # noqa: BLE001 - a format this Pillow cannot read: the type is checked above
+            size = transform.size
+        if size != transform.size:
+            problem = (
+                f"GET {target} gave a {size[0]}x{size[1]} image, not {transform.size[0]}x{transform.size[1]}"
+            )
+    if problem:
+        rec.failure(problem, response)
+        return _summary(rec, elapsed, 0.0) | {"ops": 0, "unsupported": ep.kind == "thumbor"}
+    cache = _FOLIO_CACHE.search(response.head)
+    rec.latencies_ns.append(int(elapsed * 1e9))
+    rec.nbytes = len(response.body)
+    return _summary(rec, elapsed, 0.0) | {"x_cache": cache.group(1).lower() if cache else None}
+
+
+async def job_img_get(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    """GET the `transforms` of `copies` copies of their sources, request `seq` asking for transform
+    `seq % T` of copy `seq // T % copies`, at `concurrency` for `duration` s (or `max_ops`). Each
+    answer must be 200 with the content type asked for and a body; Folio's `X-Folio-Cache` answers
+    are counted (`x_cache`), and the mean answer size reported (`bytes_per_op`)."""
+    from bench.images import TRANSFORMS
+
+    transforms = [TRANSFORMS[name] for name in job["transforms"]]
+    copies, count = int(job["copies"]), len(transforms)
+    requests = [
+        (_image_head(ep, transforms[i % count].path(ep.kind, i // count % copies)), transforms[i % count])
+        for i in range(count * copies)
+    ]
+    tally: dict[str, int] = {}
+
+    async def get(conn: HttpConnection, seq: int) -> tuple[Response, int]:
+        head, transform = requests[seq % len(requests)]
+        response = await conn.request(head)
+        if response.status == 200:
+            kind = _CONTENT_TYPE.search(response.head)
+            if not kind or kind.group(1).strip().lower() != transform.content_type:
+                got = kind.group(1) if kind else "no content type"
+                raise ValueError(f"{transform.name}: answered {got} where {transform.content_type} was asked")
+            if not response.received:
+                raise ValueError(f"{transform.name}: an empty answer")
+            cache = _FOLIO_CACHE.search(response.head)
+            state = cache.group(1).lower() if cache else "none"
+            tally[state] = tally.get(state, 0) + 1
+        return response, response.received
+
+    result = await _drive(
+        ep,
+        int(job["concurrency"]),
+        float(job["duration"]),
+        int(job["max_ops"]),
+        get,
+        port=_image_port(ep),
+    )
+    if ep.kind != "thumbor":
+        result["x_cache"] = tally
+    if result["ops"]:
+        result["bytes_per_op"] = result["bytes"] / result["ops"]
+    return result
+
+
 JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "create_bucket": job_create_bucket,
     "put": job_put,
@@ -897,6 +1049,9 @@ JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]]
     "complete": job_complete,
     "copy": job_copy,
     "webhook_burst": job_webhook_burst,
+    "img_prepare": job_img_prepare,
+    "img_probe": job_img_probe,
+    "img_get": job_img_get,
 }
 
 

@@ -20,17 +20,29 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.images import COPIES, SOURCE_QUALITY, SOURCES, TRANSFORMS
 from bench.scenarios import (
+    ALL_IMAGE_SCENARIOS,
+    CACHE_HIT_COPIES,
+    CACHE_HIT_FACTOR,
+    CACHE_HIT_SCENARIO,
     FEATURE_COST_LIMIT,
     FEATURE_SCENARIOS,
     FEATURES_OFF,
     FEATURES_ON,
+    FOLIO_IMG,
+    FOLIO_IMG_CACHE,
+    IMAGE_CONCURRENCY,
+    IMAGE_SCENARIOS,
+    IMAGE_SPEEDUP,
     ISSUE5_SCENARIOS,
     KEEP_VERSIONS,
     OVERWRITE_KEYS,
     RATIOS,
     REST_PAIRS,
     SCENARIOS,
+    THUMBOR,
+    THUMBOR_POOL,
     WEBHOOK_CONCURRENCY,
     WEBHOOK_SCENARIO,
     WEBHOOK_WAIT_S,
@@ -42,8 +54,10 @@ from bench.scenarios import (
 NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
 # The servers compared in the summary; issue 4's two Folio variants have a section of their own.
 MAIN_ORDER = ("folio", "moto", "s3rver", "ceiling")
-TARGET_ORDER = (*MAIN_ORDER, FEATURES_OFF, FEATURES_ON)
-FOLIO_TARGETS = ("folio", FEATURES_OFF, FEATURES_ON)
+# The image transforms' servers, in the section of their own.
+IMAGE_ORDER = (FOLIO_IMG, THUMBOR, THUMBOR_POOL, FOLIO_IMG_CACHE)
+TARGET_ORDER = (*MAIN_ORDER, FEATURES_OFF, FEATURES_ON, *IMAGE_ORDER)
+FOLIO_TARGETS = ("folio", FEATURES_OFF, FEATURES_ON, FOLIO_IMG, FOLIO_IMG_CACHE)
 SHORT = {
     "folio": "Folio",
     "moto": "moto",
@@ -51,7 +65,13 @@ SHORT = {
     "ceiling": "ceiling",
     FEATURES_OFF: "Folio features off",
     FEATURES_ON: "Folio features on",
+    FOLIO_IMG: "Folio (image cache off)",
+    FOLIO_IMG_CACHE: "Folio (image cache on)",
+    THUMBOR: "thumbor",
+    THUMBOR_POOL: "thumbor (pool)",
 }
+# The main and issue 4 tables leave out the scenarios that have a section of their own.
+OWN_SECTION = ISSUE5_SCENARIOS | ALL_IMAGE_SCENARIOS
 
 
 def _version(package: str) -> str:
@@ -90,6 +110,7 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(memory / 2**30, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "pillow": _version("Pillow"),
         "uvicorn": _version("uvicorn"),
         "uvloop": _version("uvloop"),
         "httptools": _version("httptools"),
@@ -174,7 +195,11 @@ def _ratios_run(targets: dict[str, Any]) -> list[Ratio]:
 def summary_table(results: dict[str, Any]) -> str:
     targets = results["targets"]
     # The main servers; a run of issue 4's variants alone shows those instead.
-    names = [n for n in MAIN_ORDER if n in targets] or [n for n in TARGET_ORDER if n in targets]
+    names = [n for n in MAIN_ORDER if n in targets] or [
+        n for n in (FEATURES_OFF, FEATURES_ON) if n in targets
+    ]
+    if not names:  # a run of the image targets alone: their own section
+        return "No S3 server was part of this run: see the sections below."
     header = (
         "| scenario | unit | "
         + " | ".join(SHORT[n] for n in names)
@@ -182,7 +207,7 @@ def summary_table(results: dict[str, Any]) -> str:
     )
     lines = [header, "|" + "---|" * (len(names) + 5)]
     for scenario in SCENARIOS.values():
-        if scenario.name in ISSUE5_SCENARIOS:  # Folio only: their own section and summary
+        if scenario.name in OWN_SECTION:  # issue 5 and the image transforms: sections of their own
             continue
         if not any(scenario.name in (targets[n].get("scenarios") or {}) for n in names):
             continue
@@ -231,6 +256,8 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
     for name in TARGET_ORDER:
         entry = targets.get(name)
         if entry is None or (entry.get("status") == "ok" and scenario.name not in entry["scenarios"]):
+            continue
+        if name in IMAGE_ORDER:  # they run only the image scenarios, reported in their own section
             continue
         label = entry.get("label", name)
         cell = _cell(entry, scenario)
@@ -626,6 +653,289 @@ def issue5_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _thumbor_version(targets: dict[str, Any]) -> str:
+    for name in (THUMBOR, THUMBOR_POOL):
+        if (targets.get(name) or {}).get("version"):
+            return str(targets[name]["version"])
+    return "n/a"
+
+
+def _images_method() -> str:
+    sources = " and ".join(f"{w}x{h}" for w, h in SOURCES.values())
+    return (
+        f"the bench draws two photo-like JPEGs ({sources}, quality {SOURCE_QUALITY}: gradients, soft shapes, "
+        "a detailed subject off centre and sensor-like noise; seeded, so every run has the same bytes; "
+        f"`bench/images.py`) and serves each under {COPIES} names, cycled, so that no two requests in "
+        f"flight are identical and none can be coalesced: on Folio as objects of a public-read bucket "
+        f"(uploaded untimed), fetched anonymously from `/api/img/...` on the web listener with the image "
+        f"cache off (`{FOLIO_IMG}`: `[images] cache_max_bytes = 0`; every answer's `X-Folio-Cache` is "
+        f"counted to check that none was a hit); on thumbor (PyPI, in `.venv-thumbor`) as files under "
+        "its `FILE_LOADER_ROOT_PATH`, fetched from `/unsafe/...`: the file loader, no result storage, "
+        "unsafe URLs, `AUTO_WEBP` off, originals not stored again (`STORAGE = no_storage`), everything "
+        f"else thumbor's defaults (`{THUMBOR}`: transforms on its event loop) or those plus "
+        f"`ENGINE_THREADPOOL_SIZE` = the number of cores (`{THUMBOR_POOL}`). Every URL names its output "
+        "format and quality, the same on both (JPEG and WebP 80, AVIF 60); other encoder settings are each "
+        "server's own: thumbor's defaults write progressive, optimized JPEGs and leave AVIF at libavif's "
+        "default speed (6; `AVIF_SPEED` unset), Folio writes baseline JPEGs and AVIF at its `[images] "
+        "avif_speed` (8 by default); *answer KB* shows what each gets for it. thumbor's smart crop has no "
+        "detectors configured (its default). Concurrency "
+        f"{IMAGE_CONCURRENCY}, timed runs as above, each answer checked for status and content type, "
+        "and one answer per server and transform decoded beforehand to check its pixel size (a thumbor "
+        "that cannot produce a format is n/a, with its answer). *server CPU ms per image* is the "
+        f"server's CPU time over the run divided by the images served. *{CACHE_HIT_SCENARIO}* runs on "
+        f"Folio with its default cache (`{FOLIO_IMG_CACHE}`): the {len(TRANSFORMS)} transforms of "
+        f"{CACHE_HIT_COPIES} copies each, transformed once untimed, then requested over and over."
+    )
+
+
+def _image_cell(results: dict[str, Any], name: str, scenario: str) -> dict[str, Any] | None:
+    return _cell(results["targets"].get(name), SCENARIOS[scenario])
+
+
+def _image_why(results: dict[str, Any], name: str, scenario: str) -> str:
+    """Why a server has no figure for an image scenario, with the reason when there is one."""
+    entry = results["targets"].get(name)
+    text = _why_not(entry, SCENARIOS[scenario])
+    if entry is None or text == "not run":
+        return text
+    cell = (entry.get("scenarios") or {}).get(scenario) or {}
+    reason = entry.get("reason") if entry.get("status") != "ok" else cell.get("reason")
+    if not reason and cell.get("error_samples"):
+        reason = json.dumps(cell["error_samples"][0])
+    head = "n/a" if cell.get("status") == "n/a" else text
+    return f"{head}: {_md(str(reason))[:240]}" if reason else head
+
+
+def image_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per uncached image scenario run: Folio's and each thumbor's cells, Folio/thumbor and verdicts."""
+    rows = []
+    for scenario in IMAGE_SCENARIOS:
+        if not any(scenario in ((e or {}).get("scenarios") or {}) for e in results["targets"].values()):
+            continue
+        folio = _image_cell(results, FOLIO_IMG, scenario)
+        row: dict[str, Any] = {"scenario": scenario, "folio": folio, "ratios": {}}
+        for peer, factor in IMAGE_SPEEDUP.items():
+            other = _image_cell(results, peer, scenario)
+            ratio = folio["median"] / other["median"] if folio and other and other["median"] else None
+            row["ratios"][peer] = (ratio, factor, None if ratio is None else ratio >= factor)
+        rows.append(row)
+    return rows
+
+
+def _cache_hit_rows(results: dict[str, Any]) -> list[tuple[str, float | None, bool | None]]:
+    """Cache hits over each uncached Folio transform: (scenario, ratio, met)."""
+    hit = _image_cell(results, FOLIO_IMG_CACHE, CACHE_HIT_SCENARIO)
+    out = []
+    for scenario in IMAGE_SCENARIOS:
+        uncached = _image_cell(results, FOLIO_IMG, scenario)
+        ratio = hit["median"] / uncached["median"] if hit and uncached and uncached["median"] else None
+        out.append((scenario, ratio, None if ratio is None else ratio >= CACHE_HIT_FACTOR))
+    return out
+
+
+def _rate(cell: dict[str, Any] | None, why: str) -> str:
+    if cell is None:
+        return why
+    return f"{_fmt(cell['median'], 'req/s')} ({_fmt(cell['min'], 'req/s')}-{_fmt(cell['max'], 'req/s')})"
+
+
+def _x_cache(cell: dict[str, Any] | None) -> str:
+    tally = (cell or {}).get("x_cache")
+    if not tally:
+        return "—"
+    return ", ".join(f"{state} {n:,}" for state, n in sorted(tally.items()))
+
+
+def _speedup_cell(ratio: float | None, factor: float, met: bool | None) -> str:
+    if ratio is None:
+        return "n/a"
+    return f"{_times(ratio)}x {_verdict(met, bold_pass=True)}"
+
+
+def _images_table(results: dict[str, Any]) -> list[str]:
+    rows = image_rows(results)
+    if not rows:
+        return []
+    out = [
+        f"| transform | Folio req/s (median, min-max) | thumbor req/s | thumbor (pool) req/s | "
+        f"Folio/thumbor (≥ {IMAGE_SPEEDUP[THUMBOR]:g}) | Folio/thumbor pool (≥ {IMAGE_SPEEDUP[THUMBOR_POOL]:g}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        name = row["scenario"]
+        rates = [
+            _rate(_image_cell(results, who, name), _image_why(results, who, name))
+            for who in (FOLIO_IMG, THUMBOR, THUMBOR_POOL)
+        ]
+        out.append(
+            f"| {name} | "
+            + " | ".join(rates)
+            + " | "
+            + " | ".join(_speedup_cell(*row["ratios"][peer]) for peer in IMAGE_SPEEDUP)
+            + " |"
+        )
+    return out
+
+
+def _images_verdict(results: dict[str, Any]) -> list[str]:
+    """One line per kind of target: how many were met, which were missed or could not be judged."""
+    rows = image_rows(results)
+    lines = []
+    if rows:
+        judged = [(row["scenario"], peer, *row["ratios"][peer]) for row in rows for peer in IMAGE_SPEEDUP]
+        met = [j for j in judged if j[4]]
+        missed = [
+            f"{s} against {SHORT[p]} ({_times(r)}x, target {f:g}x)" for s, p, r, f, m in judged if m is False
+        ]
+        unjudged = [f"{s} against {SHORT[p]}" for s, p, r, f, m in judged if m is None]
+        lines.append(
+            f"Throughput targets: {len(met)} of {len(judged)} met"
+            + (f"; **missed**: {'; '.join(missed)}" if missed else "")
+            + (f"; not judged (no figure on one side): {'; '.join(unjudged)}" if unjudged else "")
+            + "."
+        )
+    hits = [h for h in _cache_hit_rows(results) if h[1] is not None]
+    if hits:
+        missed_hits = [f"{s} ({_times(r)}x)" for s, r, m in hits if not m]
+        lines.append(
+            f"Cache hits against the uncached rate (≥ {CACHE_HIT_FACTOR:g}x): {len(hits) - len(missed_hits)} "
+            f"of {len(hits)} met" + (f"; **missed**: {'; '.join(missed_hits)}" if missed_hits else "") + "."
+        )
+    return lines
+
+
+def images_summary(results: dict[str, Any]) -> list[str]:
+    """The comparison table and verdicts, for the end of `bench.run`'s output."""
+    return [*_images_table(results), *([""] if _images_table(results) else []), *_images_verdict(results)]
+
+
+def _cache_warnings(results: dict[str, Any]) -> list[str]:
+    """Whether Folio's uncached figures really were uncached, from its X-Folio-Cache answers."""
+    out = []
+    for scenario in IMAGE_SCENARIOS:
+        tally = (_image_cell(results, FOLIO_IMG, scenario) or {}).get("x_cache") or {}
+        total = sum(tally.values())
+        if not total:
+            continue
+        if tally.get("hit"):
+            out.append(
+                f"**{scenario}: Folio answered {tally['hit']:,} of {total:,} requests from its cache "
+                "(`X-Folio-Cache: hit`) although `[images] cache_max_bytes = 0`: the cache was not off, "
+                "and the figure is not an uncached one.**"
+            )
+        elif tally.get("none") == total:
+            out.append(
+                f"{scenario}: Folio sent no `X-Folio-Cache` header, so whether every request was a "
+                "transform could not be checked."
+            )
+    return out
+
+
+def images_lines(results: dict[str, Any]) -> list[str]:
+    """The image transforms against thumbor: the comparison with its targets, each server's details,
+    and the cache hits against the uncached rate."""
+    targets = results["targets"]
+    ran = [
+        name
+        for name in (*IMAGE_SCENARIOS, CACHE_HIT_SCENARIO)
+        if any(name in ((e or {}).get("scenarios") or {}) for e in targets.values())
+    ]
+    if not ran:
+        return []
+    runs = results["settings"].get("runs")
+    out = [
+        "### Image transforms against thumbor",
+        "",
+        "Folio's `/api/img` (`docs/image-transforms.md`) against thumbor "
+        f"{_thumbor_version(targets)}, side by side in this run and taking turns (run 1 on each, then run 2, "
+        "...). The issue: at least "
+        f"{IMAGE_SPEEDUP[THUMBOR]:g}x the requests/s of thumbor with its default settings and "
+        f"{IMAGE_SPEEDUP[THUMBOR_POOL]:g}x thumbor tuned with a thread pool, on every transform; cache hits at "
+        f"least {CACHE_HIT_FACTOR:g}x the uncached rate. Ratios are of the medians. How it is measured: see "
+        "*How it measures* above."
+        + (
+            " With one run each, a ratio rests on single samples that swing by ±30% here; take the medians "
+            "of `--runs 3` (the default) before concluding."
+            if runs == 1
+            else ""
+        ),
+        "",
+    ]
+    for scenario in IMAGE_SCENARIOS:
+        if scenario in ran:
+            out.append(
+                f"- *{scenario}*: {SCENARIOS[scenario].title}; thumbor: `/unsafe/{TRANSFORMS[IMAGE_SCENARIOS[scenario]].thumbor}/...`."
+            )
+    if CACHE_HIT_SCENARIO in ran:
+        out.append(f"- *{CACHE_HIT_SCENARIO}*: {SCENARIOS[CACHE_HIT_SCENARIO].title} (Folio only).")
+    out.append("")
+    table = _images_table(results)
+    if table:
+        out += [*table, ""]
+    out += [line for line in (*_images_verdict(results), *_cache_warnings(results)) for line in (line, "")]
+    detail = [
+        "| transform | server | req/s (median, min-max) | p50 / p99 ms | server CPU ms per image | "
+        "answer KB (mean) | generator CPU | other load | X-Folio-Cache | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in ran:
+        for name in IMAGE_ORDER:
+            entry = targets.get(name)
+            if entry is None or name not in (SCENARIOS[scenario].only_for or ()):
+                continue
+            if entry.get("status") == "ok" and scenario not in (entry.get("scenarios") or {}):
+                continue
+            cell = _image_cell(results, name, scenario)
+            if cell is None:
+                detail.append(
+                    f"| {scenario} | {SHORT[name]} | {_image_why(results, name, scenario)} |" + " |" * 7
+                )
+                continue
+            errors = f"{cell['errors']}" + (
+                f" ({cell['completed']}/{len(cell['runs'])} runs ok)"
+                if cell["completed"] < len(cell["runs"])
+                else ""
+            )
+            kb = f"{cell['bytes_per_op'] / 1e3:,.1f}" if "bytes_per_op" in cell else "?"
+            cpu_ms = f"{cell['server_cpu_ms_per_op']:,.1f}" if "server_cpu_ms_per_op" in cell else "?"
+            other = f"{cell['other_cpu_pct']:.0f}%" if "other_cpu_pct" in cell else "?"
+            detail.append(
+                f"| {scenario} | {SHORT[name]} | {_rate(cell, '')} | {cell.get('p50_ms', 0):.1f} / "
+                f"{cell.get('p99_ms', 0):.1f} | {cpu_ms} | {kb} | {cell.get('gen_cpu_pct', 0):.0f}% | {other} | "
+                f"{_x_cache(cell)} | {errors} |"
+            )
+    out += [*detail, ""]
+    hits = _cache_hit_rows(results)
+    hit = _image_cell(results, FOLIO_IMG_CACHE, CACHE_HIT_SCENARIO)
+    if CACHE_HIT_SCENARIO in ran:
+        out += [
+            f"**Cache hits** (`{CACHE_HIT_SCENARIO}`): "
+            + (
+                _rate(hit, "")
+                + f" req/s against each transform's uncached rate (target ≥ {CACHE_HIT_FACTOR:g}x):"
+                if hit
+                else _image_why(results, FOLIO_IMG_CACHE, CACHE_HIT_SCENARIO) + "."
+            ),
+            "",
+        ]
+        if hit:
+            out += [
+                "| uncached transform | uncached req/s | hits / uncached | verdict |",
+                "|---|---|---|---|",
+                *(
+                    f"| {scenario} | {_rate(_image_cell(results, FOLIO_IMG, scenario), _image_why(results, FOLIO_IMG, scenario))} | "
+                    + (
+                        "n/a | n/a |"
+                        if ratio is None
+                        else f"{_times(ratio)}x | {_verdict(met, bold_pass=True)} |"
+                    )
+                    for scenario, ratio, met in hits
+                ),
+                "",
+            ]
+    return out
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -687,11 +997,13 @@ def render(results: dict[str, Any]) -> str:
         f"{meta['starlette']} |",
         f"| moto | {meta['moto']} |",
         f"| s3rver / node | {targets.get('s3rver', {}).get('version') or 'n/a'} / {meta['node']} |",
+        f"| Pillow (Folio) | {meta.get('pillow', '?')} |",
+        f"| thumbor (its own venv) | {_thumbor_version(targets)} |",
         "",
         "## How to run",
         "",
         "```",
-        "make bench                                   # everything, 3 runs each: about 15-20 minutes",
+        "make bench                                   # everything, 3 runs each: about 20-25 minutes",
         ".venv/bin/python -m bench.run --quick        # one short run of each: a smoke test of the harness",
         ".venv/bin/python -m bench.run --only folio,moto --scenarios put4k,get4k",
         ".venv/bin/python -m bench.run --only folio,moto "
@@ -701,6 +1013,9 @@ def render(results: dict[str, Any]) -> str:
         f".venv/bin/python -m bench.run --only {FEATURES_OFF},{FEATURES_ON} --scenarios features",
         "# issue 5 alone: the REST file API against S3, and webhook delivery under a burst of writes",
         ".venv/bin/python -m bench.run --only folio --scenarios issue5",
+        "# image transforms against thumbor (thumbor from PyPI in .venv-thumbor, made by make bench or on first use)",
+        f".venv/bin/python -m bench.run --only {FOLIO_IMG},{FOLIO_IMG_CACHE},{THUMBOR},{THUMBOR_POOL} "
+        "--scenarios images",
         "```",
         "",
         "A full run (all targets, all scenarios, not `--quick`) rewrites this file; the notes at the end are kept.",
@@ -750,6 +1065,7 @@ def render(results: dict[str, Any]) -> str:
         "driven by the same load generator, each right after its S3 twin; *webhook1000* times the "
         f"`object.created` deliveries of a burst of {WEBHOOK_WRITES:,} 4 KiB S3 PUTs to a loopback receiver in "
         "the load generator. Both are reported in their own section below the scenarios.",
+        "- Image transforms against thumbor: " + _images_method() + " Reported in their own section below.",
         "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "
         "median of the runs' p50 and p99.",
         "",
@@ -758,13 +1074,14 @@ def render(results: dict[str, Any]) -> str:
         lines += ["Not measured in this run: " + "; ".join(unavailable) + ".", ""]
     lines += ["## Summary (medians)", "", summary_table(results), "", "## Scenarios", ""]
     for scenario in SCENARIOS.values():
-        if scenario.name in ISSUE5_SCENARIOS:  # in issue 5's section, beside their S3 twins
+        if scenario.name in OWN_SECTION:  # issue 5's section, beside their S3 twins; images' section
             continue
         if any(scenario.name in (e.get("scenarios") or {}) for e in targets.values()):
             lines += _scenario_section(results, scenario)
     lines += _ratios_section(results)
     lines += issue5_lines(results)
     lines += _features_section(results)
+    lines += images_lines(results)
     lines += _errors_section(results)
     return "\n".join(lines) + "\n"
 

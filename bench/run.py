@@ -7,7 +7,7 @@ all of them. The report quotes the median and the spread. The load generator is 
 process only starts things, polls the server's CPU and RSS (psutil, every 20 ms for the
 RSS scenario) and always stops everything it started, by PID.
 
-    python -m bench.run                       # everything: about 15-20 minutes here
+    python -m bench.run                       # everything: about 20-25 minutes here
     python -m bench.run --quick               # one short run of each: a smoke test
     python -m bench.run --only folio,moto --scenarios put4k,get4k
     python -m bench.run --only folio,moto --scenarios mpu1g,complete1000,copy1g,copy4k --runs 1
@@ -29,6 +29,15 @@ more); to run just them with the S3 figures they are compared with (about 3 minu
 
     python -m bench.run --only folio --scenarios issue5
     python -m bench.run --only folio --scenarios issue5 --quick     # a smoke test, under a minute
+
+Image transforms against thumbor (the group `images`): img-webp400, img-smart200, img-jpeg800 and
+img-avif800 on Folio with its image cache off (`folio-img`), thumbor with its defaults (`thumbor`)
+and thumbor with a thread pool (`thumbor-pool`, from `.venv-thumbor`, made on first use), and
+img-cachehit on Folio with the cache on (`folio-img-cache`). A full run includes them (about 5
+minutes more); to run just them (about 5 minutes with 3 runs):
+
+    python -m bench.run --only folio-img,folio-img-cache,thumbor,thumbor-pool --scenarios images
+    python -m bench.run --only folio-img,thumbor,thumbor-pool --scenarios img-avif800 --runs 1
 
 Within each round the targets go in `--only` order (the order of `TARGETS` by default): name
 `folio-features-on` first to check that going second does not favour or handicap a variant.
@@ -91,7 +100,7 @@ def run_loadgen(endpoint: Endpoint, job: dict[str, Any], timeout: float) -> dict
 
 
 def job_timeout(job: dict[str, Any]) -> float:
-    if job["op"] in ("put", "get") and "duration" in job:
+    if job["op"] in ("put", "get", "img_get") and "duration" in job:
         return float(job["duration"]) + 120
     return 600.0
 
@@ -112,6 +121,8 @@ def measure(
     else:
         result = run_loadgen(endpoint, job, job_timeout(job))
     result["server_cpu_s"] = round(cpu_seconds(target.pid) - cpu0, 3)
+    if result.get("ops"):  # the server's CPU per request (per image, for the image scenarios)
+        result["server_cpu_ms_per_op"] = round(1e3 * result["server_cpu_s"] / result["ops"], 3)
     result["other_cpu_pct"] = load.percent(
         result["server_cpu_s"] + float(result.get("gen_process_cpu_s") or 0)
     )
@@ -158,15 +169,25 @@ def summarize(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "lone_delay_ms",
         "put_ops_per_s",
         "end_to_end_s",
+        # image transforms
+        "server_cpu_ms_per_op",
+        "bytes_per_op",
     ):
         present = [float(r[key]) for r in good if key in r]
         if present:
             summary[key] = statistics.median(present)
+    if any("x_cache" in r for r in runs):  # Folio's X-Folio-Cache answers, summed over the runs
+        tally: dict[str, int] = {}
+        for r in runs:
+            for state, n in (r.get("x_cache") or {}).items():
+                tally[state] = tally.get(state, 0) + int(n)
+        summary["x_cache"] = tally
     return summary
 
 
-def run_setup(endpoint: Endpoint, scenario: Scenario, done: set[str]) -> str | None:
-    """Run the scenario's set-up jobs not yet run on this server; return an error, if any."""
+def run_setup(endpoint: Endpoint, scenario: Scenario, done: set[str]) -> tuple[str, str] | None:
+    """Run the scenario's set-up jobs not yet run on this server; return ("failed", why), or
+    ("n/a", why) when the server cannot do what the scenario asks (a set-up job says `unsupported`)."""
     for job in scenario.setup:
         key = json.dumps(job, sort_keys=True)
         if key in done:
@@ -179,7 +200,9 @@ def run_setup(endpoint: Endpoint, scenario: Scenario, done: set[str]) -> str | N
         )
         if failed:
             detail = result.get("error_samples") or result.get("body") or result
-            return f"set-up {job['op']} failed: {json.dumps(detail)[:800]}"
+            if result.get("unsupported"):
+                return "n/a", f"not supported: {json.dumps(detail)[:800]}"
+            return "failed", f"set-up {job['op']} failed: {json.dumps(detail)[:800]}"
         done.add(key)
     return None
 
@@ -194,6 +217,8 @@ def start_target(target: Target, workdir: Path) -> dict[str, Any]:
         log(f"{target.name} unavailable: {exc}")
         return entry | {"status": "unavailable", "reason": str(exc)}
     entry |= {"status": "ok", "version": target.version, "pid": target.pid}
+    if not target.s3:
+        return entry
     created = run_loadgen(endpoint, {"op": "create_bucket", "bucket": "bench"}, 60)
     if not created.get("ok"):
         log(f"{target.name}: create bucket failed: {created}")
@@ -306,8 +331,9 @@ def run_scenario(
             continue
         problem = run_setup(target.endpoint, scenario, setups_done.setdefault(name, set()))
         if problem:
-            log(f"{name} {scenario.name}: {problem}")
-            entries[name]["scenarios"][scenario.name] = {"status": "failed", "reason": problem, "runs": []}
+            status, reason = problem
+            log(f"{name} {scenario.name}: {reason}")
+            entries[name]["scenarios"][scenario.name] = {"status": status, "reason": reason, "runs": []}
         else:
             ready[name] = target
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in ready}
@@ -449,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     issue5 = report.issue5_lines(results)
     if issue5:  # Folio-only figures, left out of the table above
         print("\n" + "\n".join(line for line in issue5 if line.startswith(("|", "All", "**Not"))))
+    image_lines = report.images_summary(results)
+    if image_lines:  # Folio against thumbor, left out of the table above
+        print("\n" + "\n".join(image_lines))
     return 0
 
 

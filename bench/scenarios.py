@@ -15,12 +15,22 @@ put4k, get4k, put1m and get1m through the REST file API (same sizes, concurrency
 for the GETs, the same preloaded objects), each right after its S3 twin in a full run, compared
 with it in the report (`REST_PAIRS`); webhook1000 times the webhook deliveries of a burst of
 1,000 4 KiB S3 PUTs. The group `issue5` holds all of them with their S3 twins.
+
+Image transforms against thumbor (the group `images`, bench/images.py): img-webp400, img-smart200,
+img-jpeg800 and img-avif800 run on Folio with its image cache off (`folio-img`) and on thumbor with
+its defaults (`thumbor`) and with a thread pool (`thumbor-pool`), every request a real transform
+(each source served under `bench.images.COPIES` names, cycled); img-cachehit runs on Folio with the cache on
+(`folio-img-cache`), over a few URLs transformed once before. `IMAGE_SPEEDUP` and
+`CACHE_HIT_FACTOR` are the issue's targets.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.images import COPIES as IMAGE_COPIES
+from bench.images import IMAGE_BUCKET, SOURCES, TRANSFORMS
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 BUCKET, LIST_BUCKET = "bench", "bench-list"
@@ -141,6 +151,52 @@ WEBHOOK_SCENARIO, WEBHOOK_WRITES, WEBHOOK_CONCURRENCY, WEBHOOK_WAIT_S = "webhook
 ISSUE5_SCENARIOS = frozenset({*(rest for rest, _, _ in REST_PAIRS), WEBHOOK_SCENARIO})
 
 
+# Image transforms against thumbor (bench/images.py, bench/thumbor_env.py).
+FOLIO_IMG, FOLIO_IMG_CACHE, THUMBOR, THUMBOR_POOL = "folio-img", "folio-img-cache", "thumbor", "thumbor-pool"
+IMAGE_CONCURRENCY = 8
+IMAGE_SCENARIOS = {f"img-{name}": name for name in TRANSFORMS}  # scenario -> transform, uncached
+CACHE_HIT_SCENARIO, CACHE_HIT_COPIES = "img-cachehit", 4
+# The issue: Folio's requests/s at least this many times each thumbor's, on every transform...
+IMAGE_SPEEDUP = {THUMBOR: 1.5, THUMBOR_POOL: 1.2}
+CACHE_HIT_FACTOR = 10.0  # ...and cache hits at least this many times the uncached rate
+IMAGE_UNCACHED_TARGETS = frozenset({FOLIO_IMG, THUMBOR, THUMBOR_POOL})
+ALL_IMAGE_SCENARIOS = frozenset({*IMAGE_SCENARIOS, CACHE_HIT_SCENARIO})
+
+
+def _img_prepare(copies: int) -> dict[str, Any]:
+    """Folio: a public-read bucket holding `copies` copies of every source (thumbor: files written
+    when it starts; the job does nothing there)."""
+    return {"op": "img_prepare", "bucket": IMAGE_BUCKET, "sources": list(SOURCES), "copies": copies}
+
+
+def _img_get(transforms: list[str], copies: int, concurrency: int, duration: float) -> dict[str, Any]:
+    return {
+        "op": "img_get",
+        "transforms": transforms,
+        "copies": copies,
+        "concurrency": concurrency,
+        "duration": duration,
+        "max_ops": 1_000_000,
+    }
+
+
+def _image_scenario(name: str, transform: str) -> Scenario:
+    t = TRANSFORMS[transform]
+    width, height = SOURCES[t.source]
+    fmt = {"image/webp": "WebP", "image/jpeg": "JPEG", "image/avif": "AVIF"}[t.content_type]
+    return Scenario(
+        name,
+        f"{width}x{height} JPEG to {t.size[0]}x{t.size[1]} {fmt} ({t.folio}), concurrency "
+        f"{IMAGE_CONCURRENCY}, every request a transform",
+        "ops_per_s",
+        "req/s",
+        None,
+        # The answer is checked once per server (type, size); a thumbor that cannot is n/a.
+        setup=(_img_prepare(IMAGE_COPIES), {"op": "img_probe", "transform": transform}),
+        only_for=IMAGE_UNCACHED_TARGETS,
+    )
+
+
 def _rest(job: dict[str, Any]) -> dict[str, Any]:
     return job | {"api": "rest"}
 
@@ -224,6 +280,11 @@ _JOBS = {
         "concurrency": WEBHOOK_CONCURRENCY,
         "wait_s": WEBHOOK_WAIT_S,
     },
+    **{
+        name: (lambda t: lambda run, d: _img_get([t], IMAGE_COPIES, IMAGE_CONCURRENCY, d))(transform)
+        for name, transform in IMAGE_SCENARIOS.items()
+    },
+    CACHE_HIT_SCENARIO: lambda run, d: _img_get(list(TRANSFORMS), CACHE_HIT_COPIES, IMAGE_CONCURRENCY, d),
     "complete1000-1m": lambda run, d: _complete(f"complete1000-1m/r{run}", KIB),
     "complete1000-1g": lambda run, d: _complete(f"complete1000-1g/r{run}", MIB),
 }
@@ -386,6 +447,22 @@ SCENARIOS: dict[str, Scenario] = {
             not_for=NOT_S3,
             extras=(("upload_mb_per_s", "the untimed upload of the parts", "MB/s"),),
         ),
+        *(_image_scenario(name, transform) for name, transform in IMAGE_SCENARIOS.items()),
+        Scenario(
+            CACHE_HIT_SCENARIO,
+            f"cache hits: the {len(TRANSFORMS)} transforms of {CACHE_HIT_COPIES} copies each "
+            f"({len(TRANSFORMS) * CACHE_HIT_COPIES} URLs, each transformed once before), concurrency "
+            f"{IMAGE_CONCURRENCY}",
+            "ops_per_s",
+            "req/s",
+            None,
+            setup=(
+                _img_prepare(CACHE_HIT_COPIES),
+                _img_get(list(TRANSFORMS), CACHE_HIT_COPIES, 1, 600.0)
+                | {"max_ops": len(TRANSFORMS) * CACHE_HIT_COPIES},  # the warm-up: one miss each
+            ),
+            only_for=frozenset({FOLIO_IMG_CACHE}),
+        ),
     )
 }
 
@@ -394,6 +471,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "features": FEATURE_SCENARIOS,
     # Issue 5 with the S3 figures it is compared with, each REST scenario right after its twin.
     "issue5": (*(name for pair in REST_PAIRS for name in (pair[1], pair[0])), WEBHOOK_SCENARIO),
+    "images": (*IMAGE_SCENARIOS, CACHE_HIT_SCENARIO),
 }
 
 RATIOS: tuple[Ratio, ...] = (

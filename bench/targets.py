@@ -1,12 +1,15 @@
 """The servers a benchmark run drives: Folio, moto, s3rver and the framework ceiling, and for
-issue 4 two more Folio instances with quotas, rate limits and versioning off and on.
+issue 4 two more Folio instances with quotas, rate limits and versioning off and on. For the
+image transforms, two more Folio instances (image cache off, and on) and thumbor twice (its
+defaults, and with a thread pool), from a virtual environment of its own (bench/thumbor_env.py).
 
 Each target starts on a free loopback port in a work directory of its own, says which
 endpoint and credentials to use and which PID to watch, and is stopped by that PID.
 Folio and moto can be started with a lower minimum multipart part size (`min_part_size`,
 set before `start()`), for the scenarios that complete uploads of many small parts.
 A target that cannot start (s3rver without npm, say) raises `Unavailable`, and the run
-reports it as such instead of failing. A target with `scenarios` set runs only those.
+reports it as such instead of failing. A target with `scenarios` set runs only those; one
+that is no S3 server (`s3 = False`: thumbor) gets no benchmark bucket.
 """
 
 from __future__ import annotations
@@ -24,8 +27,19 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bench import images, thumbor_env
 from bench.loadgen import Endpoint
-from bench.scenarios import FEATURE_SCENARIOS, FEATURES_OFF, FEATURES_ON
+from bench.scenarios import (
+    CACHE_HIT_SCENARIO,
+    FEATURE_SCENARIOS,
+    FEATURES_OFF,
+    FEATURES_ON,
+    FOLIO_IMG,
+    FOLIO_IMG_CACHE,
+    IMAGE_SCENARIOS,
+    THUMBOR,
+    THUMBOR_POOL,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
@@ -64,6 +78,7 @@ class Target(abc.ABC):
     label = "target"
     supports_min_part_size = False  # whether `min_part_size` means anything to this server
     scenarios: frozenset[str] | None = None  # when set, the only scenarios this target runs
+    s3 = True  # an S3 server: the run creates the benchmark bucket in it
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -244,6 +259,66 @@ class FolioFeaturesOn(FolioTarget):
         super().__init__(FEATURES_ON_CONFIG)
 
 
+# Image transforms: the same Folio with the image cache off (every request a transform: the
+# image section's `cache_max_bytes = 0` means "do not cache") and with its default cache (1 GiB).
+IMAGES_CACHE_OFF_CONFIG = BENCH_PLAN + "\n[images]\ncache_max_bytes = 0\n"
+
+
+class FolioImages(FolioTarget):
+    """Folio for the uncached image transforms: `[images] cache_max_bytes = 0`."""
+
+    name = FOLIO_IMG
+    label = "Folio, image cache off"
+    scenarios = frozenset(IMAGE_SCENARIOS)
+
+    def __init__(self) -> None:
+        super().__init__(IMAGES_CACHE_OFF_CONFIG)
+
+
+class FolioImagesCached(FolioTarget):
+    """Folio with its default image cache, for the cache-hit scenario."""
+
+    name = FOLIO_IMG_CACHE
+    label = "Folio, image cache on"
+    scenarios = frozenset({CACHE_HIT_SCENARIO})
+
+
+class ThumborTarget(Target):
+    """thumbor from PyPI (its own virtual environment), its file loader on the benchmark's copies of
+    the source images; thumbor's defaults otherwise: the transforms run on its event loop."""
+
+    name = THUMBOR
+    label = "thumbor (defaults)"
+    scenarios = frozenset(IMAGE_SCENARIOS)
+    s3 = False
+    threadpool = 0
+
+    def start(self, workdir: Path) -> Endpoint:
+        try:
+            info = thumbor_env.ensure()
+        except thumbor_env.ThumborMissing as exc:
+            raise Unavailable(str(exc)) from exc
+        self.version = f"{info['thumbor']} (Pillow {info['pillow']})"
+        # The copies are shared by both thumbor targets, beside their work directories.
+        root = images.file_tree(workdir.parent / "thumbor-images")
+        conf = workdir / "thumbor.conf"
+        conf.write_text(thumbor_env.config_text(root, self.threadpool))
+        port = free_port()
+        args = [str(thumbor_env.executable()), "--ip", "127.0.0.1", "--port", str(port)]
+        log = self._spawn([*args, "--conf", str(conf), "--log-level", "warning"], workdir)
+        _wait_http(f"http://127.0.0.1:{port}/healthcheck", self.proc, log, 60)  # type: ignore[arg-type]
+        self.endpoint = Endpoint("127.0.0.1", port, "", "", kind="thumbor")
+        return self.endpoint
+
+
+class ThumborPoolTarget(ThumborTarget):
+    """thumbor tuned: `ENGINE_THREADPOOL_SIZE` = the number of cores."""
+
+    name = THUMBOR_POOL
+    label = f"thumbor, thread pool of {os.cpu_count() or 1}"
+    threadpool = os.cpu_count() or 1
+
+
 class MotoTarget(Target):
     """moto's standalone server: in memory, no signature checks; a floor."""
 
@@ -344,4 +419,8 @@ TARGETS: dict[str, type[Target]] = {
     "ceiling": CeilingTarget,
     FEATURES_OFF: FolioFeaturesOff,
     FEATURES_ON: FolioFeaturesOn,
+    FOLIO_IMG: FolioImages,
+    FOLIO_IMG_CACHE: FolioImagesCached,
+    THUMBOR: ThumborTarget,
+    THUMBOR_POOL: ThumborPoolTarget,
 }
