@@ -136,6 +136,11 @@ class DocgenConfig:
     allow_loopback_targets: bool = False
     # How long an asset's pre-authenticated download link (`url`) stays valid.
     asset_link_seconds: int = 7 * 24 * 3600
+    # The Chromium engine (JavaScript pages; url/* by default) when Debian's chromium is
+    # installed: jobs at once in the one warm browser, and a restart after this many.
+    chromium: bool = True
+    chromium_concurrency: int = 2
+    chromium_restart_after: int = 100
 
 
 @dataclass(frozen=True)

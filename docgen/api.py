@@ -172,12 +172,15 @@ class DocApi:
                 html = render_template(template_text, data)
             except TemplateProblem as exc:
                 raise bad("template", str(exc)) from exc
-        engine = body.get("engine", "weasyprint")
+        chromium = self.service.chromium.available
+        engine = body.get("engine", "chromium" if source == "url" and chromium else "weasyprint")
         if engine not in ("weasyprint", "chromium"):
             raise bad("engine", 'engine must be "weasyprint" or "chromium".')
-        if engine == "chromium":
-            raise bad("engine", "The Chromium engine is not available on this server; use the default engine.")
+        if engine == "chromium" and not chromium:
+            raise bad("engine", "The Chromium engine is not installed on this server; use the default engine.")
         return body, RenderJob(
+            engine=engine,
+            **opts.chromium_options(body),
             kind="pdf",
             html=html,
             url=url,

@@ -118,6 +118,14 @@ class RenderJob:
     image: ImageOptions | None = None
     generate_preview: bool = False
     delay_ms: int = 0
+    # "weasyprint" (worker processes) or "chromium" (the shared browser).
+    engine: str = "weasyprint"
+    # Chromium only (JavaScript pages); WeasyPrint ignores them.
+    wait_until: str = "load"
+    wait_for_selector: str | None = None
+    auto_scroll: bool = False
+    cookies: tuple[dict[str, Any], ...] = ()
+    authentication: tuple[str, str] | None = None
     # Outbound guard for the page and its resources.
     allow_private: bool = False
     allow_loopback: bool = False
@@ -228,6 +236,46 @@ def image_options(body: dict[str, Any]) -> ImageOptions:
         height=int(_number(viewport, "height", 1024, 1, 8000)),
         device_scale_factor=_number(viewport, "deviceScaleFactor", 1.0, 0.1, 4.0),
     )
+
+
+WAIT_UNTIL = {
+    "load": "load",
+    "domcontentloaded": "domcontentloaded",
+    "networkidle": "networkidle",
+    "networkidle0": "networkidle",
+    "networkidle2": "networkidle",
+    "commit": "commit",
+}
+
+
+def chromium_options(body: dict[str, Any]) -> dict[str, Any]:
+    """The JavaScript-page parameters (Puppeteer's names, as cloudlayer takes them)."""
+    wait_until = body.get("waitUntil", "load")
+    if not isinstance(wait_until, str) or wait_until not in WAIT_UNTIL:
+        raise bad("waitUntil", f"waitUntil must be one of {', '.join(WAIT_UNTIL)}.")
+    selector = body.get("waitForSelector")
+    if isinstance(selector, dict):  # {"selector": "...", "options": {...}}
+        selector = selector.get("selector")
+    if selector is not None and (not isinstance(selector, str) or not selector.strip()):
+        raise bad("waitForSelector", "waitForSelector must be a CSS selector.")
+    cookies = body.get("cookies") or []
+    if not isinstance(cookies, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("value"), str) for c in cookies
+    ):
+        raise bad("cookies", "cookies must be a list of {name, value, url or domain, path} objects.")
+    auth = body.get("authentication")
+    credentials = None
+    if auth is not None:
+        if not isinstance(auth, dict) or not isinstance(auth.get("username"), str):
+            raise bad("authentication", "authentication must be {username, password}.")
+        credentials = (auth["username"], str(auth.get("password", "")))
+    return {
+        "wait_until": WAIT_UNTIL[wait_until],
+        "wait_for_selector": selector,
+        "auto_scroll": _bool(body, "autoScroll", False),
+        "cookies": tuple(cookies),
+        "authentication": credentials,
+    }
 
 
 def timeout_ms(body: dict[str, Any]) -> int:

@@ -111,7 +111,7 @@ def _page_css(pdf: PdfOptions, with_header: bool, with_footer: bool) -> str:
     return css
 
 
-def _lift_extracted(page_html: str, pdf: PdfOptions) -> tuple[str, dict[str, str]]:
+def lift_extracted(page_html: str, pdf: PdfOptions) -> tuple[str, dict[str, str]]:
     """With method "extract", the elements matched by the selectors taken out of the
     page; returns the page without them and their HTML by box name."""
     boxes = {"folioHeader": pdf.header, "folioFooter": pdf.footer}
@@ -133,7 +133,7 @@ def _lift_extracted(page_html: str, pdf: PdfOptions) -> tuple[str, dict[str, str
 
 
 def _with_running_elements(page_html: str, pdf: PdfOptions, title: str, url: str) -> str:
-    page_html, lifted = _lift_extracted(page_html, pdf)
+    page_html, lifted = lift_extracted(page_html, pdf)
     parts = []
     for name, box in (("folioHeader", pdf.header), ("folioFooter", pdf.footer)):
         if box is not None:
@@ -199,14 +199,14 @@ def _rasterize(pdf_bytes: bytes, scale: float, transparent: bool) -> Image.Image
         document.close()
 
 
-def _trimmed(image: Image.Image) -> Image.Image:
+def trimmed(image: Image.Image) -> Image.Image:
     """Without the uniform border (the colour of the top-left pixel)."""
     background = Image.new(image.mode, image.size, image.getpixel((0, 0)))
     box = ImageChops.difference(image, background).getbbox()
     return image.crop(box) if box else image
 
 
-def _encode_image(image: Image.Image, image_type: str, quality: int) -> bytes:
+def encode_image(image: Image.Image, image_type: str, quality: int) -> bytes:
     out = io.BytesIO()
     if image_type == "jpg":
         image.convert("RGB").save(out, "JPEG", quality=quality)
@@ -217,10 +217,10 @@ def _encode_image(image: Image.Image, image_type: str, quality: int) -> bytes:
     return out.getvalue()
 
 
-def _preview(pdf_bytes: bytes) -> bytes:
+def preview_of(pdf_bytes: bytes) -> bytes:
     image = _rasterize(pdf_bytes, 1.0, False)
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    return _encode_image(image, "png", 80)
+    return encode_image(image, "png", 80)
 
 
 def render(job: RenderJob) -> Rendered:
@@ -230,7 +230,7 @@ def render(job: RenderJob) -> Rendered:
     if job.kind == "pdf":
         assert job.pdf is not None
         data, pages = render_pdf(job, job.pdf)
-        preview = _preview(data) if job.generate_preview else None
+        preview = preview_of(data) if job.generate_preview else None
         return Rendered(data, "application/pdf", "pdf", pages, preview)
     image_options = job.image
     assert image_options is not None
@@ -240,8 +240,8 @@ def render(job: RenderJob) -> Rendered:
     pdf_bytes, _pages = render_pdf(job, page)
     image = _rasterize(pdf_bytes, image_options.device_scale_factor, image_options.transparent)
     if image_options.trim:
-        image = _trimmed(image)
-    data = _encode_image(image, image_options.image_type, image_options.quality)
-    preview = _preview(pdf_bytes) if job.generate_preview else None
+        image = trimmed(image)
+    data = encode_image(image, image_options.image_type, image_options.quality)
+    preview = preview_of(pdf_bytes) if job.generate_preview else None
     ext = image_options.image_type
     return Rendered(data, IMAGE_TYPES[ext], ext, 1, preview)

@@ -23,6 +23,7 @@ from core.secrets import SecretBox
 from core.webhooks import Webhooks
 from docgen import jobs as job_rows
 from docgen import user_storage
+from docgen.chromium import ChromiumEngine, find_chromium
 from docgen.jobs import Asset, Job
 from docgen.options import RenderJob
 from docgen.render import Rendered, RenderError
@@ -61,6 +62,13 @@ class DocService:
         self.settings = config.docgen
         self.webhooks = webhooks
         self.pool = WorkerPool(self.settings.workers or os.cpu_count() or 1, self.settings.recycle_after)
+        self.chromium = ChromiumEngine(
+            find_chromium() if self.settings.chromium else None,
+            self.settings.chromium_concurrency,
+            self.settings.chromium_restart_after,
+            self.settings.allow_private_targets,
+            self.settings.allow_loopback_targets,
+        )
         self._link_key = box.derive("docgen-asset-links")
         self._tasks: set[asyncio.Task] = set()
 
@@ -71,8 +79,14 @@ class DocService:
 
     async def run(self) -> None:
         """The background task of `folio serve`: warm the workers, resume pending jobs."""
-        await self.start()
-        await asyncio.Event().wait()
+        try:
+            await self.start()
+            await asyncio.Event().wait()
+        finally:
+            await self.chromium.close()
+
+    def health(self) -> dict[str, Any]:
+        return {"weasyprint": {"workers": self.pool.size, "started": self.pool.started}, "chromium": self.chromium.health()}
 
     def close(self) -> None:
         self.pool.close()
@@ -119,7 +133,11 @@ class DocService:
         rendered: Rendered | None = None
         asset: Asset | None = None
         try:
-            rendered = await self.pool.run(work, job.options.get("timeout", 30000) / 1000)
+            timeout = job.options.get("timeout", 30000) / 1000
+            if work.engine == "chromium":
+                rendered = await self.chromium.render(work, timeout)
+            else:
+                rendered = await self.pool.run(work, timeout)
             job.size = len(rendered.data)
             if store:
                 asset = await self._store(job, rendered)

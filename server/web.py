@@ -26,6 +26,11 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
         # Served only once the store is open: the listener starts after recovery.
         return JSONResponse({"status": "ok"})
 
+    async def document_engines(_request: Request) -> JSONResponse:
+        # The document engines' state: worker processes, and the browser (running,
+        # launches, crashes) when Chromium is installed.
+        return JSONResponse(doc_service.health())
+
     async def not_found(_request: Request, _exc: Exception) -> JSONResponse:
         return ApiError(404, "NotFound", "No such endpoint.").response()
 
@@ -41,6 +46,7 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/healthz/documents", document_engines),
             *files.routes(services),
             *dashboard.routes(services),
             *webhooks.routes(services),
