@@ -78,7 +78,7 @@ def report_html() -> str:
                 "columns": ["Site", "Revenue", "Cost", "Growth"],
                 "rows": [[f"Site {s + 1}.{r + 1}", f"${r * 7 + s}.2k", f"${r * 5 + s}.9k", f"{(r * 3 + s) % 11}%"] for r in range(40)],
             }
-            for s in range(10)
+            for s in range(11)
         ],
     }
     return render_template(gallery_template("report") or "", data)

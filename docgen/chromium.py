@@ -18,7 +18,7 @@ from PIL import Image
 
 from core.netguard import BlockedTarget, check_url
 from docgen.options import IMAGE_TYPES, HeaderFooter, PdfOptions, RenderJob
-from docgen.render import Rendered, RenderError, encode_image, lift_extracted, preview_of, trimmed
+from docgen.output import Rendered, RenderError, encode_image, lift_extracted, preview_of, trimmed
 
 log = logging.getLogger("folio.docgen")
 

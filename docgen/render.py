@@ -6,37 +6,28 @@ fetcher."""
 
 from __future__ import annotations
 
-import io
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import cssselect2
 import httpx
 import lxml.html
-import pypdfium2 as pdfium
 import weasyprint
-from PIL import Image, ImageChops
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from core.netguard import BlockedTarget, check_url_blocking
 from docgen.options import IMAGE_TYPES, HeaderFooter, PdfOptions, RenderJob
+from docgen.output import (
+    Rendered,
+    RenderError,
+    encode_image,
+    lift_extracted,
+    preview_of,
+    rasterize,
+    trimmed,
+)
 
 PREVIEW_SIDE = 400
 _MAX_REDIRECTS = 5
-
-
-class RenderError(Exception):
-    """A document that cannot be rendered (reported on the job, not a crash)."""
-
-
-@dataclass(frozen=True)
-class Rendered:
-    data: bytes
-    content_type: str
-    ext: str
-    pages: int
-    preview: bytes | None = None  # a PNG thumbnail of page 1
 
 
 class GuardedFetcher(URLFetcher):
@@ -111,27 +102,6 @@ def _page_css(pdf: PdfOptions, with_header: bool, with_footer: bool) -> str:
     return css
 
 
-def lift_extracted(page_html: str, pdf: PdfOptions) -> tuple[str, dict[str, str]]:
-    """With method "extract", the elements matched by the selectors taken out of the
-    page; returns the page without them and their HTML by box name."""
-    boxes = {"folioHeader": pdf.header, "folioFooter": pdf.footer}
-    wanted = {name: box for name, box in boxes.items() if box is not None and box.method == "extract"}
-    if not wanted:
-        return page_html, {}
-    root = lxml.html.document_fromstring(page_html or "<html></html>")
-    wrapper = cssselect2.ElementWrapper.from_html_root(root)
-    lifted = {}
-    for name, box in wanted.items():
-        found = next(iter(wrapper.query_all(box.selector or "")), None)
-        if found is None:
-            lifted[name] = ""
-            continue
-        element = found.etree_element
-        lifted[name] = lxml.html.tostring(element, encoding="unicode", with_tail=False)
-        element.drop_tree()
-    return lxml.html.tostring(root, encoding="unicode", doctype="<!DOCTYPE html>"), lifted
-
-
 def _with_running_elements(page_html: str, pdf: PdfOptions, title: str, url: str) -> str:
     page_html, lifted = lift_extracted(page_html, pdf)
     parts = []
@@ -188,41 +158,6 @@ def render_pdf(job: RenderJob, pdf: PdfOptions) -> tuple[bytes, int]:
     return data, len(pages)
 
 
-def _rasterize(pdf_bytes: bytes, scale: float, transparent: bool) -> Image.Image:
-    document = pdfium.PdfDocument(pdf_bytes)
-    try:
-        page = document[0]
-        # PDF points are 1/72 in; CSS pixels 1/96 in.
-        bitmap = page.render(scale=scale * 96 / 72, fill_color=(255, 255, 255, 0 if transparent else 255))
-        return bitmap.to_pil().convert("RGBA" if transparent else "RGB")
-    finally:
-        document.close()
-
-
-def trimmed(image: Image.Image) -> Image.Image:
-    """Without the uniform border (the colour of the top-left pixel)."""
-    background = Image.new(image.mode, image.size, image.getpixel((0, 0)))
-    box = ImageChops.difference(image, background).getbbox()
-    return image.crop(box) if box else image
-
-
-def encode_image(image: Image.Image, image_type: str, quality: int) -> bytes:
-    out = io.BytesIO()
-    if image_type == "jpg":
-        image.convert("RGB").save(out, "JPEG", quality=quality)
-    elif image_type == "webp":
-        image.save(out, "WEBP", quality=quality)
-    else:
-        image.save(out, "PNG")
-    return out.getvalue()
-
-
-def preview_of(pdf_bytes: bytes) -> bytes:
-    image = _rasterize(pdf_bytes, 1.0, False)
-    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    return encode_image(image, "png", 80)
-
-
 def render(job: RenderJob) -> Rendered:
     """The whole job; RenderError for a document that cannot be made."""
     if job.delay_ms:
@@ -238,7 +173,7 @@ def render(job: RenderJob) -> Rendered:
     page = PdfOptions(width=f"{image_options.width}px", height=f"{image_options.height}px", margin={
         "top": "0px", "bottom": "0px", "left": "0px", "right": "0px"})
     pdf_bytes, _pages = render_pdf(job, page)
-    image = _rasterize(pdf_bytes, image_options.device_scale_factor, image_options.transparent)
+    image = rasterize(pdf_bytes, image_options.device_scale_factor, image_options.transparent)
     if image_options.trim:
         image = trimmed(image)
     data = encode_image(image, image_options.image_type, image_options.quality)

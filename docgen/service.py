@@ -26,7 +26,7 @@ from docgen import user_storage
 from docgen.chromium import ChromiumEngine, find_chromium
 from docgen.jobs import Asset, Job
 from docgen.options import RenderJob
-from docgen.render import Rendered, RenderError
+from docgen.output import Rendered, RenderError
 from docgen.workers import RenderTimeout, WorkerPool
 from s3proxy.store.engine import Store
 from s3proxy.store.errors import StoreError

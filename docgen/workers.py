@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from docgen.options import RenderJob
-from docgen.render import Rendered, RenderError, render
+from docgen.output import Rendered, RenderError
 
 log = logging.getLogger("folio.docgen")
 
@@ -26,6 +26,10 @@ class RenderTimeout(Exception):
 
 def _worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the parent's to handle
+    # Only here: importing WeasyPrint changes Pillow's process-wide settings, which the
+    # server process (image transforms) must not inherit. The fork server preloads it.
+    from docgen.render import render
+
     while True:
         try:
             job = conn.recv()

@@ -10,7 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageCms, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
 
 from imgtransform import geometry, smartcrop
 from imgtransform.negotiate import SOURCE
@@ -32,8 +32,10 @@ warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def set_pixel_limit(pixels: int) -> None:
-    """Pillow's own bomb check (a process-wide setting) at the configured limit."""
+    """Pillow's own bomb check (a process-wide setting) at the configured limit; and
+    truncated files are errors (another library may have relaxed that for the process)."""
     Image.MAX_IMAGE_PIXELS = pixels
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 class ImageError(Exception):
