@@ -3,6 +3,7 @@ with the matching status, raised as `ApiError` anywhere below a JSON handler."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -27,6 +28,16 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         body = {"error": {"code": self.code, "message": self.message, "details": self.details}}
         return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def too_many_requests(wait_seconds: float, message: str | None = None) -> ApiError:
+    """429 with Retry-After (whole seconds, never 0)."""
+    return ApiError(
+        429,
+        "TooManyRequests",
+        message or "Rate limit exceeded. Retry after the duration in the Retry-After header.",
+        headers={"retry-after": str(max(1, math.ceil(wait_seconds)))},
+    )
 
 
 def bad_request(message: str, **details: Any) -> ApiError:

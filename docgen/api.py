@@ -263,33 +263,35 @@ class DocApi:
             raise ApiError(400, "BadRequest", f"limit is 1 to {MAX_LIMIT}; offset is 0 or more.")
         return limit, offset
 
-    async def jobs(self, request: Request) -> Response:
+    async def _one_or_page(self, request: Request, param: str, one, page, to_json, noun: str) -> Response:
+        """`GET {things}/{id}` (404 unless the account's) or a page of `GET {things}`."""
         account = self._account(request)
         headers = self._limit(account)
         base = self._base(request)
-        job_id = request.path_params.get("job_id")
-        if job_id:
-            job = self.service.db.read(lambda c: job_rows.get_job(c, account.id, job_id))
-            if job is None:
-                raise ApiError(404, "NotFound", "No such job.", headers=headers)
-            return JSONResponse(self.service.job_json(job, base), headers=headers)
+        wanted = request.path_params.get(param)
+        if wanted:
+            found = self.service.db.read(lambda c: one(c, account.id, wanted))
+            if found is None:
+                raise ApiError(404, "NotFound", f"No such {noun}.", headers=headers)
+            return JSONResponse(to_json(found, base), headers=headers)
         limit, offset = self._page(request)
-        found = self.service.db.read(lambda c: job_rows.list_jobs(c, account.id, limit, offset))
-        return JSONResponse([self.service.job_json(job, base) for job in found], headers=headers)
+        items = self.service.db.read(lambda c: page(c, account.id, limit, offset))
+        return JSONResponse([to_json(item, base) for item in items], headers=headers)
+
+    async def jobs(self, request: Request) -> Response:
+        return await self._one_or_page(
+            request, "job_id", job_rows.get_job, job_rows.list_jobs, self.service.job_json, "job"
+        )
 
     async def assets(self, request: Request) -> Response:
-        account = self._account(request)
-        headers = self._limit(account)
-        base = self._base(request)
-        asset_id = request.path_params.get("asset_id")
-        if asset_id:
-            asset = self.service.db.read(lambda c: job_rows.get_asset(c, asset_id, account.id))
-            if asset is None:
-                raise ApiError(404, "NotFound", "No such asset.", headers=headers)
-            return JSONResponse(self.service.asset_json(asset, base), headers=headers)
-        limit, offset = self._page(request)
-        found = self.service.db.read(lambda c: job_rows.list_assets(c, account.id, limit, offset))
-        return JSONResponse([self.service.asset_json(asset, base) for asset in found], headers=headers)
+        return await self._one_or_page(
+            request,
+            "asset_id",
+            lambda c, account_id, asset_id: job_rows.get_asset(c, asset_id, account_id),
+            job_rows.list_assets,
+            self.service.asset_json,
+            "asset",
+        )
 
     async def download(self, request: Request) -> Response:
         """A pre-authenticated link: no API key, an expiring signature."""

@@ -10,10 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
-
 from core.db import Migration
 from core.secrets import SecretBox
 
@@ -97,6 +93,11 @@ def delete(conn: sqlite3.Connection, account_id: str) -> bool:
 
 def upload(storage: UserStorage, filename: str, data: bytes, content_type: str) -> dict[str, Any]:
     """In a thread: PUT the file; the outcome as recorded on the job."""
+    # Imported here: boto3 takes a while to import and only deliveries need it.
+    import boto3
+    from botocore.config import Config as BotoConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
     key = f"{storage.prefix}{filename}"
     client = boto3.client(
         "s3",

@@ -20,8 +20,8 @@ from core import urlsign
 from core.accounts import Accounts
 from core.apikeys import authenticate, credentials
 from core.config import Config
-from core.jsonapi import ApiError
-from core.ratelimit import RateLimiter, retry_after_header
+from core.jsonapi import ApiError, too_many_requests
+from core.ratelimit import RateLimiter
 from imgtransform.cache import DiskCache
 from imgtransform.negotiate import format_class
 from imgtransform.params import InvalidParameter, Transform, parse_query
@@ -95,12 +95,7 @@ class ImageService:
     def _rate_limit(self, client: object, plan_name: str) -> None:
         wait = self.limiter.acquire((client, "read"), self.config.plan(plan_name).read_per_second)
         if wait:
-            raise ApiError(
-                429,
-                "TooManyRequests",
-                "Rate limit exceeded. Retry after the duration in the Retry-After header.",
-                headers={"retry-after": retry_after_header(wait)},
-            )
+            raise too_many_requests(wait)
 
     def _source(self, request: Request, bucket_name: str, key: str, query: dict[str, str]) -> Source:
         bucket = self.store.bucket(bucket_name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from core.apikeys import Caller, authenticate
 from core.config import Config
-from core.jsonapi import ApiError
-from core.ratelimit import PLAN_RATE_FIELDS, RateLimiter, retry_after_header
+from core.jsonapi import too_many_requests
+from core.ratelimit import PLAN_RATE_FIELDS, RateLimiter
 
 __all__ = ["Caller", "authenticate", "rate_limit"]
 
@@ -16,9 +16,4 @@ def rate_limit(caller: Caller, kind: str, config: Config, limiter: RateLimiter) 
     rate = getattr(config.plan(caller.account.plan), PLAN_RATE_FIELDS[kind])
     wait = limiter.acquire((caller.access_key, kind), rate)
     if wait:
-        raise ApiError(
-            429,
-            "TooManyRequests",
-            "Rate limit exceeded. Retry after the duration in the Retry-After header.",
-            headers={"retry-after": retry_after_header(wait)},
-        )
+        raise too_many_requests(wait)

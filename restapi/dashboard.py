@@ -209,7 +209,7 @@ async def keys(request: Request, services: RestServices) -> Response:
     if request.method == "GET":
         listed = services.accounts.list_keys(account_id)
         s3_keys = [
-            {"id": k.access_key, "type": "s3", "accessKey": k.access_key, "name": k.name, "createdAt": iso(k.created_at)}
+            {"id": k.access_key, "accessKey": k.access_key, "name": k.name, "createdAt": iso(k.created_at)}
             for k in listed
         ]
         doc_keys = [

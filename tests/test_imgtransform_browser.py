@@ -1,0 +1,173 @@
+"""The seed's `<img>` example in a real browser: headless Chromium (tests/browser.py, CDP)
+loads a page from a small loopback HTTP server whose `<img>` tags point at Folio's web
+listener, `/api/img/...?w=200&h=200&fit=cover&gravity=sm`, exactly as
+docs/image-transforms.md shows it. The page is on another origin than Folio, as a site
+embedding its pictures would be; the browser sends its own Accept header and decodes
+whatever format Folio negotiates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, Chromium, Page, chromium_path
+from tests.folio_process import FolioProcess
+from tests.imgtools import encode, get_img, image_of, img_client, img_url, subject_scene
+
+PAGES: dict[str, bytes] = {}
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    """Serves the pages the tests put in PAGES; nothing else."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        page = PAGES.get(self.path)
+        if page is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def page_origin() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Chromium]:
+    executable = chromium_path()
+    if executable is None:
+        # A failure, not a skip: the issue is only done when a real browser ran this.
+        pytest.fail(
+            MISSING_MESSAGE.format(path=os.environ.get("FOLIO_TEST_CHROMIUM") or DEBIAN_CHROMIUM),
+            pytrace=False,
+        )
+    with Chromium(executable) as browser:
+        yield browser
+
+
+def page_with_images(name: str, sources: dict[str, str]) -> str:
+    """Publish a page whose <img id=...> tags load `sources`; return its path."""
+    tags = "\n".join(f'<img id="{id_}" src="{src}" alt="{id_}">' for id_, src in sources.items())
+    PAGES[f"/{name}"] = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>folio images</title></head>
+<body>{tags}</body></html>
+""".encode()
+    return f"/{name}"
+
+
+# Waits for each image (load or error) and reports what the browser made of it.
+IMAGE_STATE_JS = """
+(async () => {
+  const out = {};
+  for (const img of document.images) {
+    let decoded = true;
+    try { await img.decode(); } catch (e) { decoded = false; }
+    out[img.id] = {complete: img.complete, w: img.naturalWidth, h: img.naturalHeight, decoded};
+  }
+  return out;
+})()
+"""
+
+
+def image_states(page: Page) -> dict:
+    return page.evaluate(IMAGE_STATE_JS, timeout=30)
+
+
+def test_seed_img_example_renders_200x200_in_chromium(
+    chromium: Chromium, page_origin: str, folio: FolioProcess, s3, bucket: str
+) -> None:
+    hero = subject_scene((1200, 800), (850, 100, 1050, 300))
+    s3.put_object(
+        Bucket=bucket, Key="photos/hero.jpg", Body=encode(hero, "JPEG", quality=90), ACL="public-read"
+    )
+    src = f"{folio.web_url}{img_url(bucket, 'photos/hero.jpg', 'w=200&h=200&fit=cover&gravity=sm')}"
+    path = page_with_images("seed.html", {"hero": src})
+
+    page = chromium.open_page(f"{page_origin}{path}")
+    assert page.evaluate("location.origin") == page_origin
+    states = image_states(page)
+
+    assert states["hero"] == {"complete": True, "w": 200, "h": 200, "decoded": True}, states
+    # The browser's request negotiated a format and filled the cache: the same URL
+    # with Chromium's Accept is now a hit (the browser got the transform, not an error).
+    with img_client(folio) as anon:
+        again = get_img(
+            anon,
+            bucket,
+            "photos/hero.jpg",
+            "w=200&h=200&fit=cover&gravity=sm",
+            accept="image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+        )
+        assert image_of(again).size == (200, 200)
+        assert again.headers["x-folio-cache"] == "hit"
+
+
+def signed_path(folio: FolioProcess, bucket: str, key: str, params: dict) -> str:
+    query = {name: str(value) for name, value in params.items()}
+    query["expires"] = str(int(time.time()) + 300)
+    query["key_id"] = folio.access_key
+    canonical = "&".join(
+        f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(query.items())
+    )
+    sig = hmac.new(
+        folio.secret_key.encode(), f"/api/img/{bucket}/{key}\n{canonical}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"/api/img/{quote(bucket)}/{quote(key)}?{canonical}&sig={sig}"
+
+
+def test_private_image_loads_in_img_only_when_signed(
+    chromium: Chromium, page_origin: str, folio: FolioProcess, s3, bucket: str
+) -> None:
+    s3.put_object(
+        Bucket=bucket, Key="secret.png", Body=encode(subject_scene((400, 300), (50, 50, 150, 150)), "PNG")
+    )
+    with httpx.Client(base_url=folio.web_url, trust_env=False, timeout=30) as owner:
+        minted = owner.post(
+            "/api/img/sign",
+            headers={"X-API-Key": f"{folio.access_key}:{folio.secret_key}"},
+            json={"bucket": bucket, "key": "secret.png", "params": {"w": 120}, "expiresIn": 300},
+        )
+    assert minted.status_code == 200, minted.text
+    path = page_with_images(
+        "private.html",
+        {
+            "minted": minted.json()["url"],
+            "byhand": folio.web_url
+            + signed_path(folio, bucket, "secret.png", {"w": 100, "h": 100, "fit": "cover"}),
+            "unsigned": f"{folio.web_url}{img_url(bucket, 'secret.png', 'w=120')}",
+        },
+    )
+    page = chromium.open_page(f"{page_origin}{path}")
+    states = image_states(page)
+
+    assert states["minted"] == {"complete": True, "w": 120, "h": 90, "decoded": True}, states
+    assert states["byhand"] == {"complete": True, "w": 100, "h": 100, "decoded": True}, states
+    # Refused (403 JSON): the browser has nothing to draw.
+    assert states["unsigned"]["complete"] is True and states["unsigned"]["decoded"] is False, states
+    assert states["unsigned"]["w"] == 0, states
