@@ -113,6 +113,9 @@ class ImagesConfig:
     # libavif's encoder speed, 0 (slowest, smallest) to 10; 8 is imgproxy's default and
     # about 13x faster than libavif's own default of 6 here, at much the same size.
     avif_speed: int = 8
+    # libwebp's method, 0 (fastest) to 6; 2 encodes in half the time of libwebp's
+    # default 4 here for files about 2% larger.
+    webp_method: int = 2
     timeout_seconds: float = 20.0
     # Longest lifetime POST /api/img/sign grants a signed URL.
     max_signed_seconds: int = 7 * 24 * 3600
@@ -280,6 +283,8 @@ def _validate(config: Config) -> None:
         raise ConfigError('[versioning] new_buckets must be "Enabled" or "Off"')
     if not 0 <= config.images.avif_speed <= 10:
         raise ConfigError("[images] avif_speed must be from 0 to 10")
+    if not 0 <= config.images.webp_method <= 6:
+        raise ConfigError("[images] webp_method must be from 0 to 6")
     if config.images.max_queue < 1 or config.images.workers < 0:
         raise ConfigError("[images] max_queue must be at least 1 and workers at least 0")
     for name in ("default_plan", "anonymous_plan"):

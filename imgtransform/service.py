@@ -55,6 +55,7 @@ class ImageService:
             self.settings.max_output_side,
             self.settings.avif_max_pixels,
             self.settings.avif_speed,
+            self.settings.webp_method,
         )
         set_pixel_limit(self.settings.max_source_pixels)
         workers = self.settings.workers or os.cpu_count() or 1
