@@ -56,7 +56,10 @@ def invoice_html() -> str:
         "currency": "USD",
         "from": {"name": "Acme Ltd", "address": ["1 Main St", "Springfield"], "email": "billing@acme.test"},
         "to": {"name": "Globex Corporation", "address": ["9 Elm Rd", "Shelbyville"]},
-        "items": [{"description": f"Consulting, week {i + 1}", "quantity": i % 5 + 1, "price": 120.0 + i} for i in range(24)],
+        "items": [
+            {"description": f"Consulting, week {i + 1}", "quantity": i % 5 + 1, "price": 120.0 + i}
+            for i in range(24)
+        ],
         "taxRate": 0.2,
         "notes": "Payment within 30 days by bank transfer. Thank you for your business.",
     }
@@ -70,13 +73,20 @@ def report_html() -> str:
         "author": "Operations",
         "date": "2026-04-02",
         "summary": "Revenue grew in every region; costs fell in the second half. " * 3,
-        "chart": {"label": "Revenue by month (k$)", "bars": [{"label": m, "value": 100 + 17 * i} for i, m in enumerate(MONTHS)]},
+        "chart": {
+            "label": "Revenue by month (k$)",
+            "bars": [{"label": m, "value": 100 + 17 * i} for i, m in enumerate(MONTHS)],
+        },
         "sections": [
             {
                 "heading": f"Region {s + 1}",
-                "text": "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. " * 6,
+                "text": "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. "
+                * 6,
                 "columns": ["Site", "Revenue", "Cost", "Growth"],
-                "rows": [[f"Site {s + 1}.{r + 1}", f"${r * 7 + s}.2k", f"${r * 5 + s}.9k", f"{(r * 3 + s) % 11}%"] for r in range(40)],
+                "rows": [
+                    [f"Site {s + 1}.{r + 1}", f"${r * 7 + s}.2k", f"${r * 5 + s}.9k", f"{(r * 3 + s) % 11}%"]
+                    for r in range(40)
+                ],
             }
             for s in range(11)
         ],
@@ -128,7 +138,9 @@ class ChromiumOnce:
         source = self.documents[html]
         profile = self.workdir / f"profile-{n}"
         out = self.workdir / f"out-{n}.{kind}"
-        flag = [f"--print-to-pdf={out}"] if kind == "pdf" else [f"--screenshot={out}", "--window-size=1240,1754"]
+        flag = (
+            [f"--print-to-pdf={out}"] if kind == "pdf" else [f"--screenshot={out}", "--window-size=1240,1754"]
+        )
         subprocess.run(
             [self.binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flag, source.as_uri()],
             capture_output=True,
@@ -162,7 +174,9 @@ class Wkhtmltopdf:
         args = [binary, "--quiet"]
         if kind == "png":
             args += ["--width", "1240", "--format", "png"]
-        subprocess.run([*args, str(self.documents[html]), str(out)], capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            [*args, str(self.documents[html]), str(out)], capture_output=True, timeout=120, check=False
+        )
         size = out.stat().st_size if out.exists() else 0
         if not size:
             raise RuntimeError("wkhtmltopdf produced nothing")
@@ -212,10 +226,22 @@ def memory_soak(target: FolioEngine, html: str, jobs: int) -> dict[str, Any]:
             list(pool.map(lambda _i: target.render(html, "pdf"), range(batch)))
             done += batch
             rss = _worker_rss(target.server.proc.pid)
-            samples.append({"jobs": done, "workers_rss_mib": round(sum(rss) / 2**20, 1), "max_worker_mib": round(max(rss, default=0) / 2**20, 1)})
+            samples.append(
+                {
+                    "jobs": done,
+                    "workers_rss_mib": round(sum(rss) / 2**20, 1),
+                    "max_worker_mib": round(max(rss, default=0) / 2**20, 1),
+                }
+            )
     first, last = samples[0]["max_worker_mib"], samples[-1]["max_worker_mib"]
     peak = max(s["max_worker_mib"] for s in samples)
-    return {"samples": samples, "first_mib": first, "last_mib": last, "peak_mib": peak, "flat": peak <= first * 1.25 + 20}
+    return {
+        "samples": samples,
+        "first_mib": first,
+        "last_mib": last,
+        "peak_mib": peak,
+        "flat": peak <= first * 1.25 + 20,
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -291,7 +317,9 @@ def markdown(results: dict[str, Any]) -> str:
     for name, doc in results["documents"].items():
         lines.append(f"### {name} ({doc['pages']} pages)")
         lines.append("")
-        lines.append("| engine | PDF p50 / p90 ms | PNG p50 / p90 ms | PDFs per minute at c4 | vs chromium once |")
+        lines.append(
+            "| engine | PDF p50 / p90 ms | PNG p50 / p90 ms | PDFs per minute at c4 | vs chromium once |"
+        )
         lines.append("|---|---|---|---|---|")
         base = doc["targets"].get(chromium_once, {}).get("throughput", {}).get("docs_per_minute")
         for target, row in doc["targets"].items():
@@ -305,10 +333,17 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{row['png']['p50_ms']:,.0f} / {row['png']['p90_ms']:,.0f} | {rate:,.1f} | {ratio} |"
             )
             if target.startswith("Folio") and base:
-                verdicts.append((f"{target}, {name}: throughput {rate / base:.2f}x chromium once (target ≥ 2x)", rate / base >= 2))
+                verdicts.append(
+                    (
+                        f"{target}, {name}: throughput {rate / base:.2f}x chromium once (target ≥ 2x)",
+                        rate / base >= 2,
+                    )
+                )
             if target == "Folio, weasyprint" and name == "invoice":
                 p50 = row["pdf"]["p50_ms"]
-                verdicts.append((f"{target}, sync invoice PDF p50 {p50:,.0f} ms (target < 700 ms)", p50 < 700))
+                verdicts.append(
+                    (f"{target}, sync invoice PDF p50 {p50:,.0f} ms (target < 700 ms)", p50 < 700)
+                )
         lines.append("")
     memory = results.get("memory")
     if memory:
@@ -316,12 +351,21 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
         lines.append("| jobs | " + " | ".join(str(s["jobs"]) for s in memory["samples"]) + " |")
         lines.append("|---|" + "---|" * len(memory["samples"]))
-        lines.append("| largest worker RSS, MiB | " + " | ".join(str(s["max_worker_mib"]) for s in memory["samples"]) + " |")
-        lines.append("| all workers, MiB | " + " | ".join(str(s["workers_rss_mib"]) for s in memory["samples"]) + " |")
+        lines.append(
+            "| largest worker RSS, MiB | "
+            + " | ".join(str(s["max_worker_mib"]) for s in memory["samples"])
+            + " |"
+        )
+        lines.append(
+            "| all workers, MiB | " + " | ".join(str(s["workers_rss_mib"]) for s in memory["samples"]) + " |"
+        )
         lines.append("")
         verdicts.append(
-            (f"worker memory over 500 jobs: first {memory['first_mib']} MiB, peak {memory['peak_mib']} MiB, last "
-             f"{memory['last_mib']} MiB (flat: peak within 25% + 20 MiB of the first)", memory["flat"])
+            (
+                f"worker memory over 500 jobs: first {memory['first_mib']} MiB, peak {memory['peak_mib']} MiB, last "
+                f"{memory['last_mib']} MiB (flat: peak within 25% + 20 MiB of the first)",
+                memory["flat"],
+            )
         )
     lines.append("Targets:")
     lines.append("")

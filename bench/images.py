@@ -2,9 +2,9 @@
 
 The two sources (a 1920x1080 and a 4000x3000 JPEG, quality 90) are drawn by the bench itself,
 deterministically (seeded), so that every run and every server sees the same bytes: photo-like
-pictures, smooth gradients and soft shapes under sensor-like noise, so that the JPEGs are as
-large and as slow to decode as camera pictures of that size. They are made once and kept in
-`bench/.cache/`.
+pictures, smooth gradients and soft shapes under fine texture and sensor-like noise, so that the
+JPEGs are about as large (0.57 and 3.2 MB) and as slow to decode as camera pictures of that size.
+They are made once and kept in `bench/.cache/`.
 
 Every uncached request must do a real transform on every server, and identical concurrent
 requests may be coalesced, so each source is served under `COPIES` distinct names: keys

@@ -985,7 +985,8 @@ async def job_img_probe(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
                 f"GET {target} gave a {size[0]}x{size[1]} image, not {transform.size[0]}x{transform.size[1]}"
             )
     if problem:
-        rec.failure(problem, response)
+        # An error's body says why; an image's bytes would say nothing.
+        rec.failure(problem, response if response.status != 200 else None)
         return _summary(rec, elapsed, 0.0) | {"ops": 0, "unsupported": ep.kind == "thumbor"}
     cache = _FOLIO_CACHE.search(response.head)
     rec.latencies_ns.append(int(elapsed * 1e9))

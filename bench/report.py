@@ -663,7 +663,7 @@ def _thumbor_version(targets: dict[str, Any]) -> str:
 def _images_method() -> str:
     sources = " and ".join(f"{w}x{h}" for w, h in SOURCES.values())
     return (
-        f"the bench draws two photo-like JPEGs ({sources}, quality {SOURCE_QUALITY}: gradients, soft shapes, "
+        f"the bench draws two photo-like JPEGs ({sources}, quality {SOURCE_QUALITY}: gradients, soft shapes, fine texture, "
         "a detailed subject off centre and sensor-like noise; seeded, so every run has the same bytes; "
         f"`bench/images.py`) and serves each under {COPIES} names, cycled, so that no two requests in "
         f"flight are identical and none can be coalesced: on Folio as objects of a public-read bucket "
