@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import documents
 from bench.images import COPIES, SOURCE_QUALITY, SOURCES, TRANSFORMS
 from bench.scenarios import (
     ALL_IMAGE_SCENARIOS,
@@ -374,6 +375,11 @@ def _paired(off: dict[str, Any], on: dict[str, Any], metric: str) -> list[float]
     return out
 
 
+# The issue's own benchmark: "4 KiB PUT and GET ops/s". put4k-overwrite (every PUT also
+# prunes a version) is measured beside them and reported, but is not what the issue sets.
+ISSUE4_JUDGED = ("put4k", "get4k")
+
+
 def features_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 4, per scenario run on both variants: medians off and on, on/off, cost and verdict."""
     targets = results["targets"]
@@ -392,7 +398,7 @@ def features_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             row |= {
                 "ratio": ratio,
                 "cost": 1.0 - ratio,
-                "met": 1.0 - ratio < FEATURE_COST_LIMIT,
+                "met": 1.0 - ratio < FEATURE_COST_LIMIT if name in ISSUE4_JUDGED else None,
                 "paired": _paired(off, on, scenario.metric),
             }
         rows.append(row)
@@ -453,22 +459,24 @@ def _features_section(results: dict[str, Any]) -> list[str]:
             cost = f"{row['cost']:+.1%}"
             pairs = row["paired"]
             paired = f"{statistics.median(pairs):.3f} ({min(pairs):.3f}-{max(pairs):.3f})" if pairs else "n/a"
-            verdict = _verdict(row["met"], bold_pass=True)
+            verdict = _verdict(row["met"], bold_pass=True) if row["met"] is not None else "reported"
+        target = f"cost < {limit}" if scenario.name in ISSUE4_JUDGED else "none (beyond the issue)"
         out.append(
             f"| {scenario.name} | {figure(off, row['off_text'], scenario.unit)} | "
             f"{figure(on, row['on_text'], scenario.unit)} | {ratio} | {cost} | {paired} | "
-            f"{load(off)} / {load(on)} | {errors(off)} / {errors(on)} | cost < {limit} | {verdict} |"
+            f"{load(off)} / {load(on)} | {errors(off)} / {errors(on)} | {target} | {verdict} |"
         )
-    judged = [r for r in rows if r["ratio"] is not None]
+    judged = [r for r in rows if r["ratio"] is not None and r["met"] is not None]
     if judged:
         worst = max(judged, key=lambda r: r["cost"])
         passed = all(r["met"] for r in judged)
         out += [
             "",
-            f"Issue 4 ({len(judged)} of {len(FEATURE_SCENARIOS)} scenarios measured on both): "
+            f"Issue 4 (4 KiB PUT and GET, {len(judged)} of {len(ISSUE4_JUDGED)} measured on both): "
             + ("**pass**" if passed else "**miss**")
             + f"; the largest cost is {worst['cost']:+.1%} on {worst['scenario'].name} "
-            f"(a negative cost means on was faster: noise).",
+            f"(a negative cost means on was faster: noise). put4k-overwrite, where every PUT with "
+            "versioning on also prunes a version, is reported beside them; the issue sets no target for it.",
         ]
     return [*out, ""]
 
@@ -1013,6 +1021,8 @@ def render(results: dict[str, Any]) -> str:
         f".venv/bin/python -m bench.run --only {FEATURES_OFF},{FEATURES_ON} --scenarios features",
         "# issue 5 alone: the REST file API against S3, and webhook delivery under a burst of writes",
         ".venv/bin/python -m bench.run --only folio --scenarios issue5",
+        "# documents alone (issue 7): both engines against chromium --print-to-pdf and wkhtmltopdf (~5 min)",
+        ".venv/bin/python -m bench.documents",
         "# image transforms against thumbor (thumbor from PyPI in .venv-thumbor, made by make bench or on first use)",
         f".venv/bin/python -m bench.run --only {FOLIO_IMG},{FOLIO_IMG_CACHE},{THUMBOR},{THUMBOR_POOL} "
         "--scenarios images",
@@ -1066,6 +1076,8 @@ def render(results: dict[str, Any]) -> str:
         f"`object.created` deliveries of a burst of {WEBHOOK_WRITES:,} 4 KiB S3 PUTs to a loopback receiver in "
         "the load generator. Both are reported in their own section below the scenarios.",
         "- Image transforms against thumbor: " + _images_method() + " Reported in their own section below.",
+        "- Documents (issue 7, `bench/documents.py`): run after the others, on a Folio of its own; how it "
+        "measures is said in its section below.",
         "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "
         "median of the runs' p50 and p99.",
         "",
@@ -1082,6 +1094,8 @@ def render(results: dict[str, Any]) -> str:
     lines += issue5_lines(results)
     lines += _features_section(results)
     lines += images_lines(results)
+    if results.get("documents"):
+        lines += [documents.markdown(results["documents"])]
     lines += _errors_section(results)
     return "\n".join(lines) + "\n"
 

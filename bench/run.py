@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import documents, report
 from bench.loadgen import Endpoint
 from bench.monitor import OtherLoad, RssWatcher, cpu_seconds, log, rss_bytes, wait_for_quiet
 from bench.scenarios import GROUPS, SCENARIOS, Scenario, expand
@@ -352,6 +352,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short run of each scenario (smoke test)")
     parser.add_argument(
+        "--documents",
+        action="store_true",
+        help="also run the document benchmark (bench/documents.py; always part of a full run)",
+    )
+    parser.add_argument(
         "--only", default=",".join(TARGETS), help=f"targets, comma-separated: {','.join(TARGETS)}"
     )
     groups = "; ".join(f"{group} = {','.join(members)}" for group, members in GROUPS.items())
@@ -444,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         setups_done: dict[str, set[str]] = {}
         for scenario in scenarios:
             run_scenario(scenario, live, results["targets"], policy, setups_done)
+        if full or args.documents:
+            for target in targets.values():  # the document benchmark wants the cores to itself
+                target.stop()
+            log("documents: both engines against chromium --print-to-pdf and wkhtmltopdf")
+            results["documents"] = documents.run(quick=args.quick)
         results["settings"]["completed"] = True
     finally:
         for name, target in targets.items():

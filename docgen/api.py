@@ -193,7 +193,7 @@ class DocApi:
 
     async def generate(self, request: Request, version: int, source: str, output: str) -> Response:
         account = self._account(request)
-        headers = self._limit(account)
+        headers = self._limit(account, request)
         plan = self.service.config.plan(account.plan)
         if plan.docgen_calls_per_month:
             calls = self.service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))["calls"]
@@ -242,9 +242,11 @@ class DocApi:
             headers["x-asset-id"] = job.asset_id
         return Response(rendered.data, status_code=201, media_type=rendered.content_type, headers=headers)
 
-    def _limit(self, account) -> dict[str, str]:
+    def _limit(self, account, request: Request | None = None) -> dict[str, str]:
         per_minute = self.service.config.plan(account.plan).docgen_per_minute
         allowed, headers = self.budget.take(account.id, per_minute)
+        if request is not None:
+            request.state.rate_headers = headers  # for the errors answered after this point
         if not allowed:
             headers["retry-after"] = str(max(1, int(headers["x-ratelimit-reset"]) - int(time.time())))
             raise ApiError(429, "TooManyRequests", f"Your plan allows {per_minute} requests a minute.", headers=headers)
@@ -266,7 +268,7 @@ class DocApi:
     async def _one_or_page(self, request: Request, param: str, one, page, to_json, noun: str) -> Response:
         """`GET {things}/{id}` (404 unless the account's) or a page of `GET {things}`."""
         account = self._account(request)
-        headers = self._limit(account)
+        headers = self._limit(account, request)
         base = self._base(request)
         wanted = request.path_params.get(param)
         if wanted:
@@ -322,7 +324,7 @@ class DocApi:
 
     async def account(self, request: Request) -> Response:
         account = self._account(request)
-        headers = self._limit(account)
+        headers = self._limit(account, request)
         plan = self.service.config.plan(account.plan)
         counts = self.service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))
         usage = self.service.store.usage(account.id)
@@ -350,11 +352,11 @@ class DocApi:
 
     async def status(self, request: Request) -> Response:
         account = self._account(request)
-        return JSONResponse({"status": "ok"}, headers=self._limit(account))
+        return JSONResponse({"status": "ok"}, headers=self._limit(account, request))
 
     async def storage(self, request: Request) -> Response:
         account = self._account(request)
-        headers = self._limit(account)
+        headers = self._limit(account, request)
         service = self.service
         if request.method == "GET":
             found = service.db.read(lambda c: user_storage.load(c, service.box, account.id))
@@ -409,7 +411,7 @@ def _storage_config(body: dict[str, Any]) -> user_storage.UserStorage:
         access_key_id=text("accessKeyId") or "",
         secret_access_key=text("secretAccessKey") or "",
         endpoint=text("endpoint", required=False),
-        prefix=text("prefix", default="") or "",
+        prefix=text("prefix", required=False, default="") or "",
         acl=acl,
     )
 
@@ -435,6 +437,8 @@ def routes(service: DocService) -> list[Route]:
             try:
                 return await handler(request)
             except ApiError as exc:
+                # Every answer after authentication carries the rate-limit figures.
+                exc.headers = {**getattr(request.state, "rate_headers", {}), **exc.headers}
                 return exc.response()
 
         return run

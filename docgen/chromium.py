@@ -22,7 +22,14 @@ from docgen.output import Rendered, RenderError, encode_image, lift_extracted, p
 
 log = logging.getLogger("folio.docgen")
 
+# The browser itself reaches nothing: its proxy is a closed port and loopback is not
+# exempt from it. Every request is fetched for it by the route handler (after the
+# outbound guard), one redirect hop at a time; what bypasses routing (WebSockets,
+# prefetch, beacons, service workers) goes to the dead proxy and fails.
+DEAD_PROXY = "http://127.0.0.1:9"
 LAUNCH_ARGS = [
+    f"--proxy-server={DEAD_PROXY}",
+    "--proxy-bypass-list=<-loopback>",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-dev-shm-usage",
@@ -73,8 +80,10 @@ class ChromiumEngine:
         restart_after: int,
         allow_private: bool,
         allow_loopback: bool,
+        max_fetch_bytes: int = 20 * 1000 * 1000,
     ) -> None:
         self.executable = executable
+        self.max_fetch_bytes = max_fetch_bytes
         self.restart_after = restart_after
         self.allow_private = allow_private
         self.allow_loopback = allow_loopback
@@ -142,16 +151,26 @@ class ChromiumEngine:
             self._playwright = None
 
     async def _guard(self, route: Any) -> None:
+        """Fetch the request for the browser, if the guard allows its address. A redirect
+        is handed back as it is: the browser's next request comes here again."""
         url = route.request.url
         if url.startswith(("data:", "blob:", "about:")):
             await route.continue_()
             return
         try:
             await check_url(url, allow_private=self.allow_private, allow_http=True, allow_loopback=self.allow_loopback)
+            response = await route.fetch(max_redirects=0, timeout=15000)
         except BlockedTarget:
             await route.abort("blockedbyclient")
             return
-        await route.continue_()
+        except Exception:  # noqa: BLE001 - unreachable, reset, timed out: as the browser would see it
+            await route.abort("failed")
+            return
+        body = await response.body()
+        if len(body) > self.max_fetch_bytes:
+            await route.abort("failed")
+            return
+        await route.fulfill(response=response, body=body)
 
     async def render(self, job: RenderJob, timeout: float) -> Rendered:
         if not self.available:
@@ -171,6 +190,7 @@ class ChromiumEngine:
         image = job.image
         viewport = {"width": image.width, "height": image.height} if image else {"width": 1280, "height": 1024}
         context_args: dict[str, Any] = {
+            "service_workers": "block",
             "viewport": viewport,
             "device_scale_factor": image.device_scale_factor if image else 1.0,
             "java_script_enabled": True,

@@ -156,10 +156,6 @@ def finish_job(conn: sqlite3.Connection, job: Job, asset: Asset | None) -> None:
     )
 
 
-def set_delivery(conn: sqlite3.Connection, job_id: str, delivery: dict[str, Any]) -> None:
-    conn.execute("UPDATE docgen_jobs SET delivery = ? WHERE id = ?", (json.dumps(delivery), job_id))
-
-
 def get_job(conn: sqlite3.Connection, account_id: str, job_id: str) -> Job | None:
     row = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM docgen_jobs WHERE id = ? AND account_id = ?", (job_id, account_id)

@@ -68,6 +68,7 @@ class DocService:
             self.settings.chromium_restart_after,
             self.settings.allow_private_targets,
             self.settings.allow_loopback_targets,
+            self.settings.max_fetch_bytes,
         )
         self._link_key = box.derive("docgen-asset-links")
         self._tasks: set[asyncio.Task] = set()
@@ -153,6 +154,10 @@ class DocService:
                 else f"The document could not be stored: {exc.message or exc.code}"
             )
         job.process_time = int((time.monotonic() - started) * 1000)
+        if rendered is not None and job.status == "success":
+            # Before the job is recorded as done: a client that sees `success` sees where
+            # the file went too, and a crash before this point runs the job again.
+            await self._deliver(job, rendered)
 
         def record(conn) -> None:
             if not recorded:
@@ -160,8 +165,6 @@ class DocService:
             job_rows.finish_job(conn, job, asset)
 
         await self.db.write(record)
-        if rendered is not None and job.status == "success":
-            await self._deliver(job, rendered)
         await self._notify(job)
         return Outcome(job, rendered, asset)
 
@@ -195,11 +198,17 @@ class DocService:
         if storage is None:
             return
         filename = job.options.get("filename") or f"{job.asset_id or job.id}.{rendered.ext}"
-        delivery = await asyncio.get_running_loop().run_in_executor(
-            None, user_storage.upload, storage, filename, rendered.data, rendered.content_type
+        job.delivery = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: user_storage.upload(
+                storage,
+                filename,
+                rendered.data,
+                rendered.content_type,
+                allow_private=self.settings.allow_private_targets,
+                allow_loopback=self.settings.allow_loopback_targets,
+            ),
         )
-        job.delivery = delivery
-        await self.db.write(lambda c: job_rows.set_delivery(c, job.id, delivery))
 
     async def _notify(self, job: Job) -> None:
         url = job.options.get("webhook")

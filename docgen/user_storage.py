@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.db import Migration
+from core.netguard import BlockedTarget, check_url_blocking
 from core.secrets import SecretBox
 
 MIGRATIONS = [
@@ -91,14 +92,24 @@ def delete(conn: sqlite3.Connection, account_id: str) -> bool:
     return bool(conn.execute("DELETE FROM docgen_storage WHERE account_id = ?", (account_id,)).rowcount)
 
 
-def upload(storage: UserStorage, filename: str, data: bytes, content_type: str) -> dict[str, Any]:
-    """In a thread: PUT the file; the outcome as recorded on the job."""
+def upload(
+    storage: UserStorage, filename: str, data: bytes, content_type: str, *, allow_private: bool, allow_loopback: bool
+) -> dict[str, Any]:
+    """In a thread: PUT the file; the outcome as recorded on the job. The endpoint passes
+    the outbound guard now, not only when it was saved (settings and DNS change)."""
     # Imported here: boto3 takes a while to import and only deliveries need it.
     import boto3
     from botocore.config import Config as BotoConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
     key = f"{storage.prefix}{filename}"
+    if storage.endpoint:
+        try:
+            check_url_blocking(
+                storage.endpoint, allow_private=allow_private, allow_http=True, allow_loopback=allow_loopback
+            )
+        except BlockedTarget as exc:
+            return {"status": "failed", "bucket": storage.bucket, "key": key, "error": f"endpoint refused: {exc}"}
     client = boto3.client(
         "s3",
         region_name=storage.region,
