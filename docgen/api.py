@@ -25,7 +25,7 @@ from docgen import options as opts
 from docgen import user_storage
 from docgen.options import RenderJob, bad
 from docgen.service import DocService
-from docgen.templates import TemplateProblem, gallery_template, render_template
+from docgen.templates import TemplateProblem, check_template, gallery_template, render_template
 
 DEFAULT_LIMIT, MAX_LIMIT = 25, 100
 UNLIMITED_REPORTED = 1000000
@@ -157,9 +157,12 @@ class DocApi:
         else:
             if template_text is None:
                 if body.get("templateId"):
-                    template_text = gallery_template(str(body["templateId"]))
+                    template_id = str(body["templateId"])
+                    template_text = gallery_template(template_id) or self.service.db.read(
+                        lambda c: job_rows.template_body(c, account.id, template_id)
+                    )
                     if template_text is None:
-                        raise bad("templateId", f"No template {body['templateId']!r}.")
+                        raise bad("templateId", f"No template {template_id!r} (built in or saved in your account).")
                 else:
                     template_text = opts.base64_text("template", body.get("template"))
                 data = body.get("data", {})
@@ -350,6 +353,34 @@ class DocApi:
             headers=headers,
         )
 
+    async def templates(self, request: Request) -> Response:
+        """The account's saved templates: POST {name, template (Base64)}, GET, DELETE {id}."""
+        account = self._account(request)
+        headers = self._limit(account, request)
+        db = self.service.db
+        template_id = request.path_params.get("template_id")
+        if request.method == "POST" and not template_id:
+            body = await self._json_body(request)
+            name = body.get("name")
+            if not isinstance(name, str) or not name.strip() or len(name) > 200:
+                raise bad("name", "name is required (up to 200 characters).")
+            text = opts.base64_text("template", body.get("template"))
+            try:
+                check_template(text)
+            except TemplateProblem as exc:
+                raise bad("template", str(exc)) from exc
+            saved = await db.write(lambda c: job_rows.save_template(c, account.id, name.strip(), text))
+            if saved is None:
+                raise ApiError(403, "TooManyTemplates", f"At most {job_rows.MAX_SAVED_TEMPLATES} saved templates.")
+            return JSONResponse(saved, status_code=201, headers=headers)
+        if request.method == "GET" and not template_id:
+            return JSONResponse(db.read(lambda c: job_rows.list_templates(c, account.id)), headers=headers)
+        if request.method == "DELETE" and template_id:
+            if not await db.write(lambda c: job_rows.delete_template(c, account.id, template_id)):
+                raise ApiError(404, "NotFound", "No such template.")
+            return JSONResponse({"success": True}, headers=headers)
+        raise ApiError(405, "MethodNotAllowed", "Use POST or GET on templates, DELETE on templates/{id}.")
+
     async def status(self, request: Request) -> Response:
         account = self._account(request)
         return JSONResponse({"status": "ok"}, headers=self._limit(account, request))
@@ -460,6 +491,8 @@ def routes(service: DocService) -> list[Route]:
             Route(f"{prefix}/assets/{{asset_id}}/{{which}}", wrap(api.download), methods=["GET"]),
             Route(f"{prefix}/account", wrap(api.account), methods=["GET"]),
             Route(f"{prefix}/getStatus", wrap(api.status), methods=["GET"]),
+            Route(f"{prefix}/templates", wrap(api.templates), methods=["GET", "POST"]),
+            Route(f"{prefix}/templates/{{template_id}}", wrap(api.templates), methods=["DELETE"]),
         ]
     found.append(Route("/v2/storage", wrap(api.storage), methods=["GET", "POST", "DELETE"]))
     return found

@@ -118,7 +118,8 @@ class ChromiumEngine:
     async def _ensure_browser(self) -> Any:
         async with self._lock:
             if self._browser is not None and self._browser.is_connected():
-                if self.jobs < self.restart_after or self._active:
+                # Recycled only when this job is the only one using it.
+                if self.jobs < self.restart_after or self._active > 1:
                     return self._browser
                 await self._stop_browser()  # recycle: memory stays flat
             if self._playwright is None:

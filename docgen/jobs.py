@@ -216,3 +216,60 @@ def job_counts(conn: sqlite3.Connection, account_id: str, since_ms: int) -> dict
         "totalJobs": row[0], "successJobs": row[1], "errorJobs": row[2], "bytesTotal": row[3],
         "computeTimeTotal": row[4], "calls": row[5],
     }
+
+
+# --- the account's saved templates (usable as templateId) -------------------------
+
+TEMPLATE_MIGRATIONS = [
+    Migration(
+        "docgen.templates",
+        1,
+        """
+        CREATE TABLE docgen_templates (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at INTEGER NOT NULL     -- ms
+        ) WITHOUT ROWID;
+        CREATE INDEX docgen_templates_by_account ON docgen_templates(account_id, created_at);
+        """,
+    )
+]
+MAX_SAVED_TEMPLATES = 100
+
+
+def save_template(conn: sqlite3.Connection, account_id: str, name: str, body: str) -> dict[str, Any] | None:
+    """A new saved template; None when the account already has the most allowed."""
+    count = conn.execute("SELECT count(*) FROM docgen_templates WHERE account_id = ?", (account_id,)).fetchone()[0]
+    if count >= MAX_SAVED_TEMPLATES:
+        return None
+    row = ("tpl_" + uuid.uuid4().hex[:20], account_id, name, body, now_ms())
+    conn.execute("INSERT INTO docgen_templates (id, account_id, name, body, created_at) VALUES (?, ?, ?, ?, ?)", row)
+    return _template_json(row)
+
+
+def _template_json(row: tuple) -> dict[str, Any]:
+    return {"id": row[0], "name": row[2], "size": len(row[3].encode()), "timestamp": iso_ms(row[4])}
+
+
+def list_templates(conn: sqlite3.Connection, account_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT id, account_id, name, body, created_at FROM docgen_templates WHERE account_id = ?"
+        " ORDER BY created_at DESC, id DESC",
+        (account_id,),
+    ).fetchall()
+    return [_template_json(row) for row in rows]
+
+
+def template_body(conn: sqlite3.Connection, account_id: str, template_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT body FROM docgen_templates WHERE id = ? AND account_id = ?", (template_id, account_id)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def delete_template(conn: sqlite3.Connection, account_id: str, template_id: str) -> bool:
+    return bool(
+        conn.execute("DELETE FROM docgen_templates WHERE id = ? AND account_id = ?", (template_id, account_id)).rowcount
+    )

@@ -12,19 +12,19 @@ from typing import Any
 
 from core.jsonapi import ApiError
 
-# Page sizes in inches (width, height), portrait.
+# Page sizes as CSS lengths (width, height), portrait: ISO A sizes in mm, US sizes in inches.
 PAGE_FORMATS = {
-    "letter": (8.5, 11.0),
-    "legal": (8.5, 14.0),
-    "tabloid": (11.0, 17.0),
-    "ledger": (17.0, 11.0),
-    "a0": (33.1, 46.8),
-    "a1": (23.4, 33.1),
-    "a2": (16.54, 23.4),
-    "a3": (11.7, 16.54),
-    "a4": (8.27, 11.7),
-    "a5": (5.83, 8.27),
-    "a6": (4.13, 5.83),
+    "letter": ("8.5in", "11in"),
+    "legal": ("8.5in", "14in"),
+    "tabloid": ("11in", "17in"),
+    "ledger": ("17in", "11in"),
+    "a0": ("841mm", "1189mm"),
+    "a1": ("594mm", "841mm"),
+    "a2": ("420mm", "594mm"),
+    "a3": ("297mm", "420mm"),
+    "a4": ("210mm", "297mm"),
+    "a5": ("148mm", "210mm"),
+    "a6": ("105mm", "148mm"),
 }
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 _LENGTH = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(px|in|cm|mm|pt)?\s*")
@@ -192,8 +192,7 @@ def pdf_options(body: dict[str, Any]) -> PdfOptions:
     fmt = body.get("format", "letter")
     if not isinstance(fmt, str) or fmt.lower() not in PAGE_FORMATS:
         raise bad("format", f"format must be one of {', '.join(PAGE_FORMATS)}.")
-    width_in, height_in = PAGE_FORMATS[fmt.lower()]
-    width, height = f"{width_in}in", f"{height_in}in"
+    width, height = PAGE_FORMATS[fmt.lower()]
     if body.get("width") is not None:
         width = css_length("width", body["width"])
     if body.get("height") is not None:

@@ -116,6 +116,14 @@ def render_template(source: str, data: Any) -> str:
     return html
 
 
+def check_template(source: str) -> None:
+    """Refuse a template that does not parse (saved templates are checked once, up front)."""
+    try:
+        _ENV.parse(_nunjucks_to_jinja(source))
+    except TemplateError as exc:
+        raise TemplateProblem(f"The template does not parse: {exc}") from exc
+
+
 def gallery_template(template_id: str) -> str | None:
     """A built-in template by id (docs/document-api.md lists them and their data)."""
     if not re.fullmatch(r"[a-z0-9-]{1,64}", template_id):

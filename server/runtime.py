@@ -35,6 +35,7 @@ MIGRATIONS = [
     *shares_module.MIGRATIONS,
     *doc_keys_module.MIGRATIONS,
     *docgen_jobs.MIGRATIONS,
+    *docgen_jobs.TEMPLATE_MIGRATIONS,
     *docgen_storage.MIGRATIONS,
 ]
 
