@@ -8,8 +8,11 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # thumbor, the image-transform benchmark's baseline, needs Pillow < 13: a virtual environment of its own.
 THUMBOR_STAMP := .venv-thumbor/.installed
 CHROMIUM ?= /usr/bin/chromium
+WKHTMLTOPDF ?= /usr/bin/wkhtmltopdf
+# WeasyPrint (the document engine) needs Pango and fonts from the system.
+SYSTEM_LIBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean system-libs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,17 +35,27 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else echo "the tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi
 
-run: $(STAMP)
+# Installed only when missing (and only as root); otherwise say what to install.
+system-libs:
+	@if ldconfig -p | grep -q libpangoft2-1.0 && [ -d /usr/share/fonts/truetype/dejavu ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(SYSTEM_LIBS); \
+	else echo "documents need: sudo apt-get install -y $(SYSTEM_LIBS)" >&2; exit 1; fi
+
+# The document benchmark's baseline (issue 7).
+$(WKHTMLTOPDF):
+	-@if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y wkhtmltopdf; fi
+
+run: $(STAMP) system-libs
 	$(BIN)/folio serve --config config.toml
 
-test: $(TEST_STAMP) $(CHROMIUM)
+test: $(TEST_STAMP) system-libs $(CHROMIUM)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 # A failed thumbor install (no network) is not fatal: the run reports thumbor unavailable.
 $(THUMBOR_STAMP): $(BENCH_STAMP)
 	-$(BIN)/python -m bench.thumbor_env
 
-bench: $(BENCH_STAMP) $(THUMBOR_STAMP)
+bench: $(BENCH_STAMP) $(THUMBOR_STAMP) system-libs $(CHROMIUM) $(WKHTMLTOPDF)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run
 
 lint: $(TEST_STAMP)
