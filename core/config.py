@@ -97,7 +97,8 @@ class ImagesConfig:
 
     # Transformed images kept under data/cache/img, least recently used evicted; 0: no cache.
     cache_max_bytes: int = 1024**3
-    # Transform threads (Pillow releases the GIL); 0: one per core.
+    # Transform threads (Pillow releases the GIL); 0: one per core, plus one to keep the
+    # cores busy while a thread runs the Python between Pillow's calls.
     workers: int = 0
     # Transforms running or waiting beyond this answer 503 Busy with Retry-After.
     max_queue: int = 64

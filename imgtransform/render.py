@@ -229,6 +229,9 @@ def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: f
             )
             if need != oriented:
                 image.draft(None, need[::-1] if sideways else need)
+        # The whole source in one decoder call: one release of the GIL instead of one
+        # per 64 KiB block, each of which would queue for it behind the other threads.
+        image.decodermaxblock = max(image.decodermaxblock, len(data))
         image.load()
         icc = image.info.get("icc_profile")
         ImageOps.exif_transpose(image, in_place=True)

@@ -58,7 +58,7 @@ class ImageService:
             self.settings.webp_method,
         )
         set_pixel_limit(self.settings.max_source_pixels)
-        workers = self.settings.workers or os.cpu_count() or 1
+        workers = self.settings.workers or (os.cpu_count() or 1) + 1
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="folio-img")
         # Held from reading the source until its thread finishes (even past a timeout),
         # so at most `workers` sources are in memory at once.
