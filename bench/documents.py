@@ -88,7 +88,7 @@ def report_html() -> str:
                     for r in range(40)
                 ],
             }
-            for s in range(11)
+            for s in range(12)
         ],
     }
     return render_template(gallery_template("report") or "", data)
@@ -274,7 +274,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             targets.append(Wkhtmltopdf(workdir, paths))
         latency_n = 3 if quick else 9
         for name, html in docs.items():
-            pages = 2 if name == "invoice" else 20
+            pages = "2" if name == "invoice" else "about 20"
             through_n = (4 if quick else 24) if name == "invoice" else (4 if quick else 8)
             entry: dict[str, Any] = {}
             for target in targets:
