@@ -74,12 +74,12 @@ class DocService:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        await self.pool.start()
+        """Resume the jobs a previous run left pending (the workers start with the first)."""
         for job, work in self.db.read(job_rows.pending_jobs):
             self._spawn(job, work)
 
     async def run(self) -> None:
-        """The background task of `folio serve`: warm the workers, resume pending jobs."""
+        """The background task of `folio serve`: resume pending jobs; close the browser at the end."""
         try:
             await self.start()
             await asyncio.Event().wait()

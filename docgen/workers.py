@@ -78,6 +78,7 @@ class WorkerPool:
         self._threads = ThreadPoolExecutor(size + 1, thread_name_prefix="folio-docgen")
         self.started = 0  # processes started (a hook for tests: recycling, kills)
         self._closed = False
+        self._warm: asyncio.Task | None = None
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -90,6 +91,14 @@ class WorkerPool:
         return worker
 
     async def start(self) -> None:
+        """Warm the workers (once; later calls wait for the first). Done on the first
+        document, not at server start: a Folio that makes no documents keeps no
+        WeasyPrint processes (about 100 MiB each) around."""
+        if self._warm is None:
+            self._warm = asyncio.ensure_future(self._spawn_all())
+        await asyncio.shield(self._warm)
+
+    async def _spawn_all(self) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(self.size):
             self._idle.put_nowait(await loop.run_in_executor(self._threads, self._spawn))
@@ -108,6 +117,7 @@ class WorkerPool:
 
     async def run(self, job: RenderJob, timeout: float) -> Rendered:
         """Render in a worker; RenderError for a bad document, RenderTimeout past `timeout`."""
+        await self.start()
         worker = await self._idle.get()
         loop = asyncio.get_running_loop()
         exchange = loop.run_in_executor(self._threads, self._exchange, worker, job)
