@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -27,7 +27,7 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from tests.folio_process import FolioProcess
-from tests.web_client import fresh_address
+from tests.web_client import fresh_address, serve_in_thread
 
 PASSWORD = "correct horse battery staple"
 HELLO_B64 = "PGgxPkhlbGxvIFdvcmxkPC9oMT4="  # the seeds' "<h1>Hello World</h1>"
@@ -255,10 +255,7 @@ class Recorder:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server, self.thread = serve_in_thread(Handler)
 
     @property
     def url(self) -> str:

@@ -13,7 +13,6 @@ import hmac
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
@@ -39,21 +38,10 @@ from tests.imgtools import (
     noisy_jpeg,
     red_square_scene,
 )
-from tests.web_client import fresh_address
+from tests.web_client import Account, fresh_address
 
 BROWSER_ACCEPT = "image/avif,image/webp,*/*"
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "AVIF": "image/avif"}
-
-
-@dataclass(frozen=True)
-class Account:
-    email: str
-    access_key: str
-    secret_key: str
-
-    @property
-    def api_key(self) -> str:
-        return f"{self.access_key}:{self.secret_key}"
 
 
 def make_account(folio: FolioProcess, prefix: str) -> Account:

@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -34,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.web_client import Account
 
 FILES = "/api/v1/files"
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -43,17 +43,6 @@ SEED_LIST_FIELDS = {"id", "key", "size", "contentType", "updatedAt"}
 
 
 # ---------------------------------------------------------------- helpers
-
-
-@dataclass(frozen=True)
-class Account:
-    email: str
-    access_key: str
-    secret_key: str
-
-    @property
-    def api_key(self) -> str:
-        return f"{self.access_key}:{self.secret_key}"
 
 
 def _never_5xx(response: httpx.Response) -> None:

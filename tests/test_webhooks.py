@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.web_client import serve_in_thread
 
 T = TypeVar("T")
 
@@ -168,10 +169,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
                 pass  # keep pytest's output for failures
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server, self.thread = serve_in_thread(Handler)
 
     @property
     def url(self) -> str:

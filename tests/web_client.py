@@ -7,11 +7,36 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
 from tests.folio_process import FolioProcess
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account's S3 key pair, as the REST and image APIs take it (X-API-Key)."""
+
+    email: str
+    access_key: str
+    secret_key: str
+
+    @property
+    def api_key(self) -> str:
+        return f"{self.access_key}:{self.secret_key}"
+
+
+def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """A loopback HTTP server on a free port, answering from a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
 
 
 def fresh_address() -> str:
