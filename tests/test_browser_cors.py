@@ -14,13 +14,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, Chromium, Page, chromium_path
+from tests.web_client import page_server
 
 PAGE_HTML = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>folio cors page</title></head>
@@ -57,38 +56,12 @@ UPLOAD_AND_READ_JS = """
 """
 
 
-class PageHandler(BaseHTTPRequestHandler):
-    """Serves the one page at `/`; nothing else."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path != "/":
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(PAGE_HTML)))
-        self.end_headers()
-        self.wfile.write(PAGE_HTML)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class signature
-        pass  # keep the test output clean
-
-
 @pytest.fixture(scope="module")
 def page_origins() -> Iterator[tuple[str, str]]:
     """Two page servers on loopback: (origin the rules allow, origin they do not)."""
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), PageHandler) for _ in range(2)]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for thread in threads:
-        thread.start()
-    try:
-        allowed, other = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
+    pages = {"/": PAGE_HTML}  # the one page, at `/`
+    with page_server(pages) as allowed, page_server(pages) as other:
         yield allowed, other
-    finally:
-        for server, thread in zip(servers, threads, strict=True):
-            server.shutdown()
-            server.server_close()
-            thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import httpx
@@ -23,39 +21,16 @@ import pytest
 from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, Chromium, Page, chromium_path
 from tests.folio_process import FolioProcess
 from tests.imgtools import encode, get_img, image_of, img_client, img_url, subject_scene
+from tests.web_client import page_server
 
 PAGES: dict[str, bytes] = {}
 
 
-class PageHandler(BaseHTTPRequestHandler):
-    """Serves the pages the tests put in PAGES; nothing else."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        page = PAGES.get(self.path)
-        if page is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(page)))
-        self.end_headers()
-        self.wfile.write(page)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class signature
-        pass
-
-
 @pytest.fixture(scope="module")
 def page_origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    """Serves the pages the tests put in PAGES; nothing else."""
+    with page_server(PAGES) as origin:
+        yield origin
 
 
 @pytest.fixture(scope="module")

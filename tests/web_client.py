@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +39,39 @@ def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTT
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
+
+
+def page_handler(pages: dict[str, bytes]) -> type[BaseHTTPRequestHandler]:
+    """A handler serving `pages` (path -> HTML, read at each request) and 404 for the rest."""
+
+    class PageHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            page = pages.get(self.path)
+            if page is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class signature
+            pass  # keep the test output clean
+
+    return PageHandler
+
+
+@contextmanager
+def page_server(pages: dict[str, bytes]) -> Iterator[str]:
+    """A loopback origin serving `pages`; yields its base URL, stops after."""
+    server, thread = serve_in_thread(page_handler(pages))
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def fresh_address() -> str:
