@@ -23,6 +23,7 @@ from core.netguard import BlockedTarget, check_url
 from docgen import jobs as job_rows
 from docgen import options as opts
 from docgen import user_storage
+from docgen.engine_choice import choose_engine
 from docgen.options import RenderJob, bad
 from docgen.service import DocService
 from docgen.templates import TemplateProblem, check_template, gallery_template, render_template
@@ -175,15 +176,17 @@ class DocApi:
                 html = render_template(template_text, data)
             except TemplateProblem as exc:
                 raise bad("template", str(exc)) from exc
-        chromium = self.service.chromium.available
-        engine = body.get("engine", "chromium" if source == "url" and chromium else "weasyprint")
-        if engine not in ("weasyprint", "chromium"):
-            raise bad("engine", 'engine must be "weasyprint" or "chromium".')
-        if engine == "chromium" and not chromium:
-            raise bad("engine", "The Chromium engine is not installed on this server; use the default engine.")
+        choice = choose_engine(
+            body.get("engine"), source, html, self.service.chromium.available, settings.long_document_elements
+        )
+        chromium_options = opts.chromium_options(body)
+        if not choice.javascript:
+            # A static document Folio moved to Chromium renders as WeasyPrint would have:
+            # no scripts, nothing to wait for.
+            chromium_options.update(javascript=False, wait_for_selector=None, auto_scroll=False)
         return body, RenderJob(
-            engine=engine,
-            **opts.chromium_options(body),
+            engine=choice.engine,
+            **chromium_options,
             kind="pdf",
             html=html,
             url=url,
@@ -241,6 +244,7 @@ class DocApi:
         name = filename or f"{job.asset_id or job.id}.{rendered.ext}"
         headers["content-disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
         headers["x-job-id"] = job.id
+        headers["x-folio-engine"] = work.engine
         if job.asset_id:
             headers["x-asset-id"] = job.asset_id
         return Response(rendered.data, status_code=201, media_type=rendered.content_type, headers=headers)

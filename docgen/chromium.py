@@ -194,7 +194,7 @@ class ChromiumEngine:
             "service_workers": "block",
             "viewport": viewport,
             "device_scale_factor": image.device_scale_factor if image else 1.0,
-            "java_script_enabled": True,
+            "java_script_enabled": job.javascript,
         }
         if job.authentication:
             context_args["http_credentials"] = {"username": job.authentication[0], "password": job.authentication[1]}

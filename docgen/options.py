@@ -126,6 +126,8 @@ class RenderJob:
     auto_scroll: bool = False
     cookies: tuple[dict[str, Any], ...] = ()
     authentication: tuple[str, str] | None = None
+    # False when Folio sent a static (html/template) document to Chromium on its own.
+    javascript: bool = True
     # Outbound guard for the page and its resources.
     allow_private: bool = False
     allow_loopback: bool = False
