@@ -140,16 +140,20 @@ def _fetch_page(job: RenderJob, fetcher: GuardedFetcher) -> str:
     return data.decode(response.charset or "utf-8", errors="replace")
 
 
+def _title(page_html: str) -> str:
+    """The page's <title>, for the `title` class of header and footer templates."""
+    try:
+        head = lxml.html.document_fromstring(page_html or "<html></html>").find(".//title")
+    except (lxml.etree.ParserError, ValueError):
+        return ""
+    return head.text_content().strip() if head is not None else ""
+
+
 def render_pdf(job: RenderJob, pdf: PdfOptions) -> tuple[bytes, int]:
     fetcher = GuardedFetcher(job.allow_private, job.allow_loopback, job.max_resource_bytes)
     page_html = job.html if job.html is not None else _fetch_page(job, fetcher)
     base_url = job.url
-    title = ""
-    try:
-        head = lxml.html.document_fromstring(page_html or "<html></html>").find(".//title")
-        title = head.text_content().strip() if head is not None else ""
-    except (lxml.etree.ParserError, ValueError):
-        title = ""
+    title = _title(page_html) if pdf.header is not None or pdf.footer is not None else ""
     source = _with_running_elements(page_html, pdf, title, job.url or "")
     stylesheet = weasyprint.CSS(string=_page_css(pdf, pdf.header is not None, pdf.footer is not None))
     document = weasyprint.HTML(string=source, base_url=base_url, url_fetcher=fetcher).render(stylesheets=[stylesheet])
