@@ -153,3 +153,10 @@ def test_choice_rules_without_a_server() -> None:
     assert choose_engine(None, "url", None, False, 1000).engine == "weasyprint"
     footnote = long_html.replace("<h1>", '<h1 style="float: footnote">')
     assert choose_engine(None, "html", footnote, True, 1000).engine == "weasyprint"
+
+
+def test_counting_stops_past_the_limit() -> None:
+    html = long_table()
+    assert element_count(html) > 1200
+    assert element_count(html, stop_after=1000) == 1001
+    assert element_count("<p>one</p><p>two</p>", stop_after=1000) == 2
