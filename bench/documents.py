@@ -127,23 +127,34 @@ class FolioEngine:
         return len(response.content)
 
 
-class ChromiumOnce:
-    """`chromium --headless --print-to-pdf` (or --screenshot), one process per document."""
-
-    name = "chromium --print-to-pdf, once per document"
+class _CommandBaseline:
+    """A baseline that runs a command per document on the HTML files in `workdir`;
+    each render numbers its own output files (renders run from several threads)."""
 
     def __init__(self, workdir: Path, documents: dict[str, Path]) -> None:
-        self.binary = shutil.which("chromium")
         self.workdir = workdir
         self.documents = documents
         self._count = 0
         self._lock = threading.Lock()
 
-    def render(self, html: str, kind: str) -> int:
-        assert self.binary
+    def _next_number(self) -> int:
         with self._lock:
             self._count += 1
-            n = self._count
+            return self._count
+
+
+class ChromiumOnce(_CommandBaseline):
+    """`chromium --headless --print-to-pdf` (or --screenshot), one process per document."""
+
+    name = "chromium --print-to-pdf, once per document"
+
+    def __init__(self, workdir: Path, documents: dict[str, Path]) -> None:
+        super().__init__(workdir, documents)
+        self.binary = shutil.which("chromium")
+
+    def render(self, html: str, kind: str) -> int:
+        assert self.binary
+        n = self._next_number()
         source = self.documents[html]
         profile = self.workdir / f"profile-{n}"
         out = self.workdir / f"out-{n}.{kind}"
@@ -162,21 +173,16 @@ class ChromiumOnce:
         return size
 
 
-class Wkhtmltopdf:
+class Wkhtmltopdf(_CommandBaseline):
     name = "wkhtmltopdf"
 
     def __init__(self, workdir: Path, documents: dict[str, Path]) -> None:
+        super().__init__(workdir, documents)
         self.pdf = shutil.which("wkhtmltopdf")
         self.image = shutil.which("wkhtmltoimage")
-        self.workdir = workdir
-        self.documents = documents
-        self._count = 0
-        self._lock = threading.Lock()
 
     def render(self, html: str, kind: str) -> int:
-        with self._lock:
-            self._count += 1
-            n = self._count
+        n = self._next_number()
         out = self.workdir / f"wk-{n}.{kind}"
         binary = self.pdf if kind == "pdf" else self.image
         assert binary

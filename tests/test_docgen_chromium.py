@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.browser import MISSING_MESSAGE, chromium_path
+from tests.conftest import TEST_CONFIG
 from tests.docgen_helpers import DocAccount, Recorder, b64, read_image, read_pdf, signup
 from tests.folio_process import FolioProcess
 
@@ -25,16 +26,7 @@ LATE_PAGE = """<html><body><div id="root">waiting</div>
 <script>setTimeout(() => { const d = document.createElement("div"); d.id = "ready";
 d.textContent = "Arrived after 300 ms"; document.body.appendChild(d); }, 300);</script></body></html>"""
 
-CONFIG = """
-[plans.default]
-storage_bytes = 1099511627776
-max_buckets = 100000
-write_per_second = 0
-read_per_second = 0
-list_per_second = 0
-dashboard_per_minute = 0
-docgen_per_minute = 0
-
+CONFIG = TEST_CONFIG + """
 [docgen]
 allow_loopback_targets = true
 chromium_restart_after = 3
