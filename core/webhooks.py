@@ -30,7 +30,8 @@ import httpx
 
 from core.config import WebhooksConfig
 from core.db import Database, Migration
-from core.netguard import BlockedTarget, check_url
+from core.netguard import BlockedTarget, check_url, check_url_syntax
+from core.pinned_http import pinned_async_client
 from core.secrets import SecretBox
 
 log = logging.getLogger("folio.webhooks")
@@ -345,10 +346,18 @@ class Webhooks:
             conn.execute("UPDATE events SET delivered_at = ? WHERE id = ?", (now, event_id))
         return len(events)
 
-    async def run(self, client: httpx.AsyncClient | None = None, poll_seconds: float = 0.5) -> None:
+    def client(self) -> httpx.AsyncClient:
+        """The delivery client: each connection goes to an address the outbound guard
+        checked as it connected (no second DNS lookup), redirects are not followed."""
+        return pinned_async_client(
+            allow_private=self.config.allow_private_targets,
+            allow_loopback=self.config.allow_loopback_targets,
+            timeout=self.config.timeout_seconds,
+        )
+
+    async def run(self, poll_seconds: float = 0.5) -> None:
         """The delivery worker (a background task of `folio serve`)."""
-        own_client = client is None
-        client = client or httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False)
+        client = self.client()
         try:
             while True:
                 try:
@@ -365,8 +374,7 @@ class Webhooks:
                 except TimeoutError:
                     pass
         finally:
-            if own_client:
-                await client.aclose()
+            await client.aclose()
 
     async def _send_due(self, client: httpx.AsyncClient, limit: int = 200) -> int:
         now = time.time()
@@ -396,7 +404,9 @@ class Webhooks:
         status: int | None = None
         error: str | None = None
         try:
-            await self.check_target(url)  # again: DNS may have changed since creation
+            # The scheme again (settings change); the addresses are checked by the pinned
+            # client as it connects, where a check still decides the address used.
+            check_url_syntax(url, allow_http=self.config.allow_http)
             response = await client.post(
                 url,
                 content=raw,

@@ -2,30 +2,35 @@
 Playwright with the system executable (never a downloaded browser). One warm browser,
 a fresh context per job, at most `concurrency` jobs at once, a restart after
 `restart_after` jobs or when the browser dies. Every request the page makes (the
-page itself, scripts, styles, images, XHR) passes the outbound guard."""
+page itself, scripts, styles, images, XHR) passes the outbound guard and is fetched
+by Folio's pinned client (`core/pinned_http.py`), connected to the address checked."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import shutil
 import time
 from typing import Any
 
+import httpx
 import pypdfium2 as pdfium
 from PIL import Image
 
-from core.netguard import BlockedTarget, check_url
+from core.netguard import BlockedTarget, check_url_syntax
+from core.pinned_http import pinned_async_client
 from docgen.options import IMAGE_TYPES, HeaderFooter, PdfOptions, RenderJob
 from docgen.output import Rendered, RenderError, encode_image, lift_extracted, preview_of, trimmed
 
 log = logging.getLogger("folio.docgen")
 
 # The browser itself reaches nothing: its proxy is a closed port and loopback is not
-# exempt from it. Every request is fetched for it by the route handler (after the
-# outbound guard), one redirect hop at a time; what bypasses routing (WebSockets,
-# prefetch, beacons, service workers) goes to the dead proxy and fails.
+# exempt from it. Every request is fetched for it by the route handler (through the
+# pinned client, not Playwright's route.fetch, which would resolve the name again),
+# one redirect hop at a time; what bypasses routing (WebSockets, prefetch, beacons,
+# service workers) goes to the dead proxy and fails.
 DEAD_PROXY = "http://127.0.0.1:9"
 LAUNCH_ARGS = [
     f"--proxy-server={DEAD_PROXY}",
@@ -50,6 +55,27 @@ _AUTO_SCROLL = """async () => {
     }, 50);
   });
 }"""
+
+
+# Request headers the fetch sets itself, and response headers that no longer describe
+# the body handed to the browser (httpx has decoded it and knows its length).
+_NOT_FORWARDED = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding",
+                  "proxy-authorization", "proxy-connection", "te", "upgrade"}
+_NOT_RETURNED = {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"}
+FETCH_SECONDS = 15.0
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _fulfil_headers(headers: httpx.Headers) -> dict[str, str]:
+    merged: dict[str, list[str]] = {}
+    for name, value in headers.multi_items():
+        if name.lower() not in _NOT_RETURNED:
+            merged.setdefault(name.lower(), []).append(value)
+    # Playwright splits set-cookie on newlines, as its own APIResponse.headers joins them.
+    return {name: ("\n" if name == "set-cookie" else ", ").join(values) for name, values in merged.items()}
 
 
 def find_chromium() -> str | None:
@@ -92,6 +118,7 @@ class ChromiumEngine:
         self._playwright: Any = None
         self._browser: Any = None
         self._active = 0
+        self._client: httpx.AsyncClient | None = None
         self.jobs = 0  # jobs since the browser (re)started
         self.launches = 0
         self.crashes = 0
@@ -150,8 +177,11 @@ class ChromiumEngine:
         if self._playwright is not None:
             await self._playwright.stop()
             self._playwright = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
-    async def _guard(self, route: Any) -> None:
+    async def _guard(self, route: Any, context: Any, credentials: tuple[str, str] | None) -> None:
         """Fetch the request for the browser, if the guard allows its address. A redirect
         is handed back as it is: the browser's next request comes here again."""
         url = route.request.url
@@ -159,19 +189,53 @@ class ChromiumEngine:
             await route.continue_()
             return
         try:
-            await check_url(url, allow_private=self.allow_private, allow_http=True, allow_loopback=self.allow_loopback)
-            response = await route.fetch(max_redirects=0, timeout=15000)
+            check_url_syntax(url, allow_http=True)
+            async with asyncio.timeout(FETCH_SECONDS):
+                status, headers, body = await self._fetch(route.request, context, credentials)
         except BlockedTarget:
             await route.abort("blockedbyclient")
             return
-        except Exception:  # noqa: BLE001 - unreachable, reset, timed out: as the browser would see it
+        except Exception:  # noqa: BLE001 - unreachable, reset, timed out, too large: as the browser would see it
             await route.abort("failed")
             return
-        body = await response.body()
-        if len(body) > self.max_fetch_bytes:
-            await route.abort("failed")
-            return
-        await route.fulfill(response=response, body=body)
+        await route.fulfill(status=status, headers=headers, body=body)
+
+    async def _fetch(
+        self, request: Any, context: Any, credentials: tuple[str, str] | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """What Playwright's route.fetch did, through the pinned client: the request's
+        headers with the context's cookies, Basic credentials sent after a 401 asks for
+        them, no redirect followed, the body bounded."""
+        if self._client is None:
+            self._client = pinned_async_client(
+                allow_private=self.allow_private, allow_loopback=self.allow_loopback, timeout=FETCH_SECONDS
+            )
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if not name.startswith(":") and name.lower() not in _NOT_FORWARDED
+        }
+        cookies = await context.cookies(request.url)
+        if cookies:
+            headers["cookie"] = "; ".join(f"{c['name']}={c['value']}" for c in cookies)
+        status, answer, body = await self._send(self._client, request, headers)
+        challenged = "basic" in answer.get("www-authenticate", "").lower()
+        if status == 401 and challenged and credentials:
+            pair = f"{credentials[0]}:{credentials[1]}".encode()
+            headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+            status, answer, body = await self._send(self._client, request, headers)
+        return status, answer, body
+
+    async def _send(
+        self, client: httpx.AsyncClient, request: Any, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        async with client.stream(request.method, request.url, headers=headers, content=request.post_data_buffer) as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self.max_fetch_bytes:
+                    raise _TooLarge(request.url)
+            return response.status_code, _fulfil_headers(response.headers), bytes(body)
 
     async def render(self, job: RenderJob, timeout: float) -> Rendered:
         if not self.available:
@@ -204,7 +268,11 @@ class ChromiumEngine:
             self._browser = None
             raise RenderError(f"The browser could not start a page: {exc}") from exc
         try:
-            await context.route("**/*", self._guard)
+
+            async def guard(route: Any) -> None:
+                await self._guard(route, context, job.authentication)
+
+            await context.route("**/*", guard)
             if job.cookies:
                 await context.add_cookies(list(job.cookies))
             page = await context.new_page()

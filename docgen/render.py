@@ -14,7 +14,8 @@ import lxml.html
 import weasyprint
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
-from core.netguard import BlockedTarget, check_url_blocking
+from core.netguard import BlockedTarget, check_url_syntax
+from core.pinned_http import pinned_client
 from docgen.options import IMAGE_TYPES, HeaderFooter, PdfOptions, RenderJob
 from docgen.output import (
     Rendered,
@@ -32,7 +33,8 @@ _MAX_REDIRECTS = 5
 
 class GuardedFetcher(URLFetcher):
     """WeasyPrint's fetcher for `data:`, `http:` and `https:` only, each address
-    checked by the outbound guard (redirects too), bodies bounded in size and time."""
+    checked by the outbound guard and connected to as checked (redirects too: each
+    hop is a new request through the pinned client), bodies bounded in size and time."""
 
     def __init__(self, allow_private: bool, allow_loopback: bool, max_bytes: int, timeout: float = 10.0) -> None:
         super().__init__(timeout=timeout, allowed_protocols=("data",), allow_redirects=False)
@@ -44,26 +46,26 @@ class GuardedFetcher(URLFetcher):
     def fetch(self, url: str, headers=None):  # noqa: ANN001 - WeasyPrint's signature
         if url.startswith("data:"):
             return super().fetch(url, headers)
-        for _hop in range(_MAX_REDIRECTS + 1):
-            try:
-                check_url_blocking(
-                    url, allow_private=self.allow_private, allow_http=True, allow_loopback=self.allow_loopback
-                )
-            except BlockedTarget as exc:
-                raise ValueError(f"blocked: {url}: {exc}") from exc
-            with (
-                httpx.Client(timeout=self.timeout, follow_redirects=False) as client,
-                client.stream("GET", url, headers={"user-agent": "Folio docgen"}) as response,
-            ):
-                if response.is_redirect and "location" in response.headers:
-                    url = str(response.url.join(response.headers["location"]))
-                    continue
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > self.max_bytes:
-                        raise ValueError(f"{url} is over {self.max_bytes} bytes")
-                return URLFetcherResponse(str(response.url), bytes(body), dict(response.headers), response.status_code)
+        with pinned_client(
+            allow_private=self.allow_private, allow_loopback=self.allow_loopback, timeout=self.timeout
+        ) as client:
+            for _hop in range(_MAX_REDIRECTS + 1):
+                try:
+                    check_url_syntax(url, allow_http=True)
+                    with client.stream("GET", url, headers={"user-agent": "Folio docgen"}) as response:
+                        if response.is_redirect and "location" in response.headers:
+                            url = str(response.url.join(response.headers["location"]))
+                            continue
+                        body = bytearray()
+                        for chunk in response.iter_bytes():
+                            body += chunk
+                            if len(body) > self.max_bytes:
+                                raise ValueError(f"{url} is over {self.max_bytes} bytes")
+                        return URLFetcherResponse(
+                            str(response.url), bytes(body), dict(response.headers), response.status_code
+                        )
+                except BlockedTarget as exc:
+                    raise ValueError(f"blocked: {url}: {exc}") from exc
         raise ValueError(f"too many redirects: {url}")
 
 

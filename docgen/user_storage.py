@@ -1,7 +1,14 @@
 """`/v2/storage` (seed 000): the account's own S3-compatible bucket. Its secret is
 encrypted at rest and masked on GET; every generated file is also uploaded there at
 `{prefix}{filename}` with boto3, and a failed upload leaves the job successful with
-the failure recorded on it."""
+the failure recorded on it.
+
+boto3 builds and signs the request (SigV4, checksums, retries, error parsing stay
+botocore's), but does not send it: its own HTTP stack would connect by name, after
+the outbound guard resolved that name separately. A `before-send` handler sends the
+signed request through the pinned client instead (`core/pinned_http.py`), which
+connects to the address the guard checked, with the endpoint's own Host header and
+TLS server name."""
 
 from __future__ import annotations
 
@@ -10,8 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from core.db import Migration
-from core.netguard import BlockedTarget, check_url_blocking
+from core.netguard import BlockedTarget, check_url_syntax
+from core.pinned_http import pinned_client
 from core.secrets import SecretBox
 
 MIGRATIONS = [
@@ -96,20 +106,20 @@ def upload(
     storage: UserStorage, filename: str, data: bytes, content_type: str, *, allow_private: bool, allow_loopback: bool
 ) -> dict[str, Any]:
     """In a thread: PUT the file; the outcome as recorded on the job. The endpoint passes
-    the outbound guard now, not only when it was saved (settings and DNS change)."""
+    the outbound guard now, as the upload connects, not only when it was saved
+    (settings and DNS change)."""
     # Imported here: boto3 takes a while to import and only deliveries need it.
     import boto3
     from botocore.config import Config as BotoConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
     key = f"{storage.prefix}{filename}"
+    refused = {"status": "failed", "bucket": storage.bucket, "key": key}
     if storage.endpoint:
         try:
-            check_url_blocking(
-                storage.endpoint, allow_private=allow_private, allow_http=True, allow_loopback=allow_loopback
-            )
+            check_url_syntax(storage.endpoint, allow_http=True)
         except BlockedTarget as exc:
-            return {"status": "failed", "bucket": storage.bucket, "key": key, "error": f"endpoint refused: {exc}"}
+            return {**refused, "error": f"endpoint refused: {exc}"}
     client = boto3.client(
         "s3",
         region_name=storage.region,
@@ -118,8 +128,66 @@ def upload(
         aws_secret_access_key=storage.secret_access_key,
         config=BotoConfig(connect_timeout=10, read_timeout=30, retries={"max_attempts": 2}),
     )
-    try:
-        client.put_object(Bucket=storage.bucket, Key=key, Body=data, ContentType=content_type, ACL=storage.acl)
-    except (BotoCoreError, ClientError) as exc:
-        return {"status": "failed", "bucket": storage.bucket, "key": key, "error": str(exc)[:500]}
+    timeout = httpx.Timeout(30, connect=10)
+    with pinned_client(allow_private=allow_private, allow_loopback=allow_loopback, timeout=timeout) as http:
+        client.meta.events.register("before-send.s3", lambda request, **_: send_pinned(http, request))
+        try:
+            client.put_object(Bucket=storage.bucket, Key=key, Body=data, ContentType=content_type, ACL=storage.acl)
+        except BlockedTarget as exc:
+            return {**refused, "error": f"endpoint refused: {exc}"}
+        except (BotoCoreError, ClientError) as exc:
+            return {**refused, "error": str(exc)[:500]}
     return {"status": "delivered", "bucket": storage.bucket, "key": key}
+
+
+_NOT_SENT = {"expect", "transfer-encoding"}
+# A PutObject answer is a few hundred bytes; an endpoint streaming more is not heard out.
+MAX_RESPONSE_BYTES = 1 << 20
+
+
+class _Body:
+    """A response body as botocore reads it (`AWSResponse.raw.stream()`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+
+def send_pinned(http: httpx.Client, request: Any) -> Any:
+    """Send botocore's prepared, signed request with the pinned client; botocore's
+    own connection errors for httpx's, so its retries and messages apply."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.exceptions import (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        HTTPClientError,
+        ReadTimeoutError,
+    )
+
+    body = request.body
+    if hasattr(body, "read"):
+        body = body.read()
+    elif isinstance(body, str):
+        body = body.encode()
+    # Left out, neither being part of the SigV4 signature: `Expect: 100-continue`
+    # (httpx does not wait for a 100) and `Transfer-Encoding: chunked` (for an
+    # aws-chunked body over https; the encoded body is sent whole, with its length).
+    headers = [(name, value) for name, value in request.headers.items() if name.lower() not in _NOT_SENT]
+    try:
+        with http.stream(request.method, request.url, headers=headers, content=body or b"") as response:
+            answer = bytearray()
+            for chunk in response.iter_bytes():
+                answer += chunk
+                if len(answer) > MAX_RESPONSE_BYTES:
+                    raise HTTPClientError(error=f"the storage endpoint answered over {MAX_RESPONSE_BYTES} bytes")
+    except httpx.ConnectTimeout as exc:
+        raise ConnectTimeoutError(endpoint_url=request.url, error=exc) from exc
+    except httpx.ConnectError as exc:
+        raise EndpointConnectionError(endpoint_url=request.url, error=exc) from exc
+    except httpx.TimeoutException as exc:
+        raise ReadTimeoutError(endpoint_url=request.url, error=exc) from exc
+    except httpx.HTTPError as exc:
+        raise HTTPClientError(error=exc) from exc
+    return AWSResponse(request.url, response.status_code, response.headers.multi_items(), _Body(bytes(answer)))

@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.jsonapi import ApiError, bad_request
+from core.jsonapi import ApiError, bad_request, storage_full
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, iso, owned_bucket
 from restapi.routing import json_route
-from s3proxy.store.errors import StoreError
+from s3proxy.store.errors import StorageFull, StoreError
 from s3proxy.store.models import Bucket
 
 _ERRORS = {
@@ -89,6 +89,8 @@ async def buckets(request: Request, services: RestServices) -> Response:
         usage = store.usage(account_id).buckets.get(bucket.name)
         return JSONResponse(_bucket_json(services, bucket, usage), status_code=status)
     except StoreError as exc:
+        if isinstance(exc, StorageFull):
+            raise storage_full() from exc
         raise ApiError(_ERRORS.get(exc.code, 400), exc.code, exc.message or exc.code) from exc
 
 

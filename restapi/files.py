@@ -21,7 +21,7 @@ from core.accounts import Accounts
 from core.byteranges import UnsatisfiableRange, parse_byte_range
 from core.config import Config
 from core.doc_keys import DocKeys
-from core.jsonapi import ApiError, bad_request, not_found
+from core.jsonapi import ApiError, bad_request, not_found, storage_full
 from core.ratelimit import RateLimiter
 from core.sessions import Sessions
 from core.webhooks import Webhooks
@@ -29,7 +29,13 @@ from restapi.auth import Caller, authenticate, rate_limit
 from restapi.forms import boundary_of, stream_form
 from restapi.ids import file_id, parse_file_id
 from s3proxy.store.engine import Store
-from s3proxy.store.errors import BucketAccessDenied, NoSuchBucket, ObjectIsDeleteMarker, StoreError
+from s3proxy.store.errors import (
+    BucketAccessDenied,
+    NoSuchBucket,
+    ObjectIsDeleteMarker,
+    StorageFull,
+    StoreError,
+)
 from s3proxy.store.models import Bucket, ObjectMeta, ObjectVersion
 
 DEFAULT_LIMIT = 100
@@ -95,6 +101,8 @@ async def _bucket_named(services: RestServices, caller: Caller, name: str | None
 
 
 def store_error(exc: StoreError) -> ApiError:
+    if isinstance(exc, StorageFull):
+        return storage_full()
     if exc.code == "QuotaExceeded":
         return ApiError(
             403,

@@ -10,13 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from core.jsonapi import ApiError
+from core.jsonapi import ApiError, storage_full
 from docgen import api as documents
 from docgen.service import DocService
 from imgtransform import service as images
 from imgtransform.service import ImageService
 from restapi import buckets, dashboard, files, image_urls, shares, versions, webhooks
 from restapi.files import RestServices
+from s3proxy.store.errors import is_storage_full
 
 log = logging.getLogger("folio.web")
 
@@ -38,6 +39,9 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
         return ApiError(405, "MethodNotAllowed", "This endpoint does not take that method.").response()
 
     async def failed(request: Request, exc: Exception) -> JSONResponse:
+        if is_storage_full(exc):  # a write outside the store (sessions, keys, jobs) on a full disk
+            log.warning("%s %s: storage full: %s", request.method, request.url.path, exc)
+            return storage_full().response()
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return ApiError(
             500, "InternalError", "An unexpected error occurred. Retry with exponential backoff."
