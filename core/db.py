@@ -246,7 +246,10 @@ class Database:
         try:
             self._writer.execute("COMMIT")
         except BaseException as exc:  # noqa: BLE001 - every waiter of the group learns of it
-            log.exception("commit failed")
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+                log.warning("commit failed, the disk is full: %s", exc)  # each writer answers it
+            else:
+                log.exception("commit failed")
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
             self._in_transaction = False

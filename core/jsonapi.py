@@ -46,3 +46,8 @@ def bad_request(message: str, **details: Any) -> ApiError:
 
 def not_found(message: str = "No such file.", **details: Any) -> ApiError:
     return ApiError(404, "NotFound", message, details)
+
+
+def storage_full() -> ApiError:
+    """507: the server's disk is full; nothing of the write was kept, reads and deletes work."""
+    return ApiError(507, "StorageFull", "The server's storage is full. Delete files or retry later.")

@@ -89,6 +89,12 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         400,
         "The provided 'x-amz-content-sha256' header does not match what was computed.",
     ),
+    # MinIO's code, status and words for a full disk (AWS has none): clients that know
+    # MinIO already handle it, and 507 is not one of the statuses SDKs retry at once.
+    "XMinioStorageFull": (
+        507,
+        "Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.",
+    ),
 }
 
 

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from s3proxy.store.errors import full_disk_refused
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -72,7 +74,8 @@ class BlobFile:
             self.fd: int | None = os.open(self.tmp_path, flags | (O_DIRECT if self.direct else 0), 0o600)
         except OSError:  # a filesystem without O_DIRECT (tmpfs): plain writes
             self.direct = False
-            self.fd = os.open(self.tmp_path, flags, 0o600)
+            with full_disk_refused():  # no inode left
+                self.fd = os.open(self.tmp_path, flags, 0o600)
         self.size = 0
         self.published = False
         self._stage: mmap.mmap | None = store.buffers.get() if self.direct else None
@@ -82,7 +85,12 @@ class BlobFile:
         self.write_pieces([data])
 
     def write_pieces(self, pieces: list[bytes | memoryview]) -> None:
-        """Append the pieces (called from one worker thread at a time)."""
+        """Append the pieces (called from one worker thread at a time). A full disk
+        raises `StorageFull`; the caller then `abort()`s, which removes the file."""
+        with full_disk_refused():
+            self._write_pieces(pieces)
+
+    def _write_pieces(self, pieces: list[bytes | memoryview]) -> None:
         assert self.fd is not None
         if self._stage is None:
             self._write_buffered(pieces)
@@ -133,7 +141,12 @@ class BlobFile:
             self._stage = None
 
     def publish(self) -> str:
-        """fsync, rename into blobs/, fsync the directory; returns the blob id."""
+        """fsync, rename into blobs/, fsync the directory; returns the blob id. The
+        staged tail, the fsync and a new directory can each meet a full disk."""
+        with full_disk_refused():
+            return self._publish()
+
+    def _publish(self) -> str:
         assert self.fd is not None
         if self._stage is not None:
             self._flush_stage()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from core.config import Config, PlanConfig
 from core.db import Database
@@ -28,6 +29,8 @@ from s3proxy.store.errors import (
     NoSuchVersion,
     ObjectIsDeleteMarker,
     QuotaExceeded,
+    StorageFull,
+    full_disk_refused,
 )
 from s3proxy.store.listing import list_current
 from s3proxy.store.models import (
@@ -44,6 +47,7 @@ from s3proxy.store.multipart import Finalizer, Part, RequestedPart, Upload
 from s3proxy.store.naming import check_bucket_name, encode_key
 from s3proxy.store.quota import Quotas, Reservation, Usage
 from s3proxy.store.reader import ObjectReader
+from s3proxy.store.reserve import SpaceReserve
 from s3proxy.store.schema import MIGRATIONS
 from s3proxy.store.version_listing import VersionPage, list_versions
 from s3proxy.store.writer import Hasher, ObjectWriter
@@ -52,6 +56,7 @@ log = logging.getLogger("folio.store")
 
 __all__ = ["Store", "MIGRATIONS", "DeleteResult"]
 
+T = TypeVar("T")
 NO_CONDITIONS = WriteConditions()
 BUCKET_CACHE_SECONDS = 10.0
 
@@ -67,6 +72,7 @@ class Store:
         self.config = config
         self.db = db
         self.blobs = LocalBlobStore(Path(config.storage.data_dir))
+        self.reserve = SpaceReserve(Path(config.storage.data_dir) / "reserve", config.storage.reserve_bytes)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="folio-io")
         # name -> (expiry, bucket). Brief, so that settings an operator changes from the
         # command line (another process) reach a running server without a restart.
@@ -88,6 +94,7 @@ class Store:
         """Start-up, before serving: drop uploads that were in flight and blobs no row
         references (a crash between the blob's rename and its row's commit)."""
         tmp_removed = self.blobs.empty_tmp()
+        self.reserve.restore()
         referenced = self.db.read(version_rows.referenced_blob_ids)
         blobs_removed = self.blobs.remove_unreferenced(referenced)
         if tmp_removed or blobs_removed:
@@ -105,6 +112,24 @@ class Store:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, frees_space: bool = False) -> T:
+        """`db.write`, with SQLite's "database or disk is full" as `StorageFull` (small
+        objects live in the database, so a full disk reaches them there). A write that
+        frees space (a delete) spends the reserve on a full disk and runs again."""
+        try:
+            with full_disk_refused():
+                value = await self.db.write(fn)
+        except StorageFull:
+            if not frees_space:
+                raise
+            # Once, whether this call or a neighbour in its commit group freed the reserve.
+            self.reserve.release()
+            with full_disk_refused():
+                value = await self.db.write(fn)
+        if self.reserve.released:
+            self.executor.submit(self.reserve.restore)
+        return value
 
     # -- buckets ------------------------------------------------------------------------------
 
@@ -170,7 +195,7 @@ class Store:
                 record_event(c, account_id, "bucket.created", {"bucket": name, "region": region}, now)
             return bucket, created
 
-        bucket, created = await self.db.write(insert)
+        bucket, created = await self._write(insert)
         self._remember(bucket)
         return bucket, created
 
@@ -186,7 +211,7 @@ class Store:
                 record_event(c, bucket.account_id, "bucket.deleted", {"bucket": bucket.name}, now)
             return freed
 
-        freed = await self.db.write(remove)
+        freed = await self._write(remove, frees_space=True)
         self.quotas.forget(bucket.account_id)
         self._buckets.pop(bucket.name, None)
         self._free_blobs(freed)
@@ -198,7 +223,7 @@ class Store:
         # Versioning set through the API is the user's own: S3's rules apply from now on.
         settings = replace(bucket.settings, time_machine=False)
         text = settings.to_json()
-        await self.db.write(
+        await self._write(
             lambda c: c.execute(
                 "UPDATE buckets SET versioning = ?, settings = ? WHERE id = ?", (status, text, bucket.id)
             )
@@ -210,7 +235,7 @@ class Store:
     async def set_settings(self, bucket: Bucket, settings: BucketSettings) -> Bucket:
         """Replace a bucket's sub-resources (ACL, CORS, retention)."""
         text = settings.to_json()
-        await self.db.write(lambda c: c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (text, bucket.id)))
+        await self._write(lambda c: c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (text, bucket.id)))
         updated = replace(bucket, settings=settings)
         self._remember(updated)
         return updated
@@ -233,7 +258,7 @@ class Store:
             if c.execute("UPDATE objects SET acl = ? WHERE id = ?", (acl, version.id)).rowcount == 0:
                 raise NoSuchKey(key=key)  # overwritten meanwhile (unversioned): it is gone
 
-        await self.db.write(update)
+        await self._write(update)
         return replace(version, acl=acl)
 
     # -- quotas and retention -----------------------------------------------------------------
@@ -271,6 +296,8 @@ class Store:
         fn: Callable[[sqlite3.Connection], object],
         reservation: Reservation | None = None,
         event: str | None = None,
+        *,
+        frees_space: bool = False,
     ):
         """Run a write transaction on `bucket` (and `raw_key`, when it makes a version):
         prune the key's versions past retention, then settle usage against the owner's
@@ -284,11 +311,12 @@ class Store:
         if not limit:
             self.quotas.forget(account_id)  # grows unseen: no hint may run behind
             if keep is None and not record:
-                return await self.db.write(fn)
+                return await self._write(fn, frees_space=frees_space)
         now = time.time()
         pruned: list[str] = []
 
         def run(conn: sqlite3.Connection):
+            pruned.clear()  # a rolled-back first attempt (full disk) pruned nothing
             # The hint never runs behind (see Quotas.used_hint): when it is high, a write
             # may look like no growth, but admission already checked the real figure.
             before = self.quotas.used_hint(account_id) if limit else 0
@@ -317,7 +345,7 @@ class Store:
             return result
 
         try:
-            result = await self.db.write(run)
+            result = await self._write(run, frees_space=frees_space)
         except QuotaExceeded as exc:
             used = self.quotas.used(account_id)
             raise await self.quotas.refuse(account_id, used, limit) from exc
@@ -338,7 +366,7 @@ class Store:
                 continue
             after = b""
             while True:
-                freed, count, last = await self.db.write(
+                freed, count, last = await self._write(
                     lambda c, a=after, b=bucket, k=keep: retention.prune_bucket(c, b.id, k, now, after=a, limit=batch)
                 )
                 self._free_blobs(freed)
@@ -484,7 +512,11 @@ class Store:
         raw_key = encode_key(key)
         now = time.time()
         affected, marker, freed = await self.write_object(
-            bucket, raw_key, lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now), event="delete"
+            bucket,
+            raw_key,
+            lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now),
+            event="delete",
+            frees_space=True,
         )
         self._free_blobs(freed)
         return DeleteResult(affected, marker)
@@ -521,7 +553,7 @@ class Store:
     ) -> Upload:
         raw_key = encode_key(key)
         now = time.time()
-        return await self.db.write(
+        return await self._write(
             lambda c: multipart.insert_upload(
                 c, bucket, raw_key, meta, checksum_algorithm, checksum_type, now
             )
@@ -671,7 +703,9 @@ class Store:
 
     async def abort_upload(self, bucket: Bucket, key: str, upload_id: str) -> None:
         raw_key = encode_key(key)
-        freed = await self.write_object(bucket, None, lambda c: multipart.abort_upload(c, bucket, raw_key, upload_id))
+        freed = await self.write_object(
+            bucket, None, lambda c: multipart.abort_upload(c, bucket, raw_key, upload_id), frees_space=True
+        )
         self._free_blobs(freed)
 
     async def expire_uploads(self, max_age_seconds: float) -> int:
@@ -679,7 +713,7 @@ class Store:
         cutoff = time.time() - max_age_seconds
         expired = self.db.read(lambda c: multipart.uploads_older_than(c, cutoff))
         for upload_id in expired:
-            freed = await self.db.write(lambda c, u=upload_id: multipart.drop_upload_by_id(c, u))
+            freed = await self._write(lambda c, u=upload_id: multipart.drop_upload_by_id(c, u))
             self._free_blobs(freed)
             self.quotas.forget()
         return len(expired)

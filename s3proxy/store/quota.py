@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from core.db import Database
 from core.events import record_event
-from s3proxy.store.errors import QuotaExceeded
+from s3proxy.store.errors import QuotaExceeded, full_disk_refused
 
 WARNING_RATIO = 0.8
 REFUSAL_EVENT_INTERVAL = 3600.0
@@ -141,7 +141,8 @@ class Quotas:
             self._last_used.pop(account_id, None)
 
     async def refuse(self, account_id: str, used: int, limit: int) -> QuotaExceeded:
-        await self.db.write(lambda c: record_refusal(c, account_id, used, limit, time.time()))
+        with full_disk_refused():
+            await self.db.write(lambda c: record_refusal(c, account_id, used, limit, time.time()))
         return QuotaExceeded("Upload would exceed your plan's storage quota.", used=used, quota=limit)
 
     def _adjust(self, account_id: str, delta: int) -> None:
