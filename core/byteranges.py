@@ -4,6 +4,11 @@ unsatisfiable one reported for each API to answer 416 in its own format."""
 
 from __future__ import annotations
 
+from core.strictparse import MAX_DIGITS, ascii_int
+
+# Stands for a position of more digits than ascii_int takes: past the end of any object.
+_BEYOND_ANY_SIZE = 10**MAX_DIGITS
+
 
 class UnsatisfiableRange(ValueError):
     """The range starts past the end (or asks for a suffix of nothing)."""
@@ -19,18 +24,29 @@ def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, dash, last = spec.strip().partition("-")
     if not dash:
         return None
-    first, last = first.strip(), last.strip()
-    if (first and not first.isdigit()) or (last and not last.isdigit()) or (not first and not last):
+    first_pos, last_pos = _position(first.strip()), _position(last.strip())
+    # '²' or '①' pass str.isdigit() but are no position: the header is malformed, so
+    # it is ignored as S3 ignores it (whole body), never a 416 or a 500.
+    if (first.strip() and first_pos is None) or (last.strip() and last_pos is None):
         return None
-    if not first:
-        length = int(last)
-        if length == 0 or size == 0:
+    if first_pos is None:
+        if last_pos is None:
+            return None
+        if last_pos == 0 or size == 0:
             raise UnsatisfiableRange()
-        return max(0, size - length), size - 1
-    start = int(first)
-    if start >= size:
+        return max(0, size - last_pos), size - 1
+    if first_pos >= size:
         raise UnsatisfiableRange()
-    end = int(last) if last else size - 1
-    if end < start:
+    end = last_pos if last_pos is not None else size - 1
+    if end < first_pos:
         return None
-    return start, min(end, size - 1)
+    return first_pos, min(end, size - 1)
+
+
+def _position(text: str) -> int | None:
+    """A byte position of ASCII digits; None when empty or not ASCII digits. A valid
+    position longer than ascii_int accepts is still a position, past any object's end."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    significant = text.lstrip("0") or "0"
+    return _BEYOND_ANY_SIZE if len(significant) > MAX_DIGITS else ascii_int(significant)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from core.strictparse import ascii_int
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -302,7 +304,8 @@ def _validate(config: Config) -> None:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    host, sep, raw_port = value.rpartition(":")
+    port = ascii_int(raw_port, maximum=65535)
+    if not sep or port is None:
         raise ConfigError(f"listen address must be HOST:PORT, not {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    return host.strip("[]") or "127.0.0.1", port

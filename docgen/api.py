@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from core.jsonapi import ApiError
 from core.netguard import BlockedTarget, check_url
+from core.strictparse import ascii_int
 from docgen import jobs as job_rows
 from docgen import options as opts
 from docgen import user_storage
@@ -308,9 +309,10 @@ class DocApi:
         expires = request.query_params.get("expires", "")
         signature = request.query_params.get("signature", "")
         denied = ApiError(403, "Forbidden", "This download link is invalid or has expired.")
-        if which not in ("file", "preview") or not expires.isdigit() or int(expires) < time.time():
+        expires_at = ascii_int(expires)  # '²' passes isdigit() and then fails int()
+        if which not in ("file", "preview") or expires_at is None or expires_at < time.time():
             raise denied
-        expected = self.service.link_signature(asset_id, which, int(expires))
+        expected = self.service.link_signature(asset_id, which, expires_at)
         if not _same(expected, signature):
             raise denied
         asset = self.service.db.read(lambda c: job_rows.get_asset(c, asset_id))

@@ -22,6 +22,7 @@ from core.apikeys import authenticate, credentials
 from core.config import Config
 from core.jsonapi import ApiError, too_many_requests
 from core.ratelimit import RateLimiter
+from core.strictparse import ascii_int
 from imgtransform.cache import DiskCache
 from imgtransform.negotiate import format_class
 from imgtransform.params import InvalidParameter, Transform, parse_query
@@ -74,7 +75,8 @@ class ImageService:
 
     def _signed_owner(self, bucket: Bucket, path: str, query: dict[str, str]) -> bool:
         expires, key_id = query.get(urlsign.EXPIRES, ""), query.get(urlsign.KEY_ID, "")
-        if not expires.isdigit() or int(expires) < time.time() or not key_id:
+        expires_at = ascii_int(expires)  # '²' passes isdigit() and then fails int()
+        if expires_at is None or expires_at < time.time() or not key_id:
             return False
         pair = self.accounts.lookup_key(key_id)
         if pair is None or pair[0].id != bucket.account_id:

@@ -24,6 +24,7 @@ from core.doc_keys import DocKeys
 from core.jsonapi import ApiError, bad_request, not_found, storage_full
 from core.ratelimit import RateLimiter
 from core.sessions import Sessions
+from core.strictparse import ascii_int, header_safe
 from core.webhooks import Webhooks
 from restapi.auth import Caller, authenticate, rate_limit
 from restapi.forms import boundary_of, stream_form
@@ -126,9 +127,9 @@ def _declared_length(request: Request, limit: int) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    length = ascii_int(raw, strip=True)
+    if length is None:
         raise bad_request("Content-Length is not a number.")
-    length = int(raw)
     if length > limit:
         raise ApiError(413, "PayloadTooLarge", f"Uploads are limited to {limit} bytes.", {"limit": limit})
     return length
@@ -188,6 +189,9 @@ async def receive_upload(request: Request, services: RestServices, caller: Calle
                 file_type = content_type or None
             if not key:
                 raise bad_request("Name the file: a 'key' form field or query parameter, or a filename.")
+            if file_type is not None and not header_safe(file_type):
+                # It is served back as Content-Type: a control character would drop every download.
+                raise bad_request("The file's content type has control characters.")
             key = _check_key(key)
             if bucket is None or bucket.name != bucket_name:
                 bucket = await _bucket_named(services, caller, bucket_name)
@@ -221,14 +225,15 @@ def _make_cursor(key: str) -> str:
 async def list_files(request: Request, services: RestServices, caller: Caller) -> Response:
     query = request.query_params
     raw_limit = query.get("limit", str(DEFAULT_LIMIT))
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    limit = ascii_int(raw_limit, minimum=1, maximum=MAX_LIMIT)
+    if limit is None:
         raise bad_request(f"limit must be 1 to {MAX_LIMIT}.", limit=raw_limit)
     bucket = await _bucket_named(services, caller, query.get("bucket"))
     page = await services.store.list_objects(
         bucket,
         prefix=query.get("prefix", ""),
         after=_cursor_after(query.get("cursor")),
-        max_keys=int(raw_limit),
+        max_keys=limit,
     )
     files = []
     for entry in page.entries:

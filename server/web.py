@@ -18,6 +18,7 @@ from imgtransform.service import ImageService
 from restapi import buckets, dashboard, files, image_urls, shares, versions, webhooks
 from restapi.files import RestServices
 from s3proxy.store.errors import is_storage_full
+from server.header_guard import HEADER_GUARD
 
 log = logging.getLogger("folio.web")
 
@@ -62,4 +63,5 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
             *documents.routes(doc_service),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
+        middleware=[HEADER_GUARD],
     )

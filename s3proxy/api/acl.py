@@ -111,7 +111,7 @@ async def put_bucket_acl(ctx: RequestContext, services: Services) -> Response:
 async def get_object_acl(ctx: RequestContext, services: Services) -> Response:
     bucket = services.owned_bucket(ctx)
     assert ctx.key is not None
-    version = services.store.head_object(bucket, ctx.key, ctx.query.get("versionId"))
+    version = services.store.head_object(bucket, ctx.key, ctx.version_id())
     headers = {"x-amz-version-id": version.version_id} if bucket.versioning else {}
     return Response.xml(policy_document(ctx.require_account(), version.public_read), headers=headers)
 
@@ -119,7 +119,8 @@ async def get_object_acl(ctx: RequestContext, services: Services) -> Response:
 async def put_object_acl(ctx: RequestContext, services: Services) -> Response:
     bucket = services.owned_bucket(ctx)
     assert ctx.key is not None
+    version_id = ctx.version_id()
     acl = await _requested_acl(ctx, services)
-    version = await services.store.set_object_acl(bucket, ctx.key, ctx.query.get("versionId"), acl)
+    version = await services.store.set_object_acl(bucket, ctx.key, version_id, acl)
     headers = {"x-amz-version-id": version.version_id} if bucket.versioning else {}
     return Response(headers=headers)

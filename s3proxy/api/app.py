@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
 from core.ratelimit import PLAN_RATE_FIELDS, retry_after_header
+from core.strictparse import header_safe
 from s3proxy.api import acl, buckets, copy, cors, delete, listing, multipart, objects, versioning
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
@@ -74,6 +75,10 @@ def operation_class(operation: str, method: str) -> str:
     return "read" if method in ("GET", "HEAD", "OPTIONS") else "write"
 
 
+def _headers_safe(response: Response) -> bool:
+    # One regex pass over all names and values (a tab is allowed in a header, so it joins them).
+    return header_safe("\t".join(itertools.chain(response.headers, response.headers.values())))
+
 
 def _decode_path(raw_path: str) -> str:
     try:
@@ -132,11 +137,34 @@ class S3App:
             response = self._error(S3Error("InternalError"), ctx, scope)
         if ctx is not None and ctx.bucket_name and ctx.method != "OPTIONS" and "origin" in ctx.headers:
             self._add_cors_headers(ctx, response)
+        if not _headers_safe(response):
+            response = await self._refuse_unsafe_headers(response, ctx, scope)
         if ctx is not None and ctx.has_body and not ctx.body_done:
             # Answered before the body was read (refused upload, Expect: 100-continue):
             # the connection cannot be reused, the client may never send those bytes.
             response.headers["connection"] = "close"
         await self._send(send, scope, response, request_id)
+
+    async def _refuse_unsafe_headers(
+        self, response: Response, ctx: RequestContext | None, scope: dict
+    ) -> Response:
+        """The safety net under the handlers' own checks: a request value with a CR, LF
+        or other control character that reached a response header. uvicorn would refuse
+        the header and drop the connection without an answer; the client gets a 400."""
+        if response.stream is not None:
+            await response.stream.aclose()
+        names = sorted(
+            name for name, value in response.headers.items() if not header_safe(f"{name}\t{value}")
+        )
+        log.warning("refused a response with control characters in headers %s", names)
+        return self._error(
+            S3Error(
+                "InvalidArgument",
+                "A request value cannot be used in a response header: it has control characters.",
+            ),
+            ctx,
+            scope,
+        )
 
     def _context(self, scope: dict, receive: Callable, request_id: str) -> RequestContext:
         headers: dict[str, str] = {}
@@ -190,7 +218,10 @@ class S3App:
         if wait:
             raise S3Error(
                 "TooManyRequests",
-                headers={"retry-after": retry_after_header(wait), "x-amz-retry-after": str(max(1, round(wait * 1000)))},
+                headers={
+                    "retry-after": retry_after_header(wait),
+                    "x-amz-retry-after": str(max(1, round(wait * 1000))),
+                },
             )
 
     def _client_address(self, ctx: RequestContext) -> str:

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from core.strictparse import ascii_int
 from s3proxy.api.context import RequestContext
 from s3proxy.api.errors import S3Error
 from s3proxy.auth import checksums
@@ -45,9 +46,9 @@ def plan_body(ctx: RequestContext, *, require_length: bool = True) -> BodyPlan:
     raw_length = headers.get("content-length")
     content_length: int | None = None
     if raw_length is not None:
-        if not raw_length.strip().isdigit():
+        content_length = ascii_int(raw_length, strip=True)
+        if content_length is None:
             raise S3Error("InvalidArgument", "Content-Length must be a non-negative integer.")
-        content_length = int(raw_length)
     elif require_length and "chunked" not in headers.get("transfer-encoding", "").lower():
         raise S3Error("MissingContentLength")
     auth = ctx.auth

@@ -7,9 +7,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.accounts import Account
+from s3proxy.api.errors import S3Error
 from s3proxy.auth.sigv4 import AuthResult
 
 Headers = list[tuple[bytes, bytes]]
+
+
+def check_version_id(value: str, argument_name: str) -> None:
+    """Folio's version ids are URL-safe base64 or "null": anything with a control or
+    non-ASCII character is none of ours, and must not reach a response header."""
+    if not (value.isascii() and value.isprintable()):
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid version id specified",
+            extra={"ArgumentName": argument_name, "ArgumentValue": value},
+        )
 
 
 @dataclass
@@ -58,6 +70,21 @@ class RequestContext:
         if self.bucket_name is None:
             return "/"
         return f"/{self.bucket_name}" + (f"/{self.key}" if self.key is not None else "")
+
+    def version_id(self) -> str | None:
+        """The `versionId` query parameter, checked before it can be echoed back in
+        x-amz-version-id: a CR or LF there would make the server drop the connection."""
+        value = self.query.get("versionId")
+        if value is None:
+            return None
+        if not value:
+            raise S3Error(
+                "InvalidArgument",
+                "Version id cannot be the empty string",
+                extra={"ArgumentName": "versionId", "ArgumentValue": value},
+            )
+        check_version_id(value, "versionId")
+        return value
 
     def require_account(self) -> Account:
         assert self.account is not None, "authenticated routes only"

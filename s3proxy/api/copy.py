@@ -42,7 +42,7 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
             name, _, raw = part.partition("=")
             if name == "versionId":
                 version_id = unquote(raw)
-                if not version_id:
+                if not version_id or not (version_id.isascii() and version_id.isprintable()):
                     raise _invalid_copy_source(value, "Invalid version id specified")
     try:
         # Header values arrive as latin-1 text; percent-escapes and raw bytes are UTF-8.

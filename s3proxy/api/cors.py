@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from core.strictparse import ascii_int
 from s3proxy.api.body import read_small_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
+from s3proxy.api.listing import MAX_INT32
 from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, local_name, parse
 from s3proxy.store.models import Bucket, CorsRule
@@ -130,8 +132,9 @@ def _parse_rules(body: bytes) -> tuple[CorsRule, ...]:
         for pattern in allowed_headers:
             if pattern.count("*") > 1:
                 raise S3Error("InvalidRequest", f'AllowedHeader "{pattern}" can not have more than one wildcard.')
-        max_age = child_text(node, "MaxAgeSeconds")
-        if max_age is not None and not max_age.strip().isdigit():
+        raw_max_age = child_text(node, "MaxAgeSeconds")
+        max_age = ascii_int(raw_max_age, strip=True, maximum=MAX_INT32)
+        if raw_max_age is not None and max_age is None:
             raise S3Error("MalformedXML")
         rules.append(
             CorsRule(
@@ -139,7 +142,7 @@ def _parse_rules(body: bytes) -> tuple[CorsRule, ...]:
                 allowed_methods=methods,
                 allowed_headers=allowed_headers,
                 expose_headers=tuple((h.text or "").strip() for h in children(node, "ExposeHeader")),
-                max_age_seconds=int(max_age) if max_age is not None else None,
+                max_age_seconds=max_age,
                 id=child_text(node, "ID"),
             )
         )

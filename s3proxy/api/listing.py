@@ -6,22 +6,23 @@ import base64
 import binascii
 
 from core.accounts import Account
+from core.strictparse import ascii_int
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
 from s3proxy.api.services import Services
 from s3proxy.api.xml import document, element, escape, iso8601, url_encode
 from s3proxy.store.models import ListPage
 
+# S3 reads its integer query parameters (max-keys, max-parts, ...) as 32-bit integers.
+MAX_INT32 = 2**31 - 1
+
 
 def max_keys_param(ctx: RequestContext, limit: int) -> int:
     raw = ctx.query.get("max-keys")
     if raw is None:
         return limit
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0 or value > 2**31 - 1:  # S3 reads max-keys as a 32-bit integer
+    value = ascii_int(raw, maximum=MAX_INT32)
+    if value is None:
         raise S3Error(
             "InvalidArgument",
             "Provided max-keys not an integer or within integer range",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 
+from core.strictparse import ascii_int
 from s3proxy.api.acl import canned_acl
 from s3proxy.api.body import read_small_body, receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.copy import parse_copy_source
 from s3proxy.api.errors import S3Error
+from s3proxy.api.listing import MAX_INT32
 from s3proxy.api.multipart_checksums import check_checksum_type, finalize
 from s3proxy.api.objects import checksum_type_of, object_meta_from_headers, version_headers, write_conditions
 from s3proxy.api.services import Services
@@ -31,13 +33,14 @@ def _upload_id(ctx: RequestContext) -> str:
 
 def _part_number(ctx: RequestContext) -> int:
     raw = ctx.query.get("partNumber", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    number = ascii_int(raw, minimum=1, maximum=MAX_PART_NUMBER)
+    if number is None:
         raise S3Error(
             "InvalidArgument",
             f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
             extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
         )
-    return int(raw)
+    return number
 
 
 def _checksum_headers(values: dict[str, str], checksum_type: str | None = None) -> dict[str, str]:
@@ -92,13 +95,13 @@ def _copy_range(header: str | None, size: int) -> tuple[int, int]:
     argument = {"ArgumentName": "x-amz-copy-source-range", "ArgumentValue": header}
     unit, _, spec = header.strip().partition("=")
     first, dash, last = spec.partition("-")
-    if unit != "bytes" or not dash or not first.isdigit() or not last.isdigit():
+    start, end = ascii_int(first), ascii_int(last)
+    if unit != "bytes" or not dash or start is None or end is None:
         raise S3Error(
             "InvalidArgument",
             "The x-amz-copy-source-range value must be of the form bytes=first-last",
             extra=argument,
         )
-    start, end = int(first), int(last)
     if start > end or end >= size:
         raise S3Error(
             "InvalidArgument",
@@ -186,15 +189,16 @@ def _parse_complete(body: bytes) -> list[RequestedPart]:
         raise S3Error("MalformedXML")
     requested = []
     for node in children(root, "Part"):
-        number, etag = child_text(node, "PartNumber"), child_text(node, "ETag")
-        if number is None or etag is None or not number.strip().isdigit():
+        raw_number, etag = child_text(node, "PartNumber"), child_text(node, "ETag")
+        number = ascii_int(raw_number, strip=True)
+        if number is None or etag is None:
             raise S3Error("MalformedXML")
         values = {}
         for algorithm in checksums.ALGORITHMS:
             value = child_text(node, f"Checksum{algorithm}")
             if value is not None:
                 values[algorithm] = value.strip()
-        requested.append(RequestedPart(int(number), etag, values))
+        requested.append(RequestedPart(number, etag, values))
     if not requested:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     return requested
@@ -236,13 +240,14 @@ def _int_param(ctx: RequestContext, name: str, default: int, limit: int) -> int:
     raw = ctx.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    value = ascii_int(raw, maximum=MAX_INT32)
+    if value is None:
         raise S3Error(
             "InvalidArgument",
             f"Provided {name} not an integer or within integer range",
             extra={"ArgumentName": name, "ArgumentValue": raw},
         )
-    return min(int(raw), limit)
+    return min(value, limit)
 
 
 def _owner(ctx: RequestContext) -> str:

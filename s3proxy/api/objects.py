@@ -7,6 +7,7 @@ from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
 from core.byteranges import UnsatisfiableRange, parse_byte_range
+from core.strictparse import ascii_int, header_safe
 from s3proxy.api.acl import canned_acl
 from s3proxy.api.body import receive_object_body
 from s3proxy.api.context import RequestContext, Response
@@ -99,7 +100,7 @@ def parse_http_date(value: str | None) -> float | None:
         return None
     try:
         return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a 20-digit year
         return None
 
 
@@ -136,17 +137,36 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise _invalid_range(size) from exc
 
 
+def _response_overrides(ctx: RequestContext) -> dict[str, str]:
+    """The response-* parameters as the headers they set. Checked before anything is
+    read: a CR or LF echoed into a header would drop the connection without an answer."""
+    overrides = {}
+    for param, header in RESPONSE_OVERRIDES.items():
+        value = ctx.query.get(param)
+        if value is None:
+            continue
+        if not header_safe(value):
+            raise S3Error(
+                "InvalidArgument",
+                f"Header value cannot contain control characters: {param}",
+                extra={"ArgumentName": param, "ArgumentValue": value},
+            )
+        overrides[header] = value
+    return overrides
+
+
 def _part_number(ctx: RequestContext) -> int | None:
     raw = ctx.query.get("partNumber")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+    number = ascii_int(raw, minimum=1, maximum=10000)
+    if number is None:
         raise S3Error(
             "InvalidArgument",
             "Part number must be an integer between 1 and 10000, inclusive",
             extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
         )
-    return int(raw)
+    return number
 
 
 def checksum_type_of(value: str) -> str:
@@ -191,7 +211,8 @@ def _delete_marker_error(exc: ObjectIsDeleteMarker, bucket: Bucket) -> S3Error:
 async def get_object(ctx: RequestContext, services: Services, *, head: bool = False) -> Response:
     bucket = services.readable_bucket(ctx)
     assert ctx.key is not None
-    version_id = ctx.query.get("versionId")
+    version_id = ctx.version_id()
+    overrides = _response_overrides(ctx)
     # Not the owner (anonymous or another account): only public-read objects.
     anonymous = ctx.account is None or ctx.account.id != bucket.account_id
     try:
@@ -215,14 +236,16 @@ async def get_object(ctx: RequestContext, services: Services, *, head: bool = Fa
             reader.close()
         raise S3Error("AccessDenied")
     try:
-        return _object_response(ctx, bucket, version, reader)
+        return _object_response(ctx, bucket, version, reader, overrides)
     except BaseException:
         if reader is not None:
             reader.close()
         raise
 
 
-def _object_response(ctx: RequestContext, bucket: Bucket, version: ObjectVersion, reader) -> Response:
+def _object_response(
+    ctx: RequestContext, bucket: Bucket, version: ObjectVersion, reader, overrides: dict[str, str]
+) -> Response:
     headers = object_headers(bucket, version)
     outcome = check_read_conditions(ctx.headers, version)
     if outcome == 412:
@@ -232,9 +255,7 @@ def _object_response(ctx: RequestContext, bucket: Bucket, version: ObjectVersion
             reader.close()
         keep = ("etag", "last-modified", "x-amz-version-id", "cache-control", "expires")
         return Response(status=304, headers={k: v for k, v in headers.items() if k in keep})
-    for param, header in RESPONSE_OVERRIDES.items():
-        if param in ctx.query:
-            headers[header] = ctx.query[param]
+    headers.update(overrides)
     checksum_mode = ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     part_number = _part_number(ctx)
     if part_number is not None and "range" in ctx.headers:
@@ -279,7 +300,7 @@ async def head_object(ctx: RequestContext, services: Services) -> Response:
 async def delete_object(ctx: RequestContext, services: Services) -> Response:
     bucket = services.owned_bucket(ctx)
     assert ctx.key is not None
-    result = await services.store.delete_object(bucket, ctx.key, ctx.query.get("versionId"))
+    result = await services.store.delete_object(bucket, ctx.key, ctx.version_id())
     headers = {}
     if result.delete_marker:
         headers["x-amz-delete-marker"] = "true"

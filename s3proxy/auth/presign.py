@@ -14,6 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 
+from core.strictparse import ascii_int
 from s3proxy.api.errors import S3Error
 from s3proxy.auth.sigv4 import (
     ALGORITHM,
@@ -113,10 +114,9 @@ def verify_presigned(
             "Date is not the same as X-Amz-Date."
         )
 
-    raw_expires = params["X-Amz-Expires"]
-    if not raw_expires.isdigit():
+    expires = ascii_int(params["X-Amz-Expires"])
+    if expires is None:
         raise _query_error("X-Amz-Expires should be a number")
-    expires = int(raw_expires)
     if expires < 1:
         raise _query_error("X-Amz-Expires must be non-negative")
     if expires > MAX_EXPIRES_SECONDS:
@@ -189,12 +189,13 @@ def verify_presigned_v2(
             "AccessDenied",
             "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters",
         )
-    if not raw_expires.isdigit():
+    expires = ascii_int(raw_expires)
+    if expires is None:
         raise S3Error("AccessDenied", "Invalid date (should be seconds since epoch): " + raw_expires)
     secret = lookup_secret(access_key)
     if secret is None:
         raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
-    if now > int(raw_expires):
+    if now > expires:
         raise S3Error("AccessDenied", "Request has expired")
 
     # botocore moves Content-Type, Content-MD5 and x-amz-* headers into the query string of

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
 
+from core.strictparse import ascii_int
 from s3proxy.api.errors import S3Error
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -82,7 +83,7 @@ class AuthResult:
 
 # Compiled once: authenticate() is on the hot path of every request.
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")  # \d would also take non-ASCII digits
 # Already-canonical text (what SDKs send) is detected with two regex scans instead of a
 # decode/re-encode round trip: only unreserved characters and uppercase %XX escapes, and
 # no escape of a character that canonical form leaves bare.
@@ -284,7 +285,7 @@ def parse_amz_date(value: str) -> float | None:
 def _amz_date_from_http_date(value: str) -> str | None:
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a 20-digit year
         return None
     if parsed is None:
         return None
@@ -317,10 +318,10 @@ def streaming_details(mode: PayloadMode, headers: Mapping[str, str]) -> tuple[in
     raw_length = headers.get("x-amz-decoded-content-length")
     if raw_length is None:
         raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
-    raw_length = raw_length.strip()
-    if not raw_length.isdigit():
+    length = ascii_int(raw_length, strip=True)
+    if length is None:
         raise S3Error("InvalidArgument", "x-amz-decoded-content-length must be a non-negative integer.")
-    return int(raw_length), trailer_names
+    return length, trailer_names
 
 
 def _reject_other_schemes(authorization: str) -> S3Error:
