@@ -28,7 +28,8 @@ PAGE_FORMATS = {
 }
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 _LENGTH = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(px|in|cm|mm|pt)?\s*")
-_PAGE_RANGE = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
+# At most nine digits a page: int() refuses strings of over 4,300 digits (a 500 before this).
+_PAGE_RANGE = re.compile(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?")
 DEFAULT_TIMEOUT_MS = 30000
 MAX_TIMEOUT_MS = 300000
 MAX_DELAY_MS = 30000
