@@ -23,6 +23,14 @@ class ServerConfig:
     shutdown_grace_seconds: float = 10.0
     # A request body left idle this long is answered 400 RequestTimeout, as S3 does.
     body_timeout_seconds: float = 20.0
+    # Slow or silent connections (per listener): the request head must be complete this long
+    # after the connection opened or the last response ended; idle keep-alive connections close.
+    header_timeout_seconds: float = 30.0
+    keep_alive_timeout_seconds: float = 5.0
+    # More connections than this on one listener are closed as they are accepted.
+    max_connections: int = 1024
+    # Request line and headers; more is answered 431.
+    max_header_bytes: int = 65536
     log_level: str = "info"
 
 
@@ -154,6 +162,13 @@ class DocgenConfig:
     # elements than this go to Chromium when it is installed (JavaScript off): WeasyPrint
     # lays out ~0.6 ms per element. 0: WeasyPrint always (docgen/engine_choice.py).
     long_document_elements: int = 1000
+    # Templates are evaluated in worker processes of their own, never on the event loop:
+    # this many at once; each evaluation stopped (its worker killed) past
+    # template_seconds; each worker refused memory beyond template_memory_mb MiB on top
+    # of its own (docs/document-api.md, "Template limits").
+    template_workers: int = 2
+    template_seconds: float = 5.0
+    template_memory_mb: int = 512
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from docgen.chromium import ChromiumEngine, find_chromium
 from docgen.jobs import Asset, Job
 from docgen.options import RenderJob
 from docgen.output import Rendered, RenderError
-from docgen.workers import RenderTimeout, WorkerPool
+from docgen.templates import TemplateJob, TemplateProblem
+from docgen.workers import RenderTimeout, WorkerDied, WorkerPool
 from s3proxy.store.engine import Store
 from s3proxy.store.errors import StoreError
 from s3proxy.store.models import ObjectMeta
@@ -62,6 +63,14 @@ class DocService:
         self.settings = config.docgen
         self.webhooks = webhooks
         self.pool = WorkerPool(self.settings.workers or os.cpu_count() or 1, self.settings.recycle_after)
+        # Templates run in processes of their own, bounded in time and memory: a hostile
+        # one costs its own worker, never the event loop or the server's memory.
+        self.templates = WorkerPool(
+            max(1, self.settings.template_workers),
+            self.settings.recycle_after,
+            task="template",
+            memory_bytes=self.settings.template_memory_mb * 1024 * 1024,
+        )
         self.chromium = ChromiumEngine(
             find_chromium() if self.settings.chromium else None,
             self.settings.chromium_concurrency,
@@ -87,10 +96,41 @@ class DocService:
             await self.chromium.close()
 
     def health(self) -> dict[str, Any]:
-        return {"weasyprint": {"workers": self.pool.size, "started": self.pool.started}, "chromium": self.chromium.health()}
+        return {
+            "weasyprint": {"workers": self.pool.size, "started": self.pool.started},
+            "templates": {"workers": self.templates.size, "started": self.templates.started},
+            "chromium": self.chromium.health(),
+        }
 
     def close(self) -> None:
         self.pool.close()
+        self.templates.close()
+
+    # --- templates -----------------------------------------------------------
+
+    async def render_template(self, source: str, data: Any) -> str:
+        """The HTML of a template and its data, evaluated in a template worker;
+        TemplateProblem (a 400) for anything wrong with them, limits included."""
+        html = await self._evaluate(TemplateJob(source, data))
+        assert isinstance(html, str)
+        return html
+
+    async def check_template(self, source: str) -> None:
+        """TemplateProblem unless the template parses (saved templates, when saved)."""
+        await self._evaluate(TemplateJob(source, parse_only=True))
+
+    async def _evaluate(self, job: TemplateJob) -> object:
+        seconds = self.settings.template_seconds
+        try:
+            return await self.templates.call(job, seconds)
+        except RenderTimeout as exc:
+            raise TemplateProblem(f"The template took longer than templates may take ({seconds:g} s).") from exc
+        except WorkerDied as exc:
+            raise TemplateProblem(
+                "The template stopped the process evaluating it (it needed more memory or stack than a template may use)."
+            ) from exc
+        except RenderError as exc:
+            raise TemplateProblem(str(exc)) from exc
 
     # --- links ---------------------------------------------------------------
 
