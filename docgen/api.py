@@ -27,7 +27,7 @@ from docgen import user_storage
 from docgen.engine_choice import choose_engine
 from docgen.options import RenderJob, bad
 from docgen.service import DocService
-from docgen.templates import TemplateProblem, check_template, gallery_template, render_template
+from docgen.templates import TemplateProblem, gallery_template
 
 DEFAULT_LIMIT, MAX_LIMIT = 25, 100
 UNLIMITED_REPORTED = 1000000
@@ -174,7 +174,7 @@ class DocApi:
                     except ValueError as exc:
                         raise bad("data", "data must be a JSON object.") from exc
             try:
-                html = render_template(template_text, data)
+                html = await self.service.render_template(template_text, data)
             except TemplateProblem as exc:
                 raise bad("template", str(exc)) from exc
         choice = choose_engine(
@@ -372,7 +372,7 @@ class DocApi:
                 raise bad("name", "name is required (up to 200 characters).")
             text = opts.base64_text("template", body.get("template"))
             try:
-                check_template(text)
+                await self.service.check_template(text)
             except TemplateProblem as exc:
                 raise bad("template", str(exc)) from exc
             saved = await db.write(lambda c: job_rows.save_template(c, account.id, name.strip(), text))
