@@ -7,19 +7,27 @@ X-RateLimit-* headers of the account's per-minute budget."""
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.jsonapi import ApiError
 from core.netguard import BlockedTarget, check_url
+from core.requestbody import (
+    ClientGone,
+    declared_length,
+    json_object,
+    json_value,
+    multipart_boundary,
+    read_json_object,
+    too_large,
+)
 from core.strictparse import ascii_int
 from docgen import jobs as job_rows
 from docgen import options as opts
@@ -79,34 +87,16 @@ class DocApi:
         return str(request.base_url).rstrip("/")
 
     async def _json_body(self, request: Request) -> dict[str, Any]:
-        raw = await self._read(request)
-        try:
-            body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "BadRequest", "The request body is not valid JSON.") from exc
-        if not isinstance(body, dict):
-            raise ApiError(400, "BadRequest", "The request body must be a JSON object.")
-        return body
-
-    async def _read(self, request: Request) -> bytes:
-        limit = self.service.settings.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, "PayloadTooLarge", f"Request bodies are limited to {limit} bytes.")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, "PayloadTooLarge", f"Request bodies are limited to {limit} bytes.")
-        return bytes(body)
+        return await read_json_object(request, self.service.settings.max_request_bytes)
 
     async def _multipart(self, request: Request) -> tuple[dict[str, Any], str, Any]:
         """The multipart template variant: `options` (JSON), `template` and `data` files
         (or text fields)."""
-        declared = request.headers.get("content-length")
         limit = self.service.settings.max_request_bytes
-        if not declared or not declared.isdigit() or int(declared) > limit:
-            raise ApiError(413, "PayloadTooLarge", f"Send a Content-Length of at most {limit} bytes.")
+        # Starlette's form parser reads the whole body: it needs a declared size.
+        if declared_length(request, limit) is None:
+            raise too_large(limit)
+        multipart_boundary(request.headers.get("content-type", ""))  # RFC 2046, before the parser sees it
         try:
             async with request.form(max_files=3, max_fields=10) as form:
                 parts: dict[str, str] = {}
@@ -117,15 +107,12 @@ class DocApi:
                     parts[name] = value if isinstance(value, str) else (await value.read()).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ApiError(400, "BadRequest", "The template and data must be UTF-8 text.") from exc
+        except ClientDisconnect:
+            raise ClientGone() from None
         except Exception as exc:  # noqa: BLE001 - a malformed form is the client's error
             raise ApiError(400, "BadRequest", f"The multipart form could not be read: {exc}") from exc
-        try:
-            options = json.loads(parts.get("options") or "{}")
-            data = json.loads(parts.get("data") or "{}")
-        except ValueError as exc:
-            raise ApiError(400, "BadRequest", "options and data must be JSON.") from exc
-        if not isinstance(options, dict):
-            raise ApiError(400, "BadRequest", "options must be a JSON object.")
+        options = json_object(parts.get("options") or "{}", "options", field="options")
+        data = json_value(parts.get("data") or "{}", "data", field="data")
         if "template" not in parts:
             raise ApiError(400, "BadRequest", "The form needs a template file.", {"field": "template"})
         return options, parts["template"], data
@@ -169,10 +156,7 @@ class DocApi:
                     template_text = opts.base64_text("template", body.get("template"))
                 data = body.get("data", {})
                 if isinstance(data, str):
-                    try:
-                        data = json.loads(data)
-                    except ValueError as exc:
-                        raise bad("data", "data must be a JSON object.") from exc
+                    data = json_value(data, "data", field="data")
             try:
                 html = await self.service.render_template(template_text, data)
             except TemplateProblem as exc:

@@ -9,7 +9,6 @@ not browsers (curl, as in the seed) send none and are let through."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from dataclasses import asdict
 from typing import Any
@@ -24,6 +23,7 @@ from core.doc_keys import MAX_KEYS as MAX_DOC_KEYS
 from core.doc_keys import TooManyDocKeys
 from core.jsonapi import ApiError, bad_request
 from core.ratelimit import retry_after_header
+from core.requestbody import read_json_object
 from core.secrets import verify_password
 from restapi.auth import Caller, authenticate
 from restapi.files import RestServices, default_bucket, iso
@@ -37,16 +37,8 @@ LOGIN_RATE, LOGIN_BURST = 10 / 60, 10
 
 
 async def json_body(request: Request, limit: int = 64 * 1024) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > limit:
-        raise ApiError(413, "PayloadTooLarge", "The JSON body is too large.")
-    try:
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request("The body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise bad_request("The body must be a JSON object.")
-    return body
+    """The dashboard API's JSON object bodies: 64 KiB at most (core.requestbody)."""
+    return await read_json_object(request, limit)
 
 
 def _string(body: dict[str, Any], name: str, *, required: bool = True, max_length: int = 256) -> str:

@@ -23,6 +23,7 @@ from core.config import Config
 from core.doc_keys import DocKeys
 from core.jsonapi import ApiError, bad_request, not_found, storage_full
 from core.ratelimit import RateLimiter
+from core.requestbody import declared_length, stream_limited
 from core.sessions import Sessions
 from core.strictparse import ascii_int, header_safe
 from core.webhooks import Webhooks
@@ -123,28 +124,6 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _declared_length(request: Request, limit: int) -> int | None:
-    raw = request.headers.get("content-length")
-    if raw is None:
-        return None
-    length = ascii_int(raw, strip=True)
-    if length is None:
-        raise bad_request("Content-Length is not a number.")
-    if length > limit:
-        raise ApiError(413, "PayloadTooLarge", f"Uploads are limited to {limit} bytes.", {"limit": limit})
-    return length
-
-
-async def _body(request: Request, limit: int) -> AsyncIterator[bytes]:
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise ApiError(413, "PayloadTooLarge", f"Uploads are limited to {limit} bytes.", {"limit": limit})
-        if chunk:
-            yield chunk
-
-
 async def upload(request: Request, services: RestServices, caller: Caller) -> Response:
     bucket, version = await receive_upload(request, services, caller)
     return JSONResponse(_file_json(bucket, version), status_code=201)
@@ -155,7 +134,7 @@ async def receive_upload(request: Request, services: RestServices, caller: Calle
     the new current version of its key; also the versions API's upload."""
     store = services.store
     limit = services.config.limits.max_upload_bytes
-    length = _declared_length(request, limit)
+    length = declared_length(request, limit, "Uploads")  # refused before a byte is read
     content_type = request.headers.get("content-type", "")
     query = request.query_params
     # A bucket named in the query is checked before any byte is read.
@@ -175,14 +154,14 @@ async def receive_upload(request: Request, services: RestServices, caller: Calle
 
         try:
             if content_type.lower().startswith("multipart/"):
-                form = await stream_form(_body(request, limit), boundary_of(content_type), write)
+                form = await stream_form(stream_limited(request, limit, "Uploads"), boundary_of(content_type), write)
                 if not form.saw_file:
                     raise bad_request("The form has no 'file' field.")
                 key = form.fields.get("key") or query.get("key") or form.filename
                 bucket_name = form.fields.get("bucket") or query.get("bucket")
                 file_type = form.content_type
             else:
-                async for chunk in _body(request, limit):
+                async for chunk in stream_limited(request, limit, "Uploads"):
                     await write(chunk)
                 key = query.get("key")
                 bucket_name = query.get("bucket")

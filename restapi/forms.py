@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from core.jsonapi import bad_request
+from core.requestbody import multipart_boundary
 
 MAX_FIELD_BYTES = 64 * 1024
 FILE_FIELD = "file"
@@ -27,11 +29,9 @@ class ParsedForm:
 
 
 def boundary_of(content_type: str) -> bytes:
-    kind, options = parse_options_header(content_type)
-    boundary = options.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise bad_request("A multipart upload needs Content-Type: multipart/form-data with a boundary.")
-    return boundary
+    # Checked against RFC 2046 (1 to 70 characters) before python-multipart sees it: past
+    # 256 bytes it raises its own error mid-parse.
+    return multipart_boundary(content_type)
 
 
 async def stream_form(
@@ -100,15 +100,15 @@ async def stream_form(
     async for chunk in body:
         try:
             parser.write(chunk)
-        except MultipartParseError as exc:
-            raise bad_request("The multipart form is malformed.", reason=str(exc)) from exc
+        except FormParserError as exc:  # any of python-multipart's errors is the client's
+            raise bad_request("The multipart form is malformed.", reason=str(exc)[:200]) from exc
         for piece in pending:
             await write_file(piece)
         pending.clear()
     try:
         parser.finalize()
-    except MultipartParseError as exc:
-        raise bad_request("The multipart form is malformed.", reason=str(exc)) from exc
+    except FormParserError as exc:
+        raise bad_request("The multipart form is malformed.", reason=str(exc)[:200]) from exc
     if not form.complete:
         raise bad_request("The multipart form ended before its closing boundary.")
     return form
