@@ -70,6 +70,7 @@ class DocService:
             self.settings.recycle_after,
             task="template",
             memory_bytes=self.settings.template_memory_mb * 1024 * 1024,
+            niceness=10,
         )
         self.chromium = ChromiumEngine(
             find_chromium() if self.settings.chromium else None,
@@ -124,10 +125,11 @@ class DocService:
         try:
             return await self.templates.call(job, seconds)
         except RenderTimeout as exc:
-            raise TemplateProblem(f"The template took longer than templates may take ({seconds:g} s).") from exc
+            raise TemplateProblem(f"The template took longer than a template may ({seconds:g} s).") from exc
         except WorkerDied as exc:
             raise TemplateProblem(
-                "The template stopped the process evaluating it (it needed more memory or stack than a template may use)."
+                "The template stopped the process evaluating it"
+                " (it needed more memory or stack than a template may use)."
             ) from exc
         except RenderError as exc:
             raise TemplateProblem(str(exc)) from exc

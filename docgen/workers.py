@@ -4,7 +4,8 @@ templates), takes one job at a time over a pipe, and is replaced after
 `recycle_after` jobs (so memory stays flat), when a job says its worker should go,
 or at once when a job overruns its timeout (the process is killed; other jobs carry
 on in theirs). A pool may cap its workers' memory (RLIMIT_AS): a job past it fails
-in its own process. The event loop only ever waits on the pipe, in a thread."""
+in its own process; and lower their CPU priority, so that a busy worker never
+slows the server's own requests. The event loop only ever waits on the pipe, in a thread."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncio
 import importlib
 import logging
 import multiprocessing
+import os
 import resource
 import signal
 from collections.abc import Callable
@@ -74,8 +76,10 @@ def _outcome(handler: Callable[[object], object], job: object) -> tuple[str, obj
         return ("error", f"The document could not be rendered: {type(exc).__name__}: {exc}", False)
 
 
-def _worker_main(conn: Connection, task: str = "render", memory_bytes: int = 0) -> None:
+def _worker_main(conn: Connection, task: str = "render", memory_bytes: int = 0, niceness: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the parent's to handle
+    if niceness:
+        os.nice(niceness)
     module, name = TASKS[task]
     # Only here: importing WeasyPrint changes Pillow's process-wide settings, which the
     # server process (image transforms) must not inherit. The fork server preloads it.
@@ -118,11 +122,14 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, size: int, recycle_after: int, task: str = "render", memory_bytes: int = 0) -> None:
+    def __init__(
+        self, size: int, recycle_after: int, task: str = "render", memory_bytes: int = 0, niceness: int = 0
+    ) -> None:
         self.size = size
         self.recycle_after = recycle_after
         self.task = task
         self.memory_bytes = memory_bytes
+        self.niceness = niceness
         self._context = multiprocessing.get_context("forkserver")
         # One fork server for every pool (the setting is the context's): it preloads
         # what all of them run.
@@ -139,7 +146,7 @@ class WorkerPool:
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(child, self.task, self.memory_bytes),
+            args=(child, self.task, self.memory_bytes, self.niceness),
             daemon=True,
             name=f"folio-docgen-{self.task}",
         )

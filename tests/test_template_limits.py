@@ -220,6 +220,7 @@ def assert_served(found: dict[str, list[float]]) -> None:
         times = found[name]
         assert times, found
         summary = f"{name}: {len(times)} requests, median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+        print(summary)
         assert max(times) < 1.0, summary
         assert statistics.median(times) < 0.1, summary
         assert len(times) >= 10, summary
