@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -331,9 +331,6 @@ def routes(services: RestServices) -> list[Route]:
                 return exc.response()
             except StoreError as exc:
                 return store_error(exc).response()
-            except ClientDisconnect:
-                # The client hung up mid-upload: nothing was stored, nobody reads this.
-                return Response(status_code=400)
 
         return run
 
