@@ -248,12 +248,10 @@ class DocApi:
 
     @staticmethod
     def _page(request: Request) -> tuple[int, int]:
-        try:
-            limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
-            offset = int(request.query_params.get("offset", 0))
-        except ValueError as exc:
-            raise ApiError(400, "BadRequest", "limit and offset must be whole numbers.") from exc
-        if not 1 <= limit <= MAX_LIMIT or offset < 0:
+        # ascii_int: int() would take '٣' or '1_0', and an offset past SQLite's 64 bits was a 500.
+        limit = ascii_int(request.query_params.get("limit", str(DEFAULT_LIMIT)), minimum=1, maximum=MAX_LIMIT)
+        offset = ascii_int(request.query_params.get("offset", "0"), maximum=2**63 - 1)
+        if limit is None or offset is None:
             raise ApiError(400, "BadRequest", f"limit is 1 to {MAX_LIMIT}; offset is 0 or more.")
         return limit, offset
 

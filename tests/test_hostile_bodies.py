@@ -19,7 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.requestbody import MAX_JSON_DEPTH, BodyProblem, json_object, json_value, multipart_boundary
+from core.requestbody import (
+    MAX_JSON_DEPTH,
+    BodyProblem,
+    json_object,
+    json_value,
+    multipart_boundary,
+)
 from tests.conftest import TEST_CONFIG
 from tests.docgen_helpers import DocAccount, assert_error, b64, signup
 from tests.folio_process import FolioProcess
@@ -117,6 +123,7 @@ def test_json_helper_refuses_deep_nesting_and_parses_the_rest() -> None:
         b"[" * 30000,  # never closed
         b"[" * 30000 + b"}" * 30000,  # closed wrongly
         b"1" * 5000,  # past CPython's int() digit limit
+        b"[" + b"{}," * 300_000 + b"{}]",  # each 3 bytes of JSON a 64-byte dict: too many containers
         b"\xff\xfe",
         b"[1, 2",
     ):

@@ -131,6 +131,13 @@ def upload(s3: Any, bucket: str) -> tuple[str, str, str]:
     s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
+@pytest.fixture(scope="module")
+def doc_key(folio: FolioProcess) -> str:
+    """A document API key (an account holds at most five: one for the module)."""
+    made = json.loads(folio.admin("create-api-key", "--email", "admin@localhost", "--name", "hostile"))
+    return made["apiKey"]
+
+
 def amz_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -248,6 +255,16 @@ def test_image_link_expires_of_unicode_digits_is_denied(
 def test_asset_link_expires_of_unicode_digits_is_forbidden(folio: FolioProcess, value: str) -> None:
     got = httpx.get(f"{folio.web_url}/v1/assets/x/file?expires={value}&signature=x", timeout=30)
     web_error(got, 403, "Forbidden")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["offset=" + "9" * 23, "offset=%C2%B2", "offset=%D9%A3", "limit=1_0", "limit=%E2%91%A0", "offset=-1"],
+)
+def test_document_asset_pages_take_ascii_numbers_only(folio: FolioProcess, doc_key: str, query: str) -> None:
+    # A 23-digit offset went to SQLite as is: OverflowError, a 500.
+    got = httpx.get(f"{folio.web_url}/v1/assets?{query}", headers={"X-API-Key": doc_key}, timeout=30)
+    web_error(got, 400, "BadRequest")
 
 
 # ---------------------------------------------------------------- 1. signed S3 operations
