@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from core.config import Config, parse_listen
+from core.config import Config, ServerConfig, parse_listen
 
 log = logging.getLogger("folio.server")
 
@@ -66,20 +68,175 @@ class CorkedTransport:
         return getattr(self._transport, name)
 
 
-def _protocol_class() -> type:
+# A connection whose request body (or response) makes no progress is closed this long
+# after the S3 listener would have answered 400 RequestTimeout: that answer comes first.
+BODY_GRACE_SECONDS = 5.0
+TOO_LARGE_HEAD = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may cost a listener (see `[server]` in config.toml)."""
+
+    header_timeout: float  # connection open / end of the last response -> request head complete
+    keep_alive_timeout: float  # idle between requests (uvicorn's own timer)
+    idle_timeout: float  # a request body, or a response the client stopped reading, without progress
+    max_connections: int  # per listener; more are closed as they are accepted
+    max_header_bytes: int  # request line and headers
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> ConnectionLimits:
+        return cls(
+            header_timeout=server.header_timeout_seconds,
+            keep_alive_timeout=server.keep_alive_timeout_seconds,
+            idle_timeout=server.body_timeout_seconds + BODY_GRACE_SECONDS,
+            max_connections=server.max_connections,
+            max_header_bytes=server.max_header_bytes,
+        )
+
+
+class ConnectionWatch:
+    """The timeouts of every connection of one listener, checked by one periodic timer
+    (a timer per connection, re-armed on every read, would cost more than a small request)."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.interval = max(0.05, min(1.0, limits.header_timeout / 4, limits.idle_timeout / 4))
+        self.connections: set[Any] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._warned_at = 0.0
+
+    def add(self, connection: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.connections.add(connection)
+        if self._timer is None:
+            self._timer = loop.call_later(self.interval, self._check, loop)
+
+    def discard(self, connection: Any) -> None:
+        self.connections.discard(connection)
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        try:
+            for connection in list(self.connections):
+                connection.check_timeouts(now)
+        finally:  # whatever one connection does, the others stay watched
+            self._timer = loop.call_later(self.interval, self._check, loop) if self.connections else None
+
+    def refused(self, client: object) -> None:
+        # Once a minute at most: a flood must not flood the log as well.
+        if time.monotonic() - self._warned_at >= 60:
+            self._warned_at = time.monotonic()
+            log.warning(
+                "connection limit (%d per listener) reached: closing new connections (%s and others)",
+                self.limits.max_connections,
+                client,
+            )
+
+
+def _protocol_class(limits: ConnectionLimits) -> type:
+    """A protocol class for one listener (each has its own connection count and watch)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class FolioHttpToolsProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol with two changes.
+    watch = ConnectionWatch(limits)
 
-        Writes go through a `CorkedTransport`. And bytes that follow a complete request
+    class FolioHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol with these changes.
+
+        Writes go through a `CorkedTransport`. Bytes that follow a complete request
         and do not parse (a body longer than its Content-Length) no longer make uvicorn
         answer a plain-text 400 and close at once, dropping the S3 answer to the request
-        it already has: that request is answered first, then the connection closes."""
+        it already has: that request is answered first, then the connection closes.
+
+        And a connection cannot be held for nothing. uvicorn only times out a connection
+        idle after a response; one that never sends a request, or half of one, or stops
+        sending its body, or stops reading its response, stayed open for ever. Here the
+        request head must be complete `header_timeout` after the connection opened (or
+        the last response ended) and within `max_header_bytes` (431 beyond), a body or a
+        response without progress for `idle_timeout` closes the connection, and a
+        listener holds at most `max_connections`: more are closed as soon as they are
+        accepted. Closing, not answering 503: an answer would have to wait for a request
+        head, which is what a client holding connections never sends, and the client
+        retries a refused connection as it would a 503."""
+
+        _head_since: float | None = None
+        _head_bytes = 0
+        _body_since: float | None = None
+        _stalled_since: float | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self.transport = CorkedTransport(transport, self.loop)  # type: ignore[assignment]
+            if len(self.connections) > limits.max_connections:
+                watch.refused(self.client)
+                self.transport.close()
+                return
+            self._head_since = self.loop.time()
+            watch.add(self, self.loop)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            watch.discard(self)
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._body_since is not None:
+                self._body_since = self.loop.time()
+            self._head_bytes += len(data)
+            super().data_received(data)
+            too_large = self._head_since is not None and self._head_bytes > limits.max_header_bytes
+            if too_large and not self.transport.is_closing():
+                self.transport.write(TOO_LARGE_HEAD)
+                self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_since is None:  # a pipelined request: its own head time starts now
+                self._head_since = self.loop.time()
+                self._head_bytes = 0
+
+        def on_headers_complete(self) -> None:
+            self._head_since = None
+            self._head_bytes = 0
+            self._body_since = self.loop.time()
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._body_since = None
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            pipelined = bool(self.pipeline)
+            super().on_response_complete()
+            if not pipelined and self._head_since is None:
+                self._head_since = self.loop.time()
+                self._head_bytes = 0
+
+        def pause_writing(self) -> None:
+            self._stalled_since = self.loop.time()
+            super().pause_writing()
+
+        def resume_writing(self) -> None:
+            self._stalled_since = None
+            super().resume_writing()
+
+        def check_timeouts(self, now: float) -> None:
+            if self.transport is None or self.transport.is_closing():
+                return
+            if self._head_since is not None and now - self._head_since > limits.header_timeout:
+                # Everything the client sent was read: close() ends with a clean EOF.
+                self.transport.close()
+                return
+            waiting_for_body = (
+                self._body_since is not None
+                and not self.flow.read_paused  # paused by us (the app is busy): not the client's fault
+                and not (self.cycle is not None and self.cycle.waiting_for_100_continue)  # waits for our 100
+                and now - self._body_since > limits.idle_timeout
+            )
+            stalled = self._stalled_since is not None and now - self._stalled_since > limits.idle_timeout
+            if waiting_for_body or stalled:
+                # abort(): close() would wait for a write buffer the client is not reading.
+                self.transport.abort()
 
         def send_400_response(self, msg: str) -> None:
             cycle = getattr(self, "cycle", None)
@@ -101,6 +258,7 @@ async def _serve_uvicorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: 
             yield
 
     servers = []
+    limits = ConnectionLimits.of(config.server)
     for app, listen in apps:
         host, port = parse_listen(listen)
         uv_config = uvicorn.Config(
@@ -108,7 +266,8 @@ async def _serve_uvicorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: 
             host=host,
             port=port,
             loop="none",
-            http=_protocol_class(),
+            http=_protocol_class(limits),
+            timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type] - a float works
             lifespan="off",
             access_log=False,
             log_level=config.server.log_level,
@@ -141,6 +300,12 @@ async def _serve_hypercorn(apps: list[tuple[ASGIApp, str]], config: Config, stop
         hc.graceful_timeout = config.server.shutdown_grace_seconds
         hc.accesslog = None
         hc.loglevel = config.server.log_level.upper()
+        # Hypercorn counts a connection as idle until a whole request head has arrived, so
+        # its keep-alive timeout also closes silent and half-sent requests. Its read_timeout
+        # is left off: it limits every read, so it would cut requests that take long to
+        # answer (documents). No per-listener connection cap or body-idle close here.
+        hc.keep_alive_timeout = config.server.keep_alive_timeout_seconds
+        hc.h11_max_incomplete_size = config.server.max_header_bytes
         tasks.append(serve(app, hc, shutdown_trigger=stop.wait, mode="asgi"))
     await asyncio.gather(*tasks)
 
