@@ -413,6 +413,14 @@ def test_anonymous_response_override_with_crlf_is_invalid_argument(
     assert "x-injected" not in reply.headers
 
 
+def test_anonymous_response_override_is_refused_as_s3_refuses_it(folio: FolioProcess, public_object) -> None:
+    bucket, key, _ = public_object
+    reply = send_raw(folio, "GET", f"/{bucket}/{key}", query="response-content-type=text%2Fhtml", headers={})
+    fields = assert_s3_error(reply, 400, "InvalidRequest")
+    assert "anonymous" in fields["Message"]
+    assert reply.headers.get("content-type") != "text/html"
+
+
 def test_signed_response_override_with_crlf_is_invalid_argument(folio: FolioProcess, public_object) -> None:
     bucket, key, _ = public_object
     reply = signed_raw(

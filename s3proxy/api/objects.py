@@ -152,6 +152,12 @@ def _response_overrides(ctx: RequestContext) -> dict[str, str]:
                 extra={"ArgumentName": param, "ArgumentValue": value},
             )
         overrides[header] = value
+    if overrides and ctx.auth is None:
+        # As S3: an anonymous caller must not choose how a public object is served
+        # (a user's upload as text/html on this origin, for one).
+        raise S3Error(
+            "InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests."
+        )
     return overrides
 
 
