@@ -23,7 +23,7 @@ from s3proxy.auth.chunked import ChunkedDecoder
 from s3proxy.auth.presign import verify_presigned, verify_presigned_v2
 from s3proxy.auth.sigv4 import AuthResult, PayloadMode, authenticate, chunk_string_to_sign, sign
 from tests.fuzz.profiles import examples
-from tests.fuzz.strategies import header_text, numbers, percent_encode, query_value, text
+from tests.fuzz.strategies import TRICKY_NUMBERS, header_text, numbers, percent_encode, query_value, text
 from tests.unit.test_chunked import signed_trailer_auth, signed_trailer_body, unsigned_auth
 
 ACCESS_KEY = "AKIAFUZZEXAMPLE00001"
@@ -159,32 +159,38 @@ def hostile_headers(draw: st.DrawFn) -> dict[str, str]:
     return headers
 
 
+def _complete_queries() -> dict[str, dict[str, str]]:
+    """Presigned queries with every parameter present and plausible, to be broken one or
+    two values at a time (so the checks past the first ones are reached too)."""
+    today = time.strftime("%Y%m%d", time.gmtime())
+    return {
+        "v4": {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": percent_encode(f"{ACCESS_KEY}/{today}/us-east-1/s3/aws4_request"),
+            "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            "X-Amz-Expires": "300",
+            "X-Amz-SignedHeaders": "host",
+            "X-Amz-Signature": "0" * 64,
+        },
+        "v2": {"AWSAccessKeyId": ACCESS_KEY, "Expires": str(int(time.time()) + 300), "Signature": "c2lnbmF0dXJl"},
+    }
+
+
 @st.composite
 def hostile_queries(draw: st.DrawFn) -> str:
-    names = draw(
-        st.lists(
-            st.sampled_from(
-                [
-                    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
-                    "X-Amz-Signature", "X-Amz-Content-Sha256", "AWSAccessKeyId", "Signature", "Expires",
-                    "x-amz-meta-a", "versionId", "response-content-type",
-                ]
-            ),
-            max_size=9,
-        )
-    )  # fmt: skip
-    likely = {
-        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
-        "X-Amz-Credential": percent_encode(f"{ACCESS_KEY}/{time.strftime('%Y%m%d', time.gmtime())}/us-east-1/s3/aws4_request"),
-        "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-        "X-Amz-SignedHeaders": "host",
-        "AWSAccessKeyId": ACCESS_KEY,
-    }
-    parts = []
-    for name in names:
-        value = draw(st.one_of(st.just(likely.get(name, "")), query_value))
-        parts.append(f"{name}={value}" if draw(st.integers(0, 9)) else name)
-    return "&".join(parts)
+    kind = draw(st.sampled_from(["v4", "v2", "loose"]))
+    if kind == "loose":
+        names = draw(st.lists(st.sampled_from([*_complete_queries()["v4"], *_complete_queries()["v2"], "versionId"]), max_size=9))
+        params = {name: draw(query_value) for name in names}
+    else:
+        params = _complete_queries()[kind]
+        for name in draw(st.lists(st.sampled_from(sorted(params)), min_size=1, max_size=2, unique=True)):
+            if draw(st.integers(0, 6)) == 0:
+                del params[name]
+            else:
+                params[name] = draw(st.one_of(query_value, st.sampled_from(TRICKY_NUMBERS).map(percent_encode)))
+    parts = [f"{name}={value}" if draw(st.integers(0, 9)) else name for name, value in params.items()]
+    return "&".join(draw(st.permutations(parts)))
 
 
 @settings(max_examples=examples(300))
