@@ -39,6 +39,12 @@ keep_days = 30.0
 """
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The server-log check reads the logs of every server the run started: it goes last
+    # (stable sort: every other test keeps its place).
+    items.sort(key=lambda item: item.path.name == "test_zz_server_logs.py")
+
+
 @pytest.fixture(scope="session")
 def folio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     """One server for the whole session (tests use their own buckets)."""

@@ -23,6 +23,11 @@ ROOT_SECRET_KEY = "folio-test-root-secret-key-0000000000001"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Every server started in this test session, by log file: tests/test_zz_server_logs.py
+# reads their logs at the end of the run.
+STARTED: dict[Path, FolioProcess] = {}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -43,6 +48,9 @@ class FolioProcess:
     secret_key: str = ROOT_SECRET_KEY
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    # Set by tests that break the server on purpose (a traceback in its log is theirs,
+    # not a client's): the end-of-run log check skips this server's log.
+    expect_tracebacks: bool = False
 
     @property
     def s3_url(self) -> str:
@@ -96,6 +104,7 @@ class FolioProcess:
             f"127.0.0.1:{self.web_port}",
         ]
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        STARTED[self.log_path] = self
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(args, env=self._environment(), stdout=log, stderr=subprocess.STDOUT)
         log.close()

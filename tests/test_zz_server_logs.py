@@ -1,0 +1,65 @@
+"""The end-of-run check on server logs (issue 13): no request a test sent may have
+cost a traceback in the server, whatever status it was answered with.
+
+Every Folio a test starts (tests/folio_process.py, FolioProcess.start) writes its log to
+`<data_dir.parent>/<name>-server.log` and registers it in `folio_process.STARTED`. This
+test runs last (tests/conftest.py moves it to the end of the collection) and fails the
+run, naming the log file and quoting the lines, if any of those logs holds a Python
+traceback, an `InternalError` or a ` 500 ` line. Servers are unbuffered
+(PYTHONUNBUFFERED=1), so the logs of session servers still running are complete.
+
+Tests that break a server on purpose (a crash, a killed worker) set
+`FolioProcess(expect_tracebacks=True)`; their server's log is skipped, every other is
+read whole. The check passes with nothing to read only when the run started no server.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.folio_process import STARTED
+
+PROBLEM = re.compile(r"Traceback \(most recent call last\)|InternalError| 500 ")
+# A log record starts with its timestamp; a traceback's lines do not.
+RECORD = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+EXCERPT_LINES = 24
+
+
+def problems(text: str) -> list[str]:
+    """Each traceback or 500 with the record before it (which names the request) and the
+    traceback's own lines, up to the next log record."""
+    lines = text.splitlines()
+    found: list[str] = []
+    index = 0
+    while index < len(lines):
+        if not PROBLEM.search(lines[index]):
+            index += 1
+            continue
+        start = index - 1 if index > 0 and lines[index].startswith("Traceback") else index
+        end = index + 1
+        while end < len(lines) and not RECORD.match(lines[end]):
+            end += 1
+        excerpt = lines[start:end]
+        if len(excerpt) > EXCERPT_LINES:
+            # The head names the request, the tail the exception: the frames between can go.
+            excerpt = [*excerpt[:3], "  ...", *excerpt[-(EXCERPT_LINES - 4) :]]
+        found.append("\n".join(excerpt))
+        index = end
+    return found
+
+
+def test_no_server_log_of_this_run_has_a_traceback_or_a_500() -> None:
+    logs = [server for path, server in STARTED.items() if path.exists()]
+    if not logs:
+        pytest.skip("this run started no server")
+    report = []
+    for server in logs:
+        if server.expect_tracebacks:
+            continue
+        found = problems(server.log())
+        if found:
+            shown = "\n---\n".join(found[:5])
+            report.append(f"{server.log_path}: {len(found)} problem(s)\n{shown}")
+    assert not report, "server logs with tracebacks or 500s:\n\n" + "\n\n".join(report)
