@@ -23,7 +23,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ReadOnlyDatabase
 DATABASE_DIR = Path(__file__).resolve().parent / "hypothesis-db"
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 # How many times the ci count each target runs under the fuzz profile.
-FUZZ_FACTOR = int(os.environ.get("FOLIO_FUZZ_FACTOR", "40"))
+FUZZ_FACTOR = int(os.environ.get("FOLIO_FUZZ_FACTOR", "50"))
 
 _COMMON = {
     "deadline": None,
