@@ -191,9 +191,7 @@ def _protocol_class(limits: ConnectionLimits) -> type:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._head_since is None:  # a pipelined request: its own head time starts now
-                self._head_since = self.loop.time()
-                self._head_bytes = 0
+            self._begin_head()  # a pipelined request: its own head time starts now
 
         def on_headers_complete(self) -> None:
             self._head_since = None
@@ -203,12 +201,21 @@ def _protocol_class(limits: ConnectionLimits) -> type:
 
         def on_message_complete(self) -> None:
             self._body_since = None
+            if self.cycle is not None and self.cycle.response_complete:
+                # Answered before its body was read (a refused upload): the body is drained
+                # now, and the time for the next request head starts.
+                self._begin_head()
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
             pipelined = bool(self.pipeline)
             super().on_response_complete()
-            if not pipelined and self._head_since is None:
+            # While the request's body is still arriving, what comes next is body, not a head.
+            if not pipelined and self._body_since is None:
+                self._begin_head()
+
+        def _begin_head(self) -> None:
+            if self._head_since is None:
                 self._head_since = self.loop.time()
                 self._head_bytes = 0
 
