@@ -164,10 +164,12 @@ class ImageService:
             self._slots.release()
             raise
         work.add_done_callback(lambda future: loop.call_soon_threadsafe(finished, future))
+        wrapped = asyncio.wrap_future(work)
+        # A transform that outlives the wait still ends (at its own deadline): its error is
+        # retrieved here, or asyncio logs "Future exception was never retrieved" with a traceback.
+        wrapped.add_done_callback(lambda future: future.cancelled() or future.exception())
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(work)), self.settings.timeout_seconds
-            )
+            return await asyncio.wait_for(asyncio.shield(wrapped), self.settings.timeout_seconds)
         except TimeoutError as exc:
             raise ImageError(503, "TransformTimeout", "The transform took too long.") from exc
 
