@@ -41,7 +41,9 @@ def problems(text: str) -> list[str]:
         if not PROBLEM.search(lines[index]) or OUTBOUND.search(lines[index]):
             index += 1
             continue
-        start = index - 1 if index > 0 and lines[index].startswith("Traceback") else index
+        start = index
+        while start > 0 and not RECORD.match(lines[start]) and index - start < 3:
+            start -= 1  # back to the record the traceback belongs to
         end = index + 1
         while end < len(lines) and not RECORD.match(lines[end]):
             end += 1
