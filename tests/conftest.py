@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.folio_process import FolioProcess, free_port
+from tests.folio_process import FolioProcess, free_port, running_server
 
 # The shared test server allows many buckets (tests each make their own) and
 # requests as fast as tests send them; its quota is on but out of reach, so every
@@ -48,10 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def folio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     """One server for the whole session (tests use their own buckets)."""
-    server = FolioProcess(data_dir=tmp_path_factory.mktemp("folio") / "data", config_text=TEST_CONFIG)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_server(tmp_path_factory, "folio", TEST_CONFIG)
 
 
 # The same, with new buckets unversioned as in AWS (`[versioning] new_buckets = "Off"`):
@@ -61,10 +58,7 @@ AWS_LIKE_CONFIG = TEST_CONFIG + '\n[versioning]\nnew_buckets = "Off"\n'
 
 @pytest.fixture(scope="session")
 def folio_aws_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    server = FolioProcess(data_dir=tmp_path_factory.mktemp("folio-aws") / "data", config_text=AWS_LIKE_CONFIG)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_server(tmp_path_factory, "folio-aws", AWS_LIKE_CONFIG)
 
 
 @pytest.fixture(scope="session")

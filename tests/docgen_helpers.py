@@ -109,6 +109,15 @@ def signup(server: FolioProcess, tag: str = "doc") -> DocAccount:
     )
 
 
+def signed_up(server: FolioProcess, tag: str = "doc") -> Iterator[DocAccount]:
+    """`signup` for a fixture: the account's client is closed when the fixture ends."""
+    account = signup(server, tag)
+    try:
+        yield account
+    finally:
+        account.close()
+
+
 def assert_error(response: httpx.Response, status: int, field_name: str | None = None) -> dict[str, Any]:
     """The documented error JSON: {"error": {"code", "message", "details"}}."""
     assert response.status_code == status, (response.status_code, response.text[:2000])

@@ -13,10 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 ROOT_ACCESS_KEY = "FOLIOTESTROOTKEY0001"
 ROOT_SECRET_KEY = "folio-test-root-secret-key-0000000000001"
@@ -163,3 +166,16 @@ class FolioProcess:
     def usage(self, email: str) -> dict:
         """`folio admin usage`: the account's bytes, objects and per-bucket usage."""
         return json.loads(self.admin("usage", "--email", email))
+
+
+def running_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, config_text: str = "", **kwargs: Any
+) -> Iterator[FolioProcess]:
+    """A started server in a fresh directory named after `name`, stopped when the fixture
+    that yields from this ends (the usual module- or session-scoped server fixture)."""
+    server = FolioProcess(data_dir=tmp_path_factory.mktemp(name) / "data", config_text=config_text, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_s3_client
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 # Plan: 5 noncurrent versions, 30 days. The bucket cache lives 10 s; this server's
 # writes see a CLI change once the cache entry expires, so the write test waits for it.
@@ -30,10 +30,7 @@ DAY = 86400.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    folio = FolioProcess(data_dir=tmp_path_factory.mktemp("retention") / "data", config_text=CONFIG)
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "retention", CONFIG)
 
 
 def _versions(s3, bucket: str, key: str) -> list[str]:

@@ -5,13 +5,12 @@ accounts and the S3 API are not affected."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import make_s3_client
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 CONFIG = """
 [plans.default]
@@ -24,10 +23,7 @@ dashboard_per_minute = 5
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    folio = FolioProcess(data_dir=Path(tmp_path_factory.mktemp("dash-limit")) / "data", config_text=CONFIG)
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "dash-limit", CONFIG)
 
 
 def test_dashboard_calls_over_the_plan_rate_get_429_per_account(server: FolioProcess) -> None:

@@ -37,7 +37,7 @@ from tests.docgen_helpers import (
     signup,
     wait_job,
 )
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 SEED_BASE = "https://api.cloudlayer.io"
@@ -679,12 +679,7 @@ docgen_calls_per_month = 2
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    server = FolioProcess(
-        data_dir=tmp_path_factory.mktemp("docgen-limits") / "data", config_text=PLANS_CONFIG
-    )
-    server.start()
-    yield server
-    server.stop()
+    yield from running_server(tmp_path_factory, "docgen-limits", PLANS_CONFIG)
 
 
 def _same_minute(margin: float = 4.0) -> None:

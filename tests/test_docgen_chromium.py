@@ -15,8 +15,8 @@ import pytest
 
 from tests.browser import MISSING_MESSAGE, chromium_path
 from tests.conftest import TEST_CONFIG
-from tests.docgen_helpers import DocAccount, Recorder, b64, read_image, read_pdf, signup
-from tests.folio_process import FolioProcess
+from tests.docgen_helpers import DocAccount, Recorder, b64, read_image, read_pdf, signed_up
+from tests.folio_process import FolioProcess, running_server
 
 JS_PAGE = """<html><body><h1 id="static">Static heading</h1><p id="late"></p>
 <script>document.getElementById("late").textContent = "Written by JavaScript " + (6 * 7);</script>
@@ -37,17 +37,12 @@ chromium_restart_after = 3
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     # A failure, not a skip: the issue is only done when a real browser rendered these.
     assert chromium_path() is not None, MISSING_MESSAGE
-    folio = FolioProcess(data_dir=tmp_path_factory.mktemp("docgen-chromium") / "data", config_text=CONFIG)
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "docgen-chromium", CONFIG)
 
 
 @pytest.fixture(scope="module")
 def account(server: FolioProcess) -> Iterator[DocAccount]:
-    found = signup(server, "chromium")
-    yield found
-    found.close()
+    yield from signed_up(server, "chromium")
 
 
 def pdf_text(response: httpx.Response) -> str:

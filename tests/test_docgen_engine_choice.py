@@ -15,8 +15,8 @@ import pytest
 
 from docgen.engine_choice import choose_engine, element_count
 from tests.browser import MISSING_MESSAGE, chromium_path
-from tests.docgen_helpers import DocAccount, b64, read_pdf, signup
-from tests.folio_process import FolioProcess
+from tests.docgen_helpers import DocAccount, b64, read_pdf, signed_up, signup
+from tests.folio_process import FolioProcess, running_server
 
 CONFIG = """
 [plans.default]
@@ -56,17 +56,12 @@ def engine_of(response) -> str:  # noqa: ANN001 - httpx.Response
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     assert chromium_path() is not None, MISSING_MESSAGE
-    folio = FolioProcess(data_dir=tmp_path_factory.mktemp("engine-choice") / "data", config_text=CONFIG)
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "engine-choice", CONFIG)
 
 
 @pytest.fixture(scope="module")
 def account(server: FolioProcess) -> Iterator[DocAccount]:
-    found = signup(server, "engines")
-    yield found
-    found.close()
+    yield from signed_up(server, "engines")
 
 
 def test_a_short_document_renders_with_weasyprint(account: DocAccount) -> None:

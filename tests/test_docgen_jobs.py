@@ -30,10 +30,10 @@ from tests.docgen_helpers import (
     assert_error,
     b64,
     read_pdf,
-    signup,
+    signed_up,
     wait_job,
 )
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 LOOPBACK_CONFIG = """
 [docgen]
@@ -49,19 +49,12 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    folio = FolioProcess(
-        data_dir=tmp_path_factory.mktemp("docgen-jobs") / "data", config_text=LOOPBACK_CONFIG
-    )
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "docgen-jobs", LOOPBACK_CONFIG)
 
 
 @pytest.fixture
 def acct(server: FolioProcess) -> Iterator[DocAccount]:
-    account = signup(server, "jobs")
-    yield account
-    account.close()
+    yield from signed_up(server, "jobs")
 
 
 @pytest.fixture

@@ -31,10 +31,11 @@ from tests.docgen_helpers import (
     client,
     read_pdf,
     run_curl,
+    signed_up,
     signup,
     wait_job,
 )
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 MAX_REQUEST = 20000
 CONFIG = f"""
@@ -60,17 +61,12 @@ LEAK_MARKERS = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    folio = FolioProcess(data_dir=tmp_path_factory.mktemp("docgen-security") / "data", config_text=CONFIG)
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "docgen-security", CONFIG)
 
 
 @pytest.fixture(scope="module")
 def acct(server: FolioProcess) -> Iterator[DocAccount]:
-    account = signup(server, "sec")
-    yield account
-    account.close()
+    yield from signed_up(server, "sec")
 
 
 @pytest.fixture(scope="module")

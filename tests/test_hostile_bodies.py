@@ -27,8 +27,8 @@ from core.requestbody import (
     multipart_boundary,
 )
 from tests.conftest import TEST_CONFIG
-from tests.docgen_helpers import DocAccount, assert_error, b64, signup
-from tests.folio_process import FolioProcess
+from tests.docgen_helpers import DocAccount, assert_error, b64, signed_up
+from tests.folio_process import FolioProcess, running_server
 from tests.web_client import fresh_address
 
 NESTED = b"[" * 30000 + b"]" * 30000
@@ -37,17 +37,12 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    process = FolioProcess(data_dir=tmp_path_factory.mktemp("hostile-bodies") / "data", config_text=TEST_CONFIG)
-    process.start()
-    yield process
-    process.stop()
+    yield from running_server(tmp_path_factory, "hostile-bodies", TEST_CONFIG)
 
 
 @pytest.fixture(scope="module")
 def account(server: FolioProcess) -> Iterator[DocAccount]:
-    created = signup(server, "hostile")
-    yield created
-    created.close()
+    yield from signed_up(server, "hostile")
 
 
 def web(server: FolioProcess) -> httpx.Client:

@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 from lxml import etree
 
 from tests.conftest import make_s3_client
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 QUOTA = 1_000_000
 BIG_QUOTA = 12_000_000  # room for two 5 MiB multipart parts, not for a third
@@ -62,10 +62,7 @@ list_per_second = 0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    process = FolioProcess(data_dir=tmp_path_factory.mktemp("folio-quota") / "data", config_text=CONFIG)
-    process.start()
-    yield process
-    process.stop()
+    yield from running_server(tmp_path_factory, "folio-quota", CONFIG)
 
 
 @dataclass

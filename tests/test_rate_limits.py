@@ -28,7 +28,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.conftest import empty_bucket, make_s3_client
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1})
 
@@ -122,10 +122,7 @@ def tiny_account(folio: FolioProcess) -> dict:
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    server = FolioProcess(data_dir=tmp_path_factory.mktemp("folio-rate") / "data", config_text=LIMITED_CONFIG)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_server(tmp_path_factory, "folio-rate", LIMITED_CONFIG)
 
 
 # ---------------------------------------------------------------- the list class

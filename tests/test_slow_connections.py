@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_CONFIG, make_s3_client
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 HEADER_TIMEOUT = 2.0
 KEEP_ALIVE = 1.0
@@ -39,10 +39,7 @@ max_connections = {CAP}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    folio = FolioProcess(data_dir=tmp_path_factory.mktemp("slow") / "data", config_text=LIMITS + TEST_CONFIG)
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "slow", LIMITS + TEST_CONFIG)
 
 
 def connect(port: int) -> socket.socket:

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from tests.conftest import make_s3_client
-from tests.docgen_helpers import DocAccount, assert_error, b64, read_pdf, signup
-from tests.folio_process import FolioProcess
+from tests.docgen_helpers import DocAccount, assert_error, b64, read_pdf, signed_up
+from tests.folio_process import FolioProcess, running_server
 
 TEMPLATE_SECONDS = 3
 CONFIG = f"""
@@ -44,17 +44,12 @@ RSS_LIMIT = 500 * MIB
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    folio = FolioProcess(data_dir=tmp_path_factory.mktemp("template-limits") / "data", config_text=CONFIG)
-    folio.start()
-    yield folio
-    folio.stop()
+    yield from running_server(tmp_path_factory, "template-limits", CONFIG)
 
 
 @pytest.fixture(scope="module")
 def acct(server: FolioProcess) -> Iterator[DocAccount]:
-    account = signup(server, "tpl")
-    yield account
-    account.close()
+    yield from signed_up(server, "tpl")
 
 
 def post_template(http: httpx.Client, source: str, path: str = "/v1/template/pdf", **extra) -> httpx.Response:

@@ -22,7 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import AwsRunner, empty_bucket, make_s3_client, new_bucket
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 
 DAY = 86400.0
 ROOT_EMAIL = "admin@localhost"  # the account FolioProcess's root keys belong to
@@ -113,10 +113,7 @@ def tiny(folio: FolioProcess) -> Iterator[tuple[Any, str, str]]:
 
 @pytest.fixture(scope="module")
 def clock_folio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    server = FolioProcess(data_dir=tmp_path_factory.mktemp("folio-clock") / "data", config_text=CLOCK_CONFIG)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_server(tmp_path_factory, "folio-clock", CLOCK_CONFIG)
 
 
 # ---------------------------------------------------------------- versions by default

@@ -35,7 +35,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 from tests.web_client import serve_in_thread
 
 T = TypeVar("T")
@@ -208,10 +208,7 @@ def receiver2() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    process = FolioProcess(data_dir=tmp_path_factory.mktemp("folio-webhooks") / "data", config_text=CONFIG)
-    process.start()
-    yield process
-    process.stop()
+    yield from running_server(tmp_path_factory, "folio-webhooks", CONFIG)
 
 
 @dataclass
