@@ -21,6 +21,7 @@ from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
 from s3proxy.store.models import Retention
 from server.background import prune_versions, sweep_incomplete_uploads
+from server.fdlimit import raise_fd_limit
 from server.memory import tune_malloc
 from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
@@ -120,6 +121,7 @@ def _serve(config) -> None:
     # interval they queue behind it; 0.2 ms measured 30% more small GETs.
     sys.setswitchinterval(0.0002)
     tune_malloc()
+    raise_fd_limit(listeners=2, max_connections=config.server.max_connections)
     runtime = open_runtime(config)
     closing: list[Callable[[], None]] = []
     try:

@@ -284,3 +284,33 @@ def test_hypercorn_closes_half_request_lines_too(hypercorn_server: FolioProcess)
     finally:
         close_all(socks)
     assert httpx.get(f"{hypercorn_server.web_url}/healthz", timeout=5).status_code == 200
+
+
+def _soft_open_files(pid: int) -> int:
+    for line in open(f"/proc/{pid}/limits"):  # noqa: SIM115 - a short read of /proc
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no 'Max open files' in /proc/<pid>/limits")
+
+
+def test_the_descriptor_limit_fits_the_connection_cap(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Started with the common soft limit of 1,024 descriptors, the server raises its own
+    so that max_connections (not EMFILE on accept) is what bounds its connections."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * 1024 + 512  # two listeners at the default cap, and spare descriptors
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        wanted = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
+    try:  # the server inherits the lowered limit
+        started = running_server(tmp_path_factory, "fd-limit", TEST_CONFIG)
+        folio = next(started)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert folio.proc is not None
+        assert _soft_open_files(folio.proc.pid) >= wanted
+        assert httpx.get(f"{folio.web_url}/healthz", timeout=10).status_code == 200
+    finally:
+        started.close()
