@@ -41,8 +41,11 @@ class BodyPlan:
         return self.decoded_length if self.streaming else self.content_length
 
 
-def plan_body(ctx: RequestContext, *, require_length: bool = True) -> BodyPlan:
+def plan_body(ctx: RequestContext, *, require_length: bool = True, checksum_headers: bool = True) -> BodyPlan:
     headers = ctx.headers
+    claims = headers
+    if not checksum_headers:
+        claims = {k: v for k, v in headers.items() if not k.startswith(checksums.HEADER_PREFIX)}
     raw_length = headers.get("content-length")
     content_length: int | None = None
     if raw_length is not None:
@@ -58,7 +61,7 @@ def plan_body(ctx: RequestContext, *, require_length: bool = True) -> BodyPlan:
     return BodyPlan(
         content_length=content_length,
         decoded_length=auth.decoded_content_length if streaming and auth is not None else None,
-        checksum_request=checksums.parse_checksum_request(headers, trailer_names),
+        checksum_request=checksums.parse_checksum_request(claims, trailer_names),
         content_md5=checksums.parse_content_md5(md5_header) if md5_header is not None else None,
         signed_sha256=auth.payload_sha256
         if auth is not None and auth.payload_mode is PayloadMode.SIGNED
@@ -211,9 +214,13 @@ async def receive_object_body(
     return writer, computed
 
 
-async def read_small_body(ctx: RequestContext, limit: int, *, watchdog: IdleWatchdog) -> bytes:
-    """A whole small body in memory (XML documents), integrity-checked."""
-    plan = plan_body(ctx, require_length=False)
+async def read_small_body(
+    ctx: RequestContext, limit: int, *, watchdog: IdleWatchdog, checksum_headers_describe_body: bool = True
+) -> bytes:
+    """A whole small body in memory (XML documents), integrity-checked. On
+    CompleteMultipartUpload the x-amz-checksum-* headers describe the object being
+    completed, not the XML (checksum_headers_describe_body=False)."""
+    plan = plan_body(ctx, require_length=False, checksum_headers=checksum_headers_describe_body)
     if plan.expected_length is not None and plan.expected_length > limit:
         raise S3Error("MaxMessageLengthExceeded")
     data = bytearray()

@@ -12,7 +12,7 @@ from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.copy import parse_copy_source
 from s3proxy.api.errors import S3Error
 from s3proxy.api.listing import MAX_INT32
-from s3proxy.api.multipart_checksums import check_checksum_type, finalize
+from s3proxy.api.multipart_checksums import check_checksum_type, claimed_checksum, verifying_finalizer
 from s3proxy.api.objects import checksum_type_of, object_meta_from_headers, version_headers, write_conditions
 from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, iso8601, local_name, parse, url_encode
@@ -211,10 +211,16 @@ async def complete_multipart_upload(ctx: RequestContext, services: Services) -> 
     services.store.get_upload(bucket, ctx.key, upload_id)
     conditions = write_conditions(ctx.headers)
     acl = canned_acl(ctx.headers)
-    body = await read_small_body(ctx, services.config.limits.max_xml_body, watchdog=services.watchdog)
+    claim, claimed_type = claimed_checksum(ctx.headers)
+    body = await read_small_body(
+        ctx,
+        services.config.limits.max_xml_body,
+        watchdog=services.watchdog,
+        checksum_headers_describe_body=False,
+    )
     requested = _parse_complete(body)
     version = await services.store.complete_upload(
-        bucket, ctx.key, upload_id, requested, finalize, conditions, acl
+        bucket, ctx.key, upload_id, requested, verifying_finalizer(claim, claimed_type), conditions, acl
     )
     inner = (
         element("Location", f"/{bucket.name}/{ctx.key}")

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from awscrt import checksums as crt
 
+from core.strictparse import ascii_int
 from s3proxy.api.errors import S3Error
-from s3proxy.auth.checksums import compute
-from s3proxy.store.multipart import Part, Upload
+from s3proxy.auth.checksums import (
+    HEADER_PREFIX,
+    NON_ALGORITHM_HEADERS,
+    algorithm_from_header,
+    compute,
+    parse_checksum_value,
+)
+from s3proxy.store.multipart import Finalizer, Part, Upload
 
 _COMBINE = {
     "CRC32": (crt.combine_crc32, 4),
@@ -78,3 +87,70 @@ def finalize(upload: Upload, parts: list[Part]) -> tuple[str, dict[str, str]]:
     if not parts:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     return multipart_etag(parts), object_checksum(upload, parts)
+
+
+@dataclass(frozen=True)
+class ClaimedChecksum:
+    """The object checksum a CompleteMultipartUpload request carries (x-amz-checksum-*)."""
+
+    algorithm: str
+    digest: bytes
+    part_count: int | None  # the "-N" of a COMPOSITE value, when the client sent one
+
+
+def claimed_checksum(headers: Mapping[str, str]) -> tuple[ClaimedChecksum | None, str | None]:
+    """The object checksum and checksum type named on a Complete request, validated as
+    a PutObject's headers are (InvalidRequest for a value that is not one)."""
+    claims = []
+    for name, raw in headers.items():
+        if not name.startswith(HEADER_PREFIX) or name in NON_ALGORITHM_HEADERS:
+            continue
+        algorithm = algorithm_from_header(name)
+        value, dash, count = raw.strip().partition("-")
+        part_count = ascii_int(count, minimum=1, maximum=10000) if dash else None
+        if dash and part_count is None:
+            raise S3Error("InvalidRequest", f"Value for {name} header is invalid.")
+        digest = base64.b64decode(parse_checksum_value(algorithm, value, name))
+        claims.append(ClaimedChecksum(algorithm, digest, part_count))
+    if len(claims) > 1:
+        raise S3Error(
+            "InvalidRequest",
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+        )
+    raw_type = headers.get("x-amz-checksum-type")
+    checksum_type = raw_type.strip().upper() if raw_type is not None else None
+    if checksum_type is not None and checksum_type not in CHECKSUM_TYPES:
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    return (claims[0] if claims else None), checksum_type
+
+
+def verifying_finalizer(claim: ClaimedChecksum | None, checksum_type: str | None) -> Finalizer:
+    """A Finalizer that also checks the object checksum the client claimed: it runs inside
+    the store's completing transaction, so a mismatch completes nothing (BadDigest)."""
+
+    def finalize_verified(upload: Upload, parts: list[Part]) -> tuple[str, dict[str, str]]:
+        if checksum_type is not None and checksum_type != upload.checksum_type:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using the {upload.checksum_type or 'null'} checksum mode. "
+                f"The complete request must use the same checksum mode.",
+            )
+        etag, values = finalize(upload, parts)
+        if claim is None:
+            return etag, values
+        if claim.algorithm != upload.checksum_algorithm:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using the {upload.checksum_algorithm or 'null'} checksum algorithm. "
+                f"The complete request must use the same checksum algorithm.",
+            )
+        value, _, count = values[claim.algorithm].partition("-")
+        if base64.b64decode(value) != claim.digest or (
+            claim.part_count is not None and str(claim.part_count) != count
+        ):
+            raise S3Error(
+                "BadDigest", f"The {claim.algorithm} you specified did not match the calculated checksum."
+            )
+        return etag, values
+
+    return finalize_verified

@@ -22,7 +22,7 @@ ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 DIGEST_SIZES = {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32}
 HEADER_PREFIX = "x-amz-checksum-"
 # x-amz-checksum-* headers that name no algorithm.
-_NON_ALGORITHM_HEADERS = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"})
+NON_ALGORITHM_HEADERS = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"})
 
 Buffer = bytes | bytearray | memoryview
 
@@ -141,7 +141,7 @@ def parse_checksum_request(headers: Mapping[str, str], trailer_names: Iterable[s
     """Read the checksum headers (lowercase names) and the declared trailer names of a request."""
     expected: dict[str, str] = {}
     for name, value in headers.items():
-        if not name.startswith(HEADER_PREFIX) or name in _NON_ALGORITHM_HEADERS:
+        if not name.startswith(HEADER_PREFIX) or name in NON_ALGORITHM_HEADERS:
             continue
         algorithm = algorithm_from_header(name)
         expected[algorithm] = parse_checksum_value(algorithm, value, name)
