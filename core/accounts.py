@@ -50,6 +50,16 @@ MIGRATIONS = [
         ALTER TABLE accounts ADD COLUMN default_bucket TEXT;
         """,
     ),
+    Migration(
+        "core.accounts",
+        3,
+        """
+        -- The first-start admin now has a plan of its own, without rate limits ([accounts]
+        -- admin_plan, shipped as "admin"). An admin made before that, still on the shipped
+        -- default plan, moves to it once; one moved elsewhere by an operator stays there.
+        UPDATE accounts SET plan = 'admin' WHERE is_admin = 1 AND plan = 'default';
+        """,
+    ),
 ]
 
 MAX_ACCESS_KEYS = 5

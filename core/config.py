@@ -67,6 +67,9 @@ class LimitsConfig:
     multipart_expiry_days: float = 7.0
     # Largest single upload through the REST API (413 PayloadTooLarge beyond it).
     max_upload_bytes: int = 5 * 1024**3
+    # A request over its plan's rate waits for its token (asynchronously) while the wait
+    # stays within this many seconds; past it, 429. 0: refuse at once.
+    max_rate_wait_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class AccountsConfig:
     # Anonymous requests (public-read objects) are rate limited per client address
     # with this plan's rates.
     anonymous_plan: str = "default"
+    # The plan of the admin account made on first start (no rate limits by default).
+    admin_plan: str = "admin"
 
 
 @dataclass(frozen=True)
@@ -197,8 +202,23 @@ class PlanConfig:
     keep_days: float = 30.0
 
 
+# The request rates of a plan (the rest are quotas and retention).
+RATE_FIELDS = (
+    "write_per_second",
+    "read_per_second",
+    "list_per_second",
+    "dashboard_per_minute",
+    "docgen_per_minute",
+)
+
+
+def unlimited_rates(plan: PlanConfig) -> PlanConfig:
+    """The plan with every request rate unlimited and its quotas as they are."""
+    return replace(plan, **dict.fromkeys(RATE_FIELDS, 0))
+
+
 def _default_plans() -> dict[str, PlanConfig]:
-    return {"default": PlanConfig()}
+    return {"default": PlanConfig(), "admin": unlimited_rates(PlanConfig())}
 
 
 @dataclass(frozen=True)
@@ -270,12 +290,17 @@ def load_config(
         if not isinstance(values, dict):
             raise ConfigError(f"[plans.{plan_name}] must be a table")
         plans[plan_name] = _section(PlanConfig, values, f"plans.{plan_name}")
+    accounts = _section(AccountsConfig, raw.get("accounts", {}), "accounts")
+    admin_plan, default_plan = accounts.admin_plan, accounts.default_plan
+    if admin_plan != default_plan and admin_plan not in raw_plans and default_plan in plans:
+        # Not defined in the file: the default plan's quotas without its rate limits.
+        plans[admin_plan] = unlimited_rates(plans[default_plan])
     config = Config(
         server=_section(ServerConfig, raw.get("server", {}), "server"),
         storage=_section(StorageConfig, raw.get("storage", {}), "storage"),
         auth=_section(AuthConfig, raw.get("auth", {}), "auth"),
         limits=_section(LimitsConfig, raw.get("limits", {}), "limits"),
-        accounts=_section(AccountsConfig, raw.get("accounts", {}), "accounts"),
+        accounts=accounts,
         versioning=_section(VersioningConfig, raw.get("versioning", {}), "versioning"),
         webhooks=_section(WebhooksConfig, raw.get("webhooks", {}), "webhooks"),
         images=_section(ImagesConfig, raw.get("images", {}), "images"),
@@ -312,7 +337,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("[images] webp_method must be from 0 to 6")
     if config.images.max_queue < 1 or config.images.workers < 0:
         raise ConfigError("[images] max_queue must be at least 1 and workers at least 0")
-    for name in ("default_plan", "anonymous_plan"):
+    if config.limits.max_rate_wait_seconds < 0:
+        raise ConfigError("[limits] max_rate_wait_seconds must be 0 or more")
+    for name in ("default_plan", "anonymous_plan", "admin_plan"):
         plan = getattr(config.accounts, name)
         if plan not in config.plans:
             raise ConfigError(f"[accounts] {name} names a plan that is not defined: {plan!r}")

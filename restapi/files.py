@@ -325,7 +325,7 @@ def routes(services: RestServices) -> list[Route]:
         async def run(request: Request) -> Response:
             try:
                 caller = authenticate(request, services.accounts)
-                rate_limit(caller, kind, services.config, services.limiter)
+                await rate_limit(caller, kind, services.config, services.limiter)
                 return await handler(request, services, caller)
             except ApiError as exc:
                 return exc.response()

@@ -84,6 +84,7 @@ def ensure_admin_account(runtime: Runtime, out=sys.stdout) -> NewAccount | None:
         access_key=os.environ.get("FOLIO_ROOT_ACCESS_KEY") or None,
         secret_key=os.environ.get("FOLIO_ROOT_SECRET_KEY") or None,
         is_admin=True,
+        plan=runtime.config.accounts.admin_plan,  # no rate limits by default (config.toml)
     )
     print(
         "\nFolio created its admin account. These credentials are shown once; keep them:\n"

@@ -3,10 +3,12 @@
 429 TooManyRequests, Retry-After and x-amz-retry-after, and survived by boto3's default
 retry mode.
 
-The session server's `tiny` plan allows 5 list requests a second (writes and reads at
-their generous defaults). Anonymous and write limits get a server of their own here,
-so nothing else in the session shares their budgets. Every throttled account is fresh:
-a budget is never left half spent by an earlier test.
+These tests are about the refusal itself, so their server lets no request wait for its
+token ([limits] max_rate_wait_seconds = 0, the behaviour before shaping); shaping (the
+default, a wait of up to 2 s before any 429) is tested in tests/test_rate_shaping.py.
+Its `tiny` plan allows 5 list requests a second (writes and reads unlimited), so nothing
+else in the session shares their budgets. Every throttled account is fresh: a budget is
+never left half spent by an earlier test.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1})
 # The dedicated server: anonymous requests get the `anon` plan (5 reads a second per
 # address), `slow` accounts may write twice a second, the admin is unlimited.
 LIMITED_CONFIG = """
+[limits]
+max_rate_wait_seconds = 0.0
+
 [accounts]
 anonymous_plan = "anon"
 
@@ -53,6 +58,12 @@ list_per_second = 5
 write_per_second = 2
 read_per_second = 0
 list_per_second = 0
+
+[plans.tiny]
+max_buckets = 100
+write_per_second = 0
+read_per_second = 0
+list_per_second = 5
 """
 
 
@@ -115,9 +126,9 @@ def files_under(directory: Path) -> set[Path]:
 
 
 @pytest.fixture
-def tiny_account(folio: FolioProcess) -> dict:
+def tiny_account(limited: FolioProcess) -> dict:
     """A fresh account on the tiny plan (5 lists a second), so its budget is untouched."""
-    return folio.create_account(f"rate-{uuid.uuid4().hex[:8]}@example.com", plan="tiny")
+    return limited.create_account(f"rate-{uuid.uuid4().hex[:8]}@example.com", plan="tiny")
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +140,9 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
 
 
 def test_list_burst_is_429_without_retries_and_default_boto3_recovers(
-    folio: FolioProcess, tiny_account: dict
+    limited: FolioProcess, tiny_account: dict
 ) -> None:
-    strict = make_s3_client(folio, tiny_account["accessKey"], tiny_account["secretKey"], config=NO_RETRIES)
+    strict = make_s3_client(limited, tiny_account["accessKey"], tiny_account["secretKey"], config=NO_RETRIES)
     bucket = f"rate-{uuid.uuid4().hex[:16]}"
     strict.create_bucket(Bucket=bucket)
 
@@ -154,7 +165,7 @@ def test_list_burst_is_429_without_retries_and_default_boto3_recovers(
 
     # The same workload with boto3's default configuration just takes longer: the
     # standard retry mode backs off on 429 (honouring x-amz-retry-after) and succeeds.
-    default = make_s3_client(folio, tiny_account["accessKey"], tiny_account["secretKey"])
+    default = make_s3_client(limited, tiny_account["accessKey"], tiny_account["secretKey"])
     started = time.monotonic()
     responses = [default.list_objects_v2(Bucket=bucket) for _ in range(30)]
     elapsed = time.monotonic() - started
@@ -165,8 +176,8 @@ def test_list_burst_is_429_without_retries_and_default_boto3_recovers(
     strict.delete_bucket(Bucket=bucket)
 
 
-def test_every_list_operation_spends_the_list_budget(folio: FolioProcess, tiny_account: dict) -> None:
-    strict = make_s3_client(folio, tiny_account["accessKey"], tiny_account["secretKey"], config=NO_RETRIES)
+def test_every_list_operation_spends_the_list_budget(limited: FolioProcess, tiny_account: dict) -> None:
+    strict = make_s3_client(limited, tiny_account["accessKey"], tiny_account["secretKey"], config=NO_RETRIES)
     bucket = f"rate-{uuid.uuid4().hex[:16]}"
     strict.create_bucket(Bucket=bucket)
     upload_id = strict.create_multipart_upload(Bucket=bucket, Key="mpu")["UploadId"]
@@ -190,11 +201,11 @@ def test_every_list_operation_spends_the_list_budget(folio: FolioProcess, tiny_a
 
 
 def test_exhausted_list_budget_leaves_reads_writes_and_other_accounts_alone(
-    folio: FolioProcess, tiny_account: dict
+    limited: FolioProcess, tiny_account: dict
 ) -> None:
-    other = folio.create_account(f"rate-other-{uuid.uuid4().hex[:8]}@example.com", plan="tiny")
-    strict = make_s3_client(folio, tiny_account["accessKey"], tiny_account["secretKey"], config=NO_RETRIES)
-    other_strict = make_s3_client(folio, other["accessKey"], other["secretKey"], config=NO_RETRIES)
+    other = limited.create_account(f"rate-other-{uuid.uuid4().hex[:8]}@example.com", plan="tiny")
+    strict = make_s3_client(limited, tiny_account["accessKey"], tiny_account["secretKey"], config=NO_RETRIES)
+    other_strict = make_s3_client(limited, other["accessKey"], other["secretKey"], config=NO_RETRIES)
     bucket = f"rate-{uuid.uuid4().hex[:16]}"
     other_bucket = f"rate-{uuid.uuid4().hex[:16]}"
     strict.create_bucket(Bucket=bucket)
@@ -215,7 +226,7 @@ def test_exhausted_list_budget_leaves_reads_writes_and_other_accounts_alone(
 
     # Clean up with default clients: their retries wait out the spent list budget.
     for account, name in ((tiny_account, bucket), (other, other_bucket)):
-        client = make_s3_client(folio, account["accessKey"], account["secretKey"])
+        client = make_s3_client(limited, account["accessKey"], account["secretKey"])
         empty_bucket(client, name)
         client.delete_bucket(Bucket=name)
 

@@ -212,10 +212,13 @@ class S3App:
         if bucket is not None and bucket.settings.cors:
             response.headers.update(cors.actual_request_headers(bucket, ctx.headers["origin"], ctx.method))
 
-    def _rate_limit(self, ctx: RequestContext, operation: str, plan_name: str, client: object) -> None:
+    async def _rate_limit(self, ctx: RequestContext, operation: str, plan_name: str, client: object) -> None:
+        """Over the plan's rate, wait (asleep, holding no worker) for this request's turn
+        while that stays within [limits] max_rate_wait_seconds; past it, 429."""
         kind = operation_class(operation, ctx.method)
         rate = getattr(self.services.config.plan(plan_name), PLAN_RATE_FIELDS[kind])
-        wait = self.services.limiter.acquire((client, kind), rate)
+        max_wait = self.services.config.limits.max_rate_wait_seconds
+        wait = await self.services.limiter.admit((client, kind), rate, max_wait=max_wait)
         if wait:
             raise S3Error(
                 "TooManyRequests",
@@ -233,7 +236,7 @@ class S3App:
         if ctx.method == "OPTIONS" and ctx.bucket_name is not None:
             ctx.operation = "PreflightRequest"
             anonymous_plan = self.services.config.accounts.anonymous_plan
-            self._rate_limit(ctx, ctx.operation, anonymous_plan, ("ip", self._client_address(ctx)))
+            await self._rate_limit(ctx, ctx.operation, anonymous_plan, ("ip", self._client_address(ctx)))
             return await cors.preflight(ctx, self.services)
         if ctx.bucket_name is None:
             target = Target.SERVICE
@@ -266,12 +269,12 @@ class S3App:
         )
         if ctx.auth is None:
             anonymous_plan = self.services.config.accounts.anonymous_plan
-            self._rate_limit(ctx, operation, anonymous_plan, ("ip", self._client_address(ctx)))
+            await self._rate_limit(ctx, operation, anonymous_plan, ("ip", self._client_address(ctx)))
             if operation not in ANONYMOUS_OPERATIONS:
                 raise S3Error("AccessDenied")
         else:
             ctx.account = account_holder[-1]
-            self._rate_limit(ctx, operation, ctx.account.plan, ctx.auth.access_key)
+            await self._rate_limit(ctx, operation, ctx.account.plan, ctx.auth.access_key)
         handler = HANDLERS.get(operation)
         if handler is None:
             raise S3Error("NotImplemented", f"{operation} is not implemented by Folio.")
