@@ -60,10 +60,13 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketCors": cors.get_bucket_cors,
     "PutBucketCors": cors.put_bucket_cors,
     "DeleteBucketCors": cors.delete_bucket_cors,
+    "PostObject": post_object.post_object,
 }
 
-# What an anonymous request may do: read objects that are public (checked by the handler).
-ANONYMOUS_OPERATIONS = frozenset({"GetObject", "HeadObject"})
+# What an anonymous request may do: read objects that are public (checked by the handler),
+# and PostObject, whose form carries its own authentication (the signed policy, checked
+# by the handler before it stores anything).
+ANONYMOUS_OPERATIONS = frozenset({"GetObject", "HeadObject", "PostObject"})
 LIST_OPERATIONS = frozenset(
     {"ListBuckets", "ListObjects", "ListObjectsV2", "ListObjectVersions", "ListParts", "ListMultipartUploads"}
 )

@@ -1,0 +1,344 @@
+"""PostObject (browser-based uploads): what boto3's `generate_presigned_post` makes works
+from an HTML form in a real Chromium, and from httpx; forms that break their policy are
+refused with S3's error codes and store nothing (no object, no blob, nothing in tmp/)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from html import escape
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, BrowserError, Chromium, Page, chromium_path
+from tests.conftest import make_s3_client
+from tests.folio_process import FolioProcess
+from tests.web_client import page_server
+
+BODY = b"hello from a browser form\n" + bytes(range(256))
+
+
+@pytest.fixture(scope="module")
+def s3_v4(folio: FolioProcess):
+    """boto3 signing POST policies with SigV4 (the default client signs them with SigV2)."""
+    return make_s3_client(folio, config=Config(signature_version="s3v4"))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Chromium]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.fail(
+            MISSING_MESSAGE.format(path=os.environ.get("FOLIO_TEST_CHROMIUM") or DEBIAN_CHROMIUM),
+            pytrace=False,
+        )
+    with Chromium(executable) as browser:
+        yield browser
+
+
+def s3_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
+    assert response.status_code == status, f"expected {status} {code}: {response.status_code} {response.text}"
+    root = ET.fromstring(response.content)
+    fields = {child.tag: child.text or "" for child in root}
+    assert root.tag == "Error" and fields.get("Code") == code, response.text
+    return fields
+
+
+def disk(server: FolioProcess) -> tuple[set[str], set[str]]:
+    blobs = {p.name for p in (server.data_dir / "blobs").rglob("*") if p.is_file()}
+    return blobs, {p.name for p in (server.data_dir / "tmp").iterdir()}
+
+
+def keys_of(s3, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def post_form(
+    url: str, fields: dict[str, str], body: bytes = BODY, filename: str = "a.bin"
+) -> httpx.Response:
+    # httpx writes the data fields first and the file last, as a browser sends a form.
+    return httpx.post(
+        url, data=fields, files={"file": (filename, body, "application/octet-stream")}, timeout=30
+    )
+
+
+# --- a real browser -------------------------------------------------------------------
+
+
+def form_page(url: str, fields: dict[str, str]) -> bytes:
+    inputs = "\n".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+        for name, value in fields.items()
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>upload form</title></head>
+<body><form id="upload" action="{escape(url)}" method="post" enctype="multipart/form-data">
+{inputs}
+<input type="file" name="file" id="file">
+<button type="submit">Upload</button>
+</form></body></html>""".encode()
+
+
+def choose_file(page: Page, path: Path) -> None:
+    """What a user does with the file dialog: DOM.setFileInputFiles on the file input."""
+    call = page.browser.call
+    root = call("DOM.getDocument", {}, page.session_id)["root"]["nodeId"]
+    node = call("DOM.querySelector", {"nodeId": root, "selector": "#file"}, page.session_id)["nodeId"]
+    call("DOM.setFileInputFiles", {"nodeId": node, "files": [str(path)]}, page.session_id)
+    assert page.evaluate("document.getElementById('file').files[0].name") == path.name
+
+
+def submit_and_wait(page: Page, target_prefix: str) -> str:
+    """Submit the form and wait for the browser to show the answer; its page source."""
+    page.evaluate("document.getElementById('upload').requestSubmit(), true")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            state = page.evaluate("document.readyState + ' ' + location.href")
+        except BrowserError:  # the old document went away mid-call
+            state = ""
+        if state.startswith(f"complete {target_prefix}"):
+            return page.evaluate("new XMLSerializer().serializeToString(document)")
+        time.sleep(0.05)
+    raise AssertionError(f"the form's answer never loaded (last state {state!r})")
+
+
+def test_boto3_presigned_post_from_an_html_form_in_chromium_stores_the_file_with_its_metadata(
+    chromium: Chromium, folio: FolioProcess, s3, bucket: str, tmp_path: Path
+) -> None:
+    # boto3's default client, as a web app's backend would use it.
+    post = s3.generate_presigned_post(
+        bucket,
+        "browser/${filename}",
+        Fields={
+            "acl": "public-read",
+            "Content-Type": "text/plain",
+            "x-amz-meta-uploaded-by": "chromium",
+            "success_action_status": "201",
+        },
+        Conditions=[
+            {"acl": "public-read"},
+            {"Content-Type": "text/plain"},
+            {"x-amz-meta-uploaded-by": "chromium"},
+            {"success_action_status": "201"},
+            ["content-length-range", 1, 10_000],
+        ],
+        ExpiresIn=300,
+    )
+    chosen = tmp_path / "notes from the browser.txt"
+    chosen.write_bytes(BODY)
+    with page_server({"/": form_page(post["url"], post["fields"])}) as origin:
+        page = chromium.open_page(f"{origin}/")
+        choose_file(page, chosen)
+        answer = submit_and_wait(page, post["url"])
+        shot = page.browser.call("Page.captureScreenshot", {"format": "png"}, page.session_id)["data"]
+    png = base64.b64decode(shot)
+    (tmp_path / "post-result.png").write_bytes(png)
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+    key = "browser/notes from the browser.txt"
+    # 201: the PostResponse document, which Chromium shows as an XML tree.
+    # (The serialized page also holds Chromium's rendering of the tree: the first one is the document.)
+    document = re.search(r"<PostResponse.*?</PostResponse>", answer, re.DOTALL)
+    assert document is not None, answer
+    root = ET.fromstring(document.group(0))
+    response = {child.tag: child.text for child in root}
+    assert response["Bucket"] == bucket and response["Key"] == key
+    stored = s3.get_object(Bucket=bucket, Key=key)
+    assert stored["Body"].read() == BODY
+    assert stored["ContentType"] == "text/plain"
+    assert stored["Metadata"] == {"uploaded-by": "chromium"}
+    assert response["ETag"] == stored["ETag"]
+    # acl=public-read: anyone may read it now.
+    public = httpx.get(f"{folio.s3_url}/{bucket}/browser/notes%20from%20the%20browser.txt")
+    assert public.status_code == 200 and public.content == BODY
+
+
+# --- httpx: the answers AWS gives ------------------------------------------------------
+
+
+def test_sigv4_post_default_answer_is_204_with_etag_and_location(s3_v4, bucket: str) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "v4/${filename}", ExpiresIn=60)
+    assert post["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    reply = post_form(post["url"], post["fields"], filename="x.bin")
+    assert reply.status_code == 204, reply.text
+    head = s3_v4.head_object(Bucket=bucket, Key="v4/x.bin")
+    assert reply.headers["etag"] == head["ETag"]
+    assert reply.headers["location"].endswith(f"/{bucket}/v4/x.bin")
+
+
+def test_success_action_redirect_is_a_303_to_the_url_with_bucket_key_and_etag(s3, bucket: str) -> None:
+    target = "https://app.example/done?from=form"
+    post = s3.generate_presigned_post(
+        bucket,
+        "r.bin",
+        Fields={"success_action_redirect": target},
+        Conditions=[{"success_action_redirect": target}],
+    )
+    reply = post_form(post["url"], post["fields"])
+    assert reply.status_code == 303, reply.text
+    location = urlsplit(reply.headers["location"])
+    query = parse_qs(location.query)
+    assert f"{location.scheme}://{location.netloc}{location.path}" == "https://app.example/done"
+    assert query["from"] == ["form"] and query["bucket"] == [bucket] and query["key"] == ["r.bin"]
+    assert query["etag"] == [s3.head_object(Bucket=bucket, Key="r.bin")["ETag"]]
+
+
+@pytest.mark.parametrize("signer", ["s3", "s3_v4"])
+def test_tampered_policy_is_signature_does_not_match_and_stores_nothing(
+    request: pytest.FixtureRequest, signer: str, folio: FolioProcess, bucket: str
+) -> None:
+    client = request.getfixturevalue(signer)
+    post = client.generate_presigned_post(
+        bucket, "t.bin", Conditions=[["content-length-range", 1, 10]], ExpiresIn=60
+    )
+    policy = json.loads(base64.b64decode(post["fields"]["policy"]))
+    policy["conditions"] = [c for c in policy["conditions"] if not isinstance(c, list)]
+    fields = {**post["fields"], "policy": base64.b64encode(json.dumps(policy).encode()).decode()}
+    before = disk(folio)
+    s3_error(post_form(post["url"], fields), 403, "SignatureDoesNotMatch")
+    assert keys_of(client, bucket) == [] and disk(folio) == before
+
+
+def test_expired_policy_is_access_denied(s3, folio: FolioProcess, bucket: str) -> None:
+    post = s3.generate_presigned_post(bucket, "e.bin", ExpiresIn=1)
+    time.sleep(1.5)
+    before = disk(folio)
+    error = s3_error(post_form(post["url"], post["fields"]), 403, "AccessDenied")
+    assert error["Message"] == "Invalid according to Policy: Policy expired."
+    assert keys_of(s3, bucket) == [] and disk(folio) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "code"), [(b"x" * 101, "EntityTooLarge"), (b"x" * 9, "EntityTooSmall"), (b"", "EntityTooSmall")]
+)
+def test_file_outside_content_length_range_is_refused(
+    s3_v4, folio: FolioProcess, bucket: str, body: bytes, code: str
+) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "sized.bin", Conditions=[["content-length-range", 10, 100]])
+    before = disk(folio)
+    s3_error(post_form(post["url"], post["fields"], body=body), 400, code)
+    assert keys_of(s3_v4, bucket) == [] and disk(folio) == before
+
+
+def test_large_file_past_the_range_is_refused_while_it_streams(
+    s3_v4, folio: FolioProcess, bucket: str
+) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "big.bin", Conditions=[["content-length-range", 0, 1024]])
+    before = disk(folio)
+    error = s3_error(
+        post_form(post["url"], post["fields"], body=os.urandom(8 * 1024 * 1024)), 400, "EntityTooLarge"
+    )
+    assert error["MaxSizeAllowed"] == "1024"
+    assert keys_of(s3_v4, bucket) == [] and disk(folio) == before
+
+
+def test_key_outside_starts_with_is_refused(s3_v4, folio: FolioProcess, bucket: str) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "users/alice/${filename}")
+    fields = {**post["fields"], "key": "users/bob/stolen.bin"}
+    before = disk(folio)
+    error = s3_error(post_form(post["url"], fields), 403, "AccessDenied")
+    assert (
+        error["Message"]
+        == 'Invalid according to Policy: Policy Condition failed: ["starts-with", "$key", "users/alice/"]'
+    )
+    assert keys_of(s3_v4, bucket) == [] and disk(folio) == before
+
+
+def test_field_the_policy_does_not_name_is_refused_as_extra_input(
+    s3_v4, folio: FolioProcess, bucket: str
+) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "x.bin")
+    before = disk(folio)
+    error = s3_error(post_form(post["url"], {**post["fields"], "acl": "public-read"}), 403, "AccessDenied")
+    assert error["Message"] == "Invalid according to Policy: Extra input fields: acl"
+    # x-ignore-* fields are exempt, as AWS documents.
+    assert post_form(post["url"], {**post["fields"], "x-ignore-note": "hi"}).status_code == 204
+    assert keys_of(s3_v4, bucket) == ["x.bin"]
+    assert disk(folio)[1] == before[1]
+
+
+def test_fields_after_the_file_are_ignored(s3_v4, bucket: str) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "after.bin")
+    boundary = "----folioformboundary"
+    parts = [(name, value.encode()) for name, value in post["fields"].items()]
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
+        for name, value in parts
+    )
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
+        + BODY
+        + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="x-amz-meta-late"\r\n\r\nlate\r\n'
+        f"--{boundary}--\r\n".encode()
+    )
+    reply = httpx.post(
+        post["url"], content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert reply.status_code == 204, reply.text
+    assert s3_v4.head_object(Bucket=bucket, Key="after.bin")["Metadata"] == {}
+
+
+def test_bad_forms_are_s3_errors(s3_v4, folio: FolioProcess, bucket: str) -> None:
+    url = f"{folio.s3_url}/{bucket}"
+    post = s3_v4.generate_presigned_post(bucket, "k.bin")
+    fields = post["fields"]
+    before = disk(folio)
+    s3_error(
+        httpx.post(url, content=b"key=x", headers={"content-type": "application/x-www-form-urlencoded"}),
+        412,
+        "PreconditionFailed",
+    )
+    s3_error(
+        httpx.post(
+            url, content=b"--b\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=b"}
+        ),
+        400,
+        "MalformedPOSTRequest",
+    )
+    s3_error(post_form(url, {k: v for k, v in fields.items() if k != "key"}), 400, "InvalidArgument")
+    s3_error(httpx.post(url, data=fields, files={"other": ("a", b"a")}), 400, "InvalidArgument")
+    s3_error(post_form(url, {**fields, "policy": "not base64!"}), 403, "SignatureDoesNotMatch")
+    s3_error(
+        post_form(url, {k: v for k, v in fields.items() if k not in ("policy", "x-amz-signature")}),
+        403,
+        "AccessDenied",
+    )
+    assert keys_of(s3_v4, bucket) == [] and disk(folio) == before
+
+
+# --- compared with moto ------------------------------------------------------------------
+
+
+def test_default_and_redirect_answers_match_moto(s3, moto_url: str, bucket: str) -> None:
+    moto = boto3.client(
+        "s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    moto.create_bucket(Bucket=bucket)
+    target = "https://app.example/done"
+    answers = []
+    for client in (s3, moto):
+        plain = client.generate_presigned_post(bucket, "plain.bin")
+        redirect = client.generate_presigned_post(
+            bucket,
+            "r.bin",
+            Fields={"success_action_redirect": target},
+            Conditions=[{"success_action_redirect": target}],
+        )
+        first, second = (
+            post_form(plain["url"], plain["fields"]),
+            post_form(redirect["url"], redirect["fields"]),
+        )
+        where = parse_qs(urlsplit(second.headers["location"]).query)
+        answers.append((first.status_code, second.status_code, where["bucket"], where["key"]))
+        assert client.get_object(Bucket=bucket, Key="plain.bin")["Body"].read() == BODY
+    assert answers[0] == answers[1] == (204, 303, [bucket], ["r.bin"])
