@@ -14,7 +14,19 @@ from urllib.parse import unquote_to_bytes
 from core.accounts import Account
 from core.ratelimit import PLAN_RATE_FIELDS, retry_after_header
 from core.strictparse import header_safe
-from s3proxy.api import acl, attributes, buckets, copy, cors, delete, listing, multipart, objects, versioning
+from s3proxy.api import (
+    acl,
+    attributes,
+    buckets,
+    copy,
+    cors,
+    delete,
+    listing,
+    multipart,
+    objects,
+    post_object,
+    versioning,
+)
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
