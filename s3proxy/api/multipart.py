@@ -208,7 +208,8 @@ async def complete_multipart_upload(ctx: RequestContext, services: Services) -> 
     bucket = services.owned_bucket(ctx)
     assert ctx.key is not None
     upload_id = _upload_id(ctx)
-    services.store.get_upload(bucket, ctx.key, upload_id)
+    # An upload in progress, or one completed whose Complete is being sent again.
+    services.store.check_completable(bucket, ctx.key, upload_id)
     conditions = write_conditions(ctx.headers)
     acl = canned_acl(ctx.headers)
     claim, claimed_type = claimed_checksum(ctx.headers)

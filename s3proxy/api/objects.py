@@ -65,6 +65,9 @@ def object_meta_from_headers(headers: dict[str, str]) -> ObjectMeta:
 
 
 def write_conditions(headers: dict[str, str]) -> WriteConditions:
+    """If-None-Match: * and If-Match: <etag> on PutObject and CompleteMultipartUpload. As
+    AWS: If-None-Match takes only '*' (an ETag there is 501 NotImplemented, which is
+    what S3 answers)."""
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise S3Error("NotImplemented", "If-None-Match on a write supports only '*'.")
@@ -80,6 +83,10 @@ async def put_object(ctx: RequestContext, services: Services) -> Response:
     assert ctx.key is not None
     meta = object_meta_from_headers(ctx.headers)
     conditions = write_conditions(ctx.headers)
+    if conditions.any:
+        # Before the body: a condition that already fails is answered without reading it
+        # (412 instead of 100 Continue). The write decides again, atomically, at commit.
+        services.store.check_write_conditions(bucket, ctx.key, conditions)
     with services.store.reservation(bucket, ctx.key) as reservation:
         writer, computed = await receive_object_body(
             ctx, services.store, services.watchdog, reservation=reservation
@@ -306,7 +313,9 @@ async def head_object(ctx: RequestContext, services: Services) -> Response:
 async def delete_object(ctx: RequestContext, services: Services) -> Response:
     bucket = services.owned_bucket(ctx)
     assert ctx.key is not None
-    result = await services.store.delete_object(bucket, ctx.key, ctx.version_id())
+    # S3's conditional delete: If-Match (an ETag or '*') on the current version.
+    conditions = WriteConditions(if_match=ctx.headers.get("if-match"))
+    result = await services.store.delete_object(bucket, ctx.key, ctx.version_id(), conditions)
     headers = {}
     if result.delete_marker:
         headers["x-amz-delete-marker"] = "true"

@@ -26,6 +26,7 @@ from s3proxy.store.errors import (
     BucketAccessDenied,
     NoSuchBucket,
     NoSuchKey,
+    NoSuchUpload,
     NoSuchVersion,
     ObjectIsDeleteMarker,
     QuotaExceeded,
@@ -43,7 +44,7 @@ from s3proxy.store.models import (
     Segment,
     WriteConditions,
 )
-from s3proxy.store.multipart import Finalizer, Part, RequestedPart, Upload
+from s3proxy.store.multipart import AlreadyCompleted, Finalizer, Part, RequestedPart, Upload
 from s3proxy.store.naming import check_bucket_name, encode_key
 from s3proxy.store.quota import Quotas, Reservation, Usage
 from s3proxy.store.reader import ObjectReader
@@ -508,13 +509,29 @@ class Store:
             return ObjectReader(version, fds, self.executor, self.blobs.buffers)
         raise NoSuchKey(key=key)
 
-    async def delete_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> DeleteResult:
+    def check_write_conditions(self, bucket: Bucket, key: str, conditions: WriteConditions) -> None:
+        """An early look at a conditional write's conditions (before its body is read, so
+        that `Expect: 100-continue` is answered 412 at once). Only a hint: the decision
+        that counts is taken again in the write's own transaction."""
+        raw_key = encode_key(key)
+        current = self.db.read(lambda c: version_rows.latest_version(c, bucket.id, raw_key))
+        version_rows.check_conditions(current, conditions)
+
+    async def delete_object(
+        self,
+        bucket: Bucket,
+        key: str,
+        version_id: str | None = None,
+        conditions: WriteConditions = NO_CONDITIONS,
+    ) -> DeleteResult:
+        """DeleteObject; `conditions.if_match` is checked against the key's current
+        version in the delete's transaction (S3's conditional delete)."""
         raw_key = encode_key(key)
         now = time.time()
         affected, marker, freed = await self.write_object(
             bucket,
             raw_key,
-            lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now),
+            lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now, conditions),
             event="delete",
             frees_space=True,
         )
@@ -562,6 +579,20 @@ class Store:
     def get_upload(self, bucket: Bucket, key: str, upload_id: str) -> Upload:
         raw_key = encode_key(key)
         return self.db.read(lambda c: multipart.find_upload(c, bucket, raw_key, upload_id))
+
+    def check_completable(self, bucket: Bucket, key: str, upload_id: str) -> None:
+        """NoSuchUpload unless the upload is in progress, or was completed and a repeat of
+        its Complete may still be answered (checked before the Complete's body is read)."""
+        raw_key = encode_key(key)
+        now = time.time()
+
+        def check(c: sqlite3.Connection) -> None:
+            try:
+                multipart.find_upload(c, bucket, raw_key, upload_id)
+            except NoSuchUpload:
+                multipart.completed_version(c, bucket, raw_key, upload_id, None, now)
+
+        self.db.read(check)
 
     async def put_part(
         self,
@@ -678,26 +709,31 @@ class Store:
         conditions: WriteConditions = NO_CONDITIONS,
         acl: str | None = None,
     ) -> ObjectVersion:
-        """One transaction whatever the size: the parts' blobs become the object's."""
+        """One transaction whatever the size: the parts' blobs become the object's. A
+        repeat of a Complete that succeeded (same parts, its object still current) returns
+        the version it made, changing nothing."""
         raw_key = encode_key(key)
         now = time.time()
-        version, freed = await self.write_object(
-            bucket,
-            raw_key,
-            lambda c: multipart.complete_upload(
-                c,
+        try:
+            version, freed = await self.write_object(
                 bucket,
                 raw_key,
-                upload_id,
-                requested,
-                min_part_size=self.config.limits.min_part_size,
-                finalize=finalize,
-                conditions=conditions,
-                now=now,
-                acl=acl,
-            ),
-            event="put",
-        )
+                lambda c: multipart.complete_upload(
+                    c,
+                    bucket,
+                    raw_key,
+                    upload_id,
+                    requested,
+                    min_part_size=self.config.limits.min_part_size,
+                    finalize=finalize,
+                    conditions=conditions,
+                    now=now,
+                    acl=acl,
+                ),
+                event="put",
+            )
+        except AlreadyCompleted as done:
+            return done.version
         self._free_blobs(freed)
         return version
 
@@ -716,6 +752,8 @@ class Store:
             freed = await self._write(lambda c, u=upload_id: multipart.drop_upload_by_id(c, u))
             self._free_blobs(freed)
             self.quotas.forget()
+        # Completed uploads past the time a repeated Complete is answered for.
+        await self._write(lambda c: multipart.forget_completed(c, time.time() - multipart.COMPLETED_MEMORY_SECONDS))
         return len(expired)
 
 

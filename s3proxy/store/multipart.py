@@ -12,17 +12,32 @@ from dataclasses import dataclass
 
 from s3proxy.store.errors import EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload
 from s3proxy.store.models import (
+    OBJECT_COLUMNS,
     Bucket,
     ObjectMeta,
     ObjectVersion,
     PartInfo,
     Segment,
     WriteConditions,
+    object_from_row,
     segments_from_json,
     segments_to_json,
 )
 from s3proxy.store.naming import prefix_successor
 from s3proxy.store.versions import put_version, reference_blobs, release_blobs
+
+# How long a completed upload is remembered for a Complete sent again (an SDK retrying
+# after a lost answer): a day, or less if its object stops being the key's current version.
+COMPLETED_MEMORY_SECONDS = 24 * 3600.0
+
+
+class AlreadyCompleted(Exception):  # noqa: N818 - not an error: the outcome of a repeated Complete
+    """A Complete repeated after it succeeded: carries the version it made. Raised
+    inside the write so that the transaction changes nothing (no event, no pruning)."""
+
+    def __init__(self, version: ObjectVersion) -> None:
+        super().__init__(version.version_id)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -223,8 +238,12 @@ def complete_upload(
     acl: str | None = None,
 ) -> tuple[ObjectVersion, list[str]]:
     """Validate the part list as S3 does, make the object from the parts' blobs, and
-    drop the upload (freeing parts that were not used). One transaction."""
-    upload = find_upload(conn, bucket, key, upload_id)
+    drop the upload (freeing parts that were not used). One transaction. A repeat of
+    a Complete that succeeded raises `AlreadyCompleted` with its version."""
+    try:
+        upload = find_upload(conn, bucket, key, upload_id)
+    except NoSuchUpload:
+        raise AlreadyCompleted(completed_version(conn, bucket, key, upload_id, requested, now)) from None
     stored = _all_parts(conn, upload_id)
     chosen: list[Part] = []
     previous = 0
@@ -277,7 +296,71 @@ def complete_upload(
         now=now,
         parts=tuple(PartInfo(part.size, part.etag, part.checksums) for part in chosen),
     )
+    conn.execute(
+        "INSERT INTO completed_uploads"
+        " (id, bucket_id, key, object_id, version_id, etag, last_modified, parts, completed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            upload_id,
+            bucket.id,
+            key,
+            version.id,
+            version.version_id,
+            version.etag,
+            version.last_modified,
+            _part_list_json(requested),
+            now,
+        ),
+    )
     return version, freed + _drop_upload(conn, upload_id)
+
+
+def _part_list_json(requested: list[RequestedPart]) -> str:
+    """The part list a Complete named, as compared with a repeat of it (quotes aside)."""
+    return json.dumps([[part.part_number, part.etag.strip().strip('"')] for part in requested])
+
+
+def completed_version(
+    conn: sqlite3.Connection,
+    bucket: Bucket,
+    key: bytes,
+    upload_id: str,
+    requested: list[RequestedPart] | None,
+    now: float,
+) -> ObjectVersion:
+    """The version a completed upload made, while it is remembered and still the key's
+    current version, and (when given) the Complete names the same parts. Otherwise
+    NoSuchUpload, as for any other use of a finished upload id."""
+    row = conn.execute(
+        "SELECT object_id, version_id, etag, last_modified, parts, completed_at FROM completed_uploads"
+        " WHERE id = ? AND bucket_id = ? AND key = ?",
+        (upload_id, bucket.id, key),
+    ).fetchone()
+    if row is None or row[5] < now - COMPLETED_MEMORY_SECONDS:
+        raise NoSuchUpload(upload_id=upload_id)
+    if requested is not None and _part_list_json(requested) != row[4]:
+        raise NoSuchUpload(upload_id=upload_id)
+    # Not by row id alone: a deleted row's id can be given to a new row, and every
+    # version of an unversioned key is 'null'.
+    current = conn.execute(
+        f"SELECT {OBJECT_COLUMNS} FROM objects WHERE id = ? AND bucket_id = ? AND key = ? AND version_id = ?"
+        " AND etag = ? AND last_modified = ? AND is_latest = 1 AND is_delete_marker = 0",
+        (row[0], bucket.id, key, row[1], row[2], row[3]),
+    ).fetchone()
+    if current is None:
+        raise NoSuchUpload(upload_id=upload_id)
+    return object_from_row(current)
+
+
+def forget_completed(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Drop completed uploads finished before `cutoff` or whose object is no longer current."""
+    return conn.execute(
+        "DELETE FROM completed_uploads WHERE completed_at < ? OR NOT EXISTS (SELECT 1 FROM objects o"
+        " WHERE o.id = completed_uploads.object_id AND o.version_id = completed_uploads.version_id"
+        " AND o.etag = completed_uploads.etag"
+        " AND o.is_latest = 1)",
+        (cutoff,),
+    ).rowcount
 
 
 def list_uploads(
@@ -343,6 +426,7 @@ def drop_upload_by_id(conn: sqlite3.Connection, upload_id: str) -> list[str]:
 
 
 def drop_uploads_of_bucket(conn: sqlite3.Connection, bucket_id: int) -> list[str]:
+    conn.execute("DELETE FROM completed_uploads WHERE bucket_id = ?", (bucket_id,))
     freed: list[str] = []
     for (upload_id,) in conn.execute("SELECT id FROM uploads WHERE bucket_id = ?", (bucket_id,)).fetchall():
         freed += _drop_upload(conn, upload_id)

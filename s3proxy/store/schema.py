@@ -144,4 +144,27 @@ MIGRATIONS = [
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        "s3proxy.store",
+        4,
+        """
+        -- Completed multipart uploads, remembered for a while (a day, or until their object
+        -- is no longer the key's current version) so that a Complete an SDK sends again
+        -- after losing the first answer gets that answer again, not NoSuchUpload.
+        CREATE TABLE completed_uploads (
+            id TEXT PRIMARY KEY,
+            bucket_id INTEGER NOT NULL,
+            key BLOB NOT NULL,
+            object_id INTEGER NOT NULL,        -- objects.id of the version it made
+            version_id TEXT NOT NULL,
+            -- With the version id, what tells that version from a later row given the same
+            -- id (a deleted row's id is reused, and unversioned keys are all 'null').
+            etag TEXT NOT NULL,
+            last_modified REAL NOT NULL,
+            parts TEXT NOT NULL,               -- JSON [[number, etag], ...] as the Complete named them
+            completed_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX completed_uploads_by_age ON completed_uploads(completed_at);
+        """,
+    ),
 ]

@@ -111,6 +111,9 @@ def etag_matches(header: str, etag: str) -> bool:
 
 
 def check_conditions(current: ObjectVersion | None, conditions: WriteConditions) -> None:
+    """S3's conditional writes and deletes, against the key's current version: If-None-Match
+    '*' fails (412) when it exists; If-Match (an ETag, or '*') needs it to exist (404
+    NoSuchKey, a delete marker counting as absent) and to match (412)."""
     exists = current is not None and not current.is_delete_marker
     if conditions.if_none_match_any and exists:
         raise PreconditionFailed(
@@ -118,10 +121,9 @@ def check_conditions(current: ObjectVersion | None, conditions: WriteConditions)
         )
     if conditions.if_match is not None:
         if not exists:
-            raise NoSuchKey()
+            raise NoSuchKey("The specified key does not exist.")
         assert current is not None
-        wanted = conditions.if_match.strip()
-        if wanted != "*" and wanted.strip('"') != current.etag:
+        if not etag_matches(conditions.if_match, current.etag):
             raise PreconditionFailed(
                 "At least one of the pre-conditions you specified did not hold", condition="If-Match"
             )
@@ -266,10 +268,18 @@ def put_version(
 
 
 def delete_key(
-    conn: sqlite3.Connection, bucket: Bucket, key: bytes, version_id: str | None, now: float
+    conn: sqlite3.Connection,
+    bucket: Bucket,
+    key: bytes,
+    version_id: str | None,
+    now: float,
+    conditions: WriteConditions | None = None,
 ) -> tuple[str | None, bool, list[str]]:
     """DeleteObject semantics. Returns (version id affected or created, whether it
-    is a delete marker, blobs freed)."""
+    is a delete marker, blobs freed). Conditions are S3's conditional delete: they are
+    evaluated against the current version, whichever version is deleted."""
+    if conditions is not None and conditions.any:
+        check_conditions(latest_version(conn, bucket.id, key), conditions)
     if version_id is not None:
         version = specific_version(conn, bucket.id, key, version_id)
         if version is None:
