@@ -31,7 +31,8 @@ def max_keys_param(ctx: RequestContext, limit: int) -> int:
     return min(value, limit)
 
 
-def _encoding(ctx: RequestContext) -> bool:
+def encoding_param(ctx: RequestContext) -> bool:
+    """Whether `encoding-type=url` was asked for; any other value is InvalidArgument."""
     value = ctx.query.get("encoding-type")
     if value is None:
         return False
@@ -76,8 +77,13 @@ def encode_token(item: str) -> str:
 
 def decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        # Strict: a token with characters outside the alphabet is not one of ours.
+        raw = token.encode("ascii") + b"=" * (-len(token) % 4)
+        decoded = base64.b64decode(raw, altchars=b"-_", validate=True).decode("utf-8")
+        if not decoded:
+            raise ValueError("empty token")
+        return decoded
+    except (binascii.Error, UnicodeError, ValueError) as exc:
         raise S3Error(
             "InvalidArgument",
             "The continuation token provided is incorrect",
@@ -87,7 +93,7 @@ def decode_token(token: str) -> str:
 
 async def list_objects_v2(ctx: RequestContext, services: Services) -> Response:
     max_keys = max_keys_param(ctx, services.config.limits.max_keys_per_list)
-    encode = _encoding(ctx)
+    encode = encoding_param(ctx)
     token = ctx.query.get("continuation-token")
     start_after = ctx.query.get("start-after")
     after = decode_token(token) if token is not None else start_after
@@ -118,7 +124,7 @@ async def list_objects_v2(ctx: RequestContext, services: Services) -> Response:
 
 async def list_objects_v1(ctx: RequestContext, services: Services) -> Response:
     max_keys = max_keys_param(ctx, services.config.limits.max_keys_per_list)
-    encode = _encoding(ctx)
+    encode = encoding_param(ctx)
     marker = ctx.query.get("marker", "")
     page = await _list(ctx, services, marker or None, max_keys)
     enc = url_encode if encode else (lambda s: s)

@@ -11,7 +11,7 @@ from s3proxy.api.body import read_small_body, receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.copy import parse_copy_source
 from s3proxy.api.errors import S3Error
-from s3proxy.api.listing import MAX_INT32
+from s3proxy.api.listing import MAX_INT32, encoding_param
 from s3proxy.api.multipart_checksums import check_checksum_type, claimed_checksum, verifying_finalizer
 from s3proxy.api.objects import checksum_type_of, object_meta_from_headers, version_headers, write_conditions
 from s3proxy.api.services import Services
@@ -305,7 +305,7 @@ async def list_multipart_uploads(ctx: RequestContext, services: Services) -> Res
     delimiter = ctx.query.get("delimiter") or None
     key_marker = ctx.query.get("key-marker") or None
     upload_id_marker = ctx.query.get("upload-id-marker") or None
-    encode = ctx.query.get("encoding-type", "").lower() == "url"
+    encode = encoding_param(ctx)
     enc = url_encode if encode else (lambda s: s)
     uploads, prefixes, truncated = services.store.list_uploads(
         bucket,

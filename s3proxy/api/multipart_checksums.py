@@ -14,8 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from awscrt import checksums as crt
-
+from core import crc_combine
 from core.strictparse import ascii_int
 from s3proxy.api.errors import S3Error
 from s3proxy.auth.checksums import (
@@ -27,11 +26,8 @@ from s3proxy.auth.checksums import (
 )
 from s3proxy.store.multipart import Finalizer, Part, Upload
 
-_COMBINE = {
-    "CRC32": (crt.combine_crc32, 4),
-    "CRC32C": (crt.combine_crc32c, 4),
-    "CRC64NVME": (crt.combine_crc64nvme, 8),
-}
+# Our own combination (core.crc_combine): awscrt only has one since late 2025.
+_COMBINE = crc_combine.BY_NAME
 CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
 
 
@@ -74,11 +70,11 @@ def object_checksum(upload: Upload, parts: list[Part]) -> dict[str, str]:
             )
         values.append(base64.b64decode(value))
     if upload.checksum_type == "FULL_OBJECT":
-        combine, width = _COMBINE[algorithm]
+        arithmetic = _COMBINE[algorithm]
         crc = int.from_bytes(values[0], "big")
         for part, value in zip(parts[1:], values[1:], strict=True):
-            crc = combine(crc, int.from_bytes(value, "big"), part.size)
-        return {algorithm: base64.b64encode(crc.to_bytes(width, "big")).decode()}
+            crc = arithmetic.combine(crc, int.from_bytes(value, "big"), part.size)
+        return {algorithm: base64.b64encode(crc.to_bytes(arithmetic.width // 8, "big")).decode()}
     return {algorithm: f"{compute(algorithm, b''.join(values))}-{len(parts)}"}
 
 

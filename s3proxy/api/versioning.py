@@ -5,7 +5,7 @@ from __future__ import annotations
 from s3proxy.api.body import read_small_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
-from s3proxy.api.listing import max_keys_param, owner_element
+from s3proxy.api.listing import encoding_param, max_keys_param, owner_element
 from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, document, element, escape, iso8601, local_name, parse, url_encode
 
@@ -36,7 +36,7 @@ async def put_bucket_versioning(ctx: RequestContext, services: Services) -> Resp
 async def list_object_versions(ctx: RequestContext, services: Services) -> Response:
     bucket = services.owned_bucket(ctx)
     max_keys = max_keys_param(ctx, services.config.limits.max_keys_per_list)
-    encode = ctx.query.get("encoding-type", "").lower() == "url"
+    encode = encoding_param(ctx)
     enc = url_encode if encode else escape
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter") or None

@@ -32,6 +32,9 @@ def list_current(
     the keys under it are skipped. That is also how a page that ended on a common
     prefix continues.
     """
+    if max_keys <= 0:
+        # As S3 (and moto): max-keys=0 is an empty page that is not truncated.
+        return ListPage([], [], False, None)
     lower = prefix
     if after is not None and after >= prefix:
         lower = after + b"\x00"

@@ -49,6 +49,9 @@ def list_versions(
     version_id_marker: str | None,
     max_keys: int,
 ) -> VersionPage:
+    if max_keys <= 0:
+        # An empty, not-truncated page, as ListObjects answers max-keys=0.
+        return VersionPage([], [], False, None, None)
     upper = prefix_successor(prefix) if prefix else None
     lower = prefix
     skip_until_id: int | None = None  # within key_marker: versions older than this row id
