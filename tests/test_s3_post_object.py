@@ -5,11 +5,13 @@ refused with S3's error codes and store nothing (no object, no blob, nothing in 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
 import time
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from html import escape
 from pathlib import Path
@@ -342,3 +344,61 @@ def test_default_and_redirect_answers_match_moto(s3, moto_url: str, bucket: str)
         answers.append((first.status_code, second.status_code, where["bucket"], where["key"]))
         assert client.get_object(Bucket=bucket, Key="plain.bin")["Body"].read() == BODY
     assert answers[0] == answers[1] == (204, 303, [bucket], ["r.bin"])
+
+
+def test_content_md5_and_checksum_fields_are_verified(s3_v4, folio: FolioProcess, bucket: str) -> None:
+    md5 = base64.b64encode(hashlib.md5(BODY).digest()).decode()
+    crc = base64.b64encode(zlib.crc32(BODY).to_bytes(4, "big")).decode()
+    for name, right, wrong in (
+        ("Content-MD5", md5, base64.b64encode(hashlib.md5(b"other").digest()).decode()),
+        ("x-amz-checksum-crc32", crc, base64.b64encode(b"\0\0\0\0").decode()),
+    ):
+        post = s3_v4.generate_presigned_post(bucket, "sum.bin", Conditions=[["starts-with", f"${name}", ""]])
+        before = disk(folio)
+        s3_error(post_form(post["url"], {**post["fields"], name: wrong}), 400, "BadDigest")
+        assert keys_of(s3_v4, bucket) == [] and disk(folio) == before
+        assert post_form(post["url"], {**post["fields"], name: right}).status_code == 204
+        s3_v4.delete_object(Bucket=bucket, Key="sum.bin")
+
+
+FETCH_JS = """
+(async () => {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(%(fields)s)) form.append(name, value);
+  form.append('file', new Blob([%(text)s], {type: 'text/plain'}), 'fetched.txt');
+  try {
+    const answer = await fetch(%(url)s, {method: 'POST', body: form});
+    return {status: answer.status, etag: answer.headers.get('ETag')};
+  } catch (e) {
+    return {error: e.name + ': ' + e.message};
+  }
+})()
+"""
+
+
+def test_cross_origin_fetch_of_the_form_needs_a_cors_rule_for_post(
+    chromium: Chromium, s3_v4, bucket: str
+) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "fetched/${filename}")
+    with page_server({"/": b"<!doctype html><title>app</title>"}) as origin:
+        page = chromium.open_page(f"{origin}/")
+        script = FETCH_JS % {
+            "fields": json.dumps(post["fields"]),
+            "text": json.dumps("sent by fetch"),
+            "url": json.dumps(post["url"]),
+        }
+        # No CORS rule: the POST reaches S3 (a form POST is a simple request) but the
+        # page may not read the answer.
+        assert "error" in page.evaluate(script, timeout=30)
+        s3_v4.put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {"AllowedOrigins": [origin], "AllowedMethods": ["POST"], "ExposeHeaders": ["ETag"]}
+                ]
+            },
+        )
+        result = page.evaluate(script, timeout=30)
+    assert result.get("status") == 204, result
+    stored = s3_v4.get_object(Bucket=bucket, Key="fetched/fetched.txt")
+    assert stored["Body"].read() == b"sent by fetch" and result["etag"] == stored["ETag"]

@@ -89,6 +89,7 @@ class _Upload:
     bucket: Bucket | None = None
     key: str = ""
     meta: ObjectMeta | None = None
+    content_md5: bytes | None = None
 
 
 def _parser(boundary: bytes, upload: _Upload) -> MultipartParser:
@@ -202,12 +203,13 @@ async def _authorize(ctx: RequestContext, services: Services, upload: _Upload, s
 
     access_key = verify_policy_signature(fields, lookup_secret)
     policy = decode_policy(fields["policy"])
-    check_fields(policy, fields, ctx.bucket_name, time.time())
+    # The conditions hold for the key as stored: ${filename} is expanded first, as AWS does.
+    key = fields["key"].replace("${filename}", upload.filename)
+    check_fields(policy, {**fields, "key": key}, ctx.bucket_name, time.time())
     account = holder[-1]
     ctx.account = account
     bucket = services.store.bucket_for(ctx.bucket_name, account.id)
     await _rate_limit(services, account, access_key)
-    key = fields["key"].replace("${filename}", upload.filename)
     if not key:
         raise S3Error("InvalidArgument", "User key must have a length greater than 0.")
     if len(key.encode("utf-8")) > 1024:
@@ -218,6 +220,8 @@ async def _authorize(ctx: RequestContext, services: Services, upload: _Upload, s
     )
     upload.policy, upload.bucket, upload.key, upload.meta = policy, bucket, key, meta
     upload.checksum_request = request
+    if "content-md5" in fields:
+        upload.content_md5 = checksums.parse_content_md5(fields["content-md5"])
     upload.checksummer = checksums.Checksummer(request.algorithms())
     upload.reservation = stack.enter_context(services.store.reservation(bucket, key))
     upload.writer = services.store.new_writer([upload.checksummer])
@@ -309,6 +313,8 @@ async def post_object(ctx: RequestContext, services: Services) -> Response:
             computed = upload.checksummer.digests() if upload.checksummer is not None else {}
             if upload.checksum_request is not None:
                 checksums.verify(upload.checksum_request.expected, computed)
+            if upload.content_md5 is not None and upload.writer.md5.digest() != upload.content_md5:
+                raise S3Error("BadDigest", "The Content-MD5 you specified did not match what was received.")
         except BaseException:
             # Refused or cut short: the temporary blob goes, nothing is stored.
             if upload.writer is not None:
