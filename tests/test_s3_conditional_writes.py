@@ -279,3 +279,24 @@ def test_delete_if_match_in_an_unversioned_bucket_removes_the_object(s3_aws_like
     assert error_of(lambda: s3.delete_object(Bucket=bucket, Key="plain", IfMatch='"0123"'))[0] == 412
     s3.delete_object(Bucket=bucket, Key="plain", IfMatch=etag)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_delete_objects_with_etags_deletes_the_keys_that_match_and_reports_the_others(s3, bucket: str) -> None:
+    kept_etag = s3.put_object(Bucket=bucket, Key="batch/kept", Body=b"kept")["ETag"]
+    gone_etag = s3.put_object(Bucket=bucket, Key="batch/gone", Body=b"gone")["ETag"]
+    s3.put_object(Bucket=bucket, Key="batch/kept", Body=b"changed")  # kept_etag is stale now
+    answer = s3.delete_objects(
+        Bucket=bucket,
+        Delete={
+            "Objects": [
+                {"Key": "batch/kept", "ETag": kept_etag},
+                {"Key": "batch/gone", "ETag": gone_etag},
+                {"Key": "batch/absent", "ETag": gone_etag},
+            ]
+        },
+    )
+    assert [d["Key"] for d in answer.get("Deleted", [])] == ["batch/gone"]
+    errors = {e["Key"]: e["Code"] for e in answer.get("Errors", [])}
+    assert errors == {"batch/kept": "PreconditionFailed", "batch/absent": "NoSuchKey"}
+    assert body_of(s3, bucket, "batch/kept") == b"changed"
+    assert error_of(lambda: s3.head_object(Bucket=bucket, Key="batch/gone"))[0] == 404

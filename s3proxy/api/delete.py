@@ -10,6 +10,7 @@ from s3proxy.api.errors import S3Error
 from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, local_name, parse
 from s3proxy.store.errors import StoreError
+from s3proxy.store.models import WriteConditions
 
 # S3 requires an integrity header on DeleteObjects: Content-MD5 or, as boto3 now
 # sends instead, any x-amz-checksum-* (or a trailer announcing one).
@@ -26,17 +27,23 @@ async def delete_objects(ctx: RequestContext, services: Services) -> Response:
         raise S3Error("MalformedXML")
     quiet = (child_text(root, "Quiet") or "").strip().lower() == "true"
     targets: list[tuple[str, str | None]] = []
+    # S3's conditional delete in a batch: an <ETag> (or '*') is that key's If-Match.
+    conditions: list[WriteConditions] = []
     for node in children(root, "Object"):
         key = child_text(node, "Key")
         if key is None:
             raise S3Error("MalformedXML")
         targets.append((key, child_text(node, "VersionId")))
+        conditions.append(WriteConditions(if_match=child_text(node, "ETag")))
     if not targets or len(targets) > services.config.limits.max_delete_objects:
         raise S3Error("MalformedXML")
 
     # Issued together so the writer commits them as one group (one fsync, not 1,000).
     results = await asyncio.gather(
-        *(services.store.delete_object(bucket, key, version_id) for key, version_id in targets),
+        *(
+            services.store.delete_object(bucket, key, version_id, condition)
+            for (key, version_id), condition in zip(targets, conditions, strict=True)
+        ),
         return_exceptions=True,
     )
     parts: list[str] = []
