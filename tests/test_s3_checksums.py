@@ -149,6 +149,28 @@ def test_complete_naming_another_checksum_type_than_the_upload_is_invalid_reques
     s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)  # still there
 
 
+def test_complete_with_an_object_size_that_is_not_the_sum_of_the_parts_is_invalid_request(
+    s3, bucket: str
+) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="sized", ChecksumAlgorithm="CRC32")["UploadId"]
+    parts = _two_parts()
+    done = _upload_parts(s3, bucket, "sized", upload_id, "CRC32", parts)
+    size = sum(map(len, parts))
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key="sized",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": done},
+            MpuObjectSize=size + 1,
+        )
+    assert s3_error(exc) == (400, "InvalidRequest")
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="sized", UploadId=upload_id, MultipartUpload={"Parts": done}, MpuObjectSize=size
+    )
+    assert s3.head_object(Bucket=bucket, Key="sized")["ContentLength"] == size
+
+
 # ---------------------------------------------------------------- COMPOSITE
 
 

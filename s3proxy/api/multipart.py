@@ -12,7 +12,12 @@ from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.copy import parse_copy_source
 from s3proxy.api.errors import S3Error
 from s3proxy.api.listing import MAX_INT32, encoding_param
-from s3proxy.api.multipart_checksums import check_checksum_type, claimed_checksum, verifying_finalizer
+from s3proxy.api.multipart_checksums import (
+    check_checksum_type,
+    claimed_checksum,
+    claimed_object_size,
+    verifying_finalizer,
+)
 from s3proxy.api.objects import checksum_type_of, object_meta_from_headers, version_headers, write_conditions
 from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, iso8601, local_name, parse, url_encode
@@ -221,7 +226,13 @@ async def complete_multipart_upload(ctx: RequestContext, services: Services) -> 
     )
     requested = _parse_complete(body)
     version = await services.store.complete_upload(
-        bucket, ctx.key, upload_id, requested, verifying_finalizer(claim, claimed_type), conditions, acl
+        bucket,
+        ctx.key,
+        upload_id,
+        requested,
+        verifying_finalizer(claim, claimed_type, claimed_object_size(ctx.headers)),
+        conditions,
+        acl,
     )
     inner = (
         element("Location", f"/{bucket.name}/{ctx.key}")

@@ -120,11 +120,30 @@ def claimed_checksum(headers: Mapping[str, str]) -> tuple[ClaimedChecksum | None
     return (claims[0] if claims else None), checksum_type
 
 
-def verifying_finalizer(claim: ClaimedChecksum | None, checksum_type: str | None) -> Finalizer:
-    """A Finalizer that also checks the object checksum the client claimed: it runs inside
-    the store's completing transaction, so a mismatch completes nothing (BadDigest)."""
+def claimed_object_size(headers: Mapping[str, str]) -> int | None:
+    """x-amz-mp-object-size: the size the client expects the completed object to have."""
+    raw = headers.get("x-amz-mp-object-size")
+    if raw is None:
+        return None
+    size = ascii_int(raw, strip=True)
+    if size is None:
+        raise S3Error("InvalidArgument", "Value for x-amz-mp-object-size header is invalid.")
+    return size
+
+
+def verifying_finalizer(
+    claim: ClaimedChecksum | None, checksum_type: str | None, object_size: int | None = None
+) -> Finalizer:
+    """A Finalizer that also checks the object checksum (and size) the client claimed: it
+    runs inside the store's completing transaction, so a mismatch completes nothing."""
 
     def finalize_verified(upload: Upload, parts: list[Part]) -> tuple[str, dict[str, str]]:
+        if object_size is not None and object_size != sum(part.size for part in parts):
+            # As AWS: a size that is not the object's is InvalidRequest.
+            raise S3Error(
+                "InvalidRequest",
+                "The provided 'x-amz-mp-object-size' header value does not match the object size.",
+            )
         if checksum_type is not None and checksum_type != upload.checksum_type:
             raise S3Error(
                 "InvalidRequest",
