@@ -255,6 +255,26 @@ def test_put_object_with_a_checksum_that_does_not_match_is_bad_digest_and_stores
     assert good[f"Checksum{algorithm}"] == local_checksum(algorithm, data)
 
 
+def test_put_object_whose_checksum_header_is_not_the_sdk_algorithm_is_bad_digest(
+    s3, folio: FolioProcess, bucket: str
+) -> None:
+    # The API reference (PutObject, ChecksumAlgorithm) answers this conflict with BadDigest.
+    data = b"two algorithms"
+    reply = signed(
+        folio,
+        "PUT",
+        f"/{bucket}/conflict",
+        body=data,
+        headers={
+            "x-amz-checksum-crc32": local_checksum("CRC32", data),
+            "x-amz-sdk-checksum-algorithm": "SHA256",
+        },
+    )
+    assert_s3_error(reply, 400, "BadDigest")
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="conflict")
+
+
 @pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
 def test_upload_part_with_a_checksum_that_does_not_match_is_bad_digest(
     s3, bucket: str, algorithm: str

@@ -178,7 +178,11 @@ def parse_checksum_request(headers: Mapping[str, str], trailer_names: Iterable[s
             raise _unsupported_algorithm(raw.strip())
         given = next(iter(expected), None) or trailer
         if given is not None and given != algorithm:
-            raise S3Error("InvalidRequest", f"Value for {name} header is invalid.")
+            # The API reference (PutObject, ChecksumAlgorithm): a checksum of another
+            # algorithm than x-amz-sdk-checksum-algorithm names fails with BadDigest.
+            raise S3Error(
+                "BadDigest", f"The {given} checksum given does not match the {name} header ({algorithm})."
+            )
         break
     return ChecksumRequest(expected=expected, trailer=trailer, algorithm=algorithm)
 
