@@ -3,8 +3,11 @@ prefixes, delimiters and markers under `encoding-type=url` (read in the raw XML,
 boto3 decodes them), `max-keys=0`, and ListBuckets pagination (max-buckets,
 continuation-token, prefix).
 
-moto is the reference for the encoded keys and common prefixes and for max-keys=0 on
-ListObjects v1/v2. It is not one for ListObjectVersions with max-keys=0 (moto answers a
+encoding-type=url: AWS answers form encoding with '/' kept (a space is '+', '*' kept,
+'~' escaped: what MinIO reproduces from AWS, and what AWS users report), where moto
+percent-encodes ('%20', '~' kept, '*' escaped). The two agree on every other character,
+and both decode to the same keys: the tests compare them so, and pin AWS's forms.
+moto is the reference for max-keys=0 on ListObjects v1/v2. It is not one for ListObjectVersions with max-keys=0 (moto answers a
 truncated page there, ListObjects does not), for markers (moto leaves them out), nor for
 ListBuckets pagination (moto cuts at max-buckets without a ContinuationToken): those are
 checked against the S3 API reference.
@@ -16,7 +19,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 import boto3
 import httpx
@@ -28,9 +31,10 @@ from tests.test_malformed_input import Reply, assert_s3_error, signed
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
-# Keys whose encodings differ between '+' and '%20' forms, reserved characters, a literal
-# '+', a '%', non-ASCII, and characters S3 leaves as they are ('/', unreserved ones).
+# Keys with spaces, reserved characters, a literal '+', a '%', non-ASCII, and characters
+# S3 leaves as they are ('/', '*', unreserved ones) or escapes ('~').
 KEYS = [
+    "star*key",
     "a b/c d.txt",
     "a+b.txt",
     "100%.csv",
@@ -99,8 +103,13 @@ def fields(body: bytes) -> dict[str, Any]:
 
 
 def s3_encoded(text: str) -> str:
-    # What S3 (and moto) send: the UTF-8 bytes percent-encoded, '/' and unreserved kept.
-    return quote(text, safe="/")
+    # What AWS sends: form encoding of the UTF-8 bytes, '/' and '*' kept, '~' escaped.
+    return quote(text, safe="/*").replace("%20", "+").replace("~", "%7E")
+
+
+def moto_form(encoded: str) -> str:
+    # The same key as moto encodes it (percent-encoding: '%20', '~' kept, '*' escaped).
+    return quote(unquote_plus(encoded), safe="/")
 
 
 # ---------------------------------------------------------------- 1. encoding-type=url
@@ -115,10 +124,10 @@ def test_encoded_keys_and_prefixes_match_moto(
     for query in (f"{list_type}encoding-type=url", f"{list_type}encoding-type=url&delimiter=%2F"):
         mine = fields(folio_get(folio_aws_like, folio_bucket, query).body)
         theirs = fields(moto_get(moto_url, moto_bucket, query).body)
-        assert mine["Keys"] == theirs["Keys"], query
+        assert [moto_form(k) for k in mine["Keys"]] == theirs["Keys"], query
         if list_type:
             # moto encodes ListObjectsV2's common prefixes only (its v1 leaves them raw).
-            assert mine["Prefixes"] == theirs["Prefixes"], query
+            assert [moto_form(p) for p in mine["Prefixes"]] == theirs["Prefixes"], query
         assert mine["Prefixes"] == [
             s3_encoded(p)
             for p in sorted({k[: k.index("/") + 1] for k in KEYS if "/" in k and "delimiter" in query})
@@ -126,10 +135,11 @@ def test_encoded_keys_and_prefixes_match_moto(
         assert mine["EncodingType"] == theirs["EncodingType"] == "url"
     flat = fields(folio_get(folio_aws_like, folio_bucket, f"{list_type}encoding-type=url").body)
     assert sorted(flat["Keys"]) == sorted(s3_encoded(k) for k in KEYS)
-    # A space is %20 (a '+' would read back as a literal '+'), a '+' is %2B, '/' stays.
-    assert "a%20b/c%20d.txt" in flat["Keys"] and "a%2Bb.txt" in flat["Keys"]
+    # A space is '+', a literal '+' is %2B (so the two stay apart), '/' and '*' stay.
+    assert "a+b/c+d.txt" in flat["Keys"] and "a%2Bb.txt" in flat["Keys"]
     assert "test_file%283%29.png" in flat["Keys"]  # the AWS documentation's own example
-    assert "tilde~under_score-dot.txt" in flat["Keys"]
+    assert "tilde%7Eunder_score-dot.txt" in flat["Keys"] and "star*key" in flat["Keys"]
+    assert "q%3Fx%3D1%26y%3D2%23frag" in flat["Keys"] and "100%25.csv" in flat["Keys"]
 
 
 def test_encoded_prefix_delimiter_and_markers(both, folio_aws_like: FolioProcess) -> None:
@@ -138,18 +148,18 @@ def test_encoded_prefix_delimiter_and_markers(both, folio_aws_like: FolioProcess
     # (The signing helper signs the query as written: every value fully encoded.)
     q = f"prefix={quote(prefix, safe='')}&delimiter={quote(delimiter, safe='')}&encoding-type=url"
     v1 = fields(folio_get(folio_aws_like, bucket, f"{q}&marker={quote(marker, safe='')}").body)
-    assert v1["Prefix"] == "a%20b" and v1["Delimiter"] == "%20" and v1["Marker"] == "a%20b/c"
+    assert v1["Prefix"] == "a+b" and v1["Delimiter"] == "+" and v1["Marker"] == "a+b/c"
     # The space delimiter groups "a b/c d.txt" under "a b/c ", after the marker.
-    assert v1["Keys"] == [] and v1["Prefixes"] == ["a%20b/c%20"]
+    assert v1["Keys"] == [] and v1["Prefixes"] == ["a+b/c+"]
     v2 = fields(
         folio_get(folio_aws_like, bucket, f"list-type=2&{q}&start-after={quote(marker, safe='')}").body
     )
-    assert v2["Prefix"] == "a%20b" and v2["Delimiter"] == "%20" and v2["StartAfter"] == "a%20b/c"
+    assert v2["Prefix"] == "a+b" and v2["Delimiter"] == "+" and v2["StartAfter"] == "a+b/c"
     # A page that ends on a common prefix: NextMarker is encoded too.
     page = fields(
         folio_get(folio_aws_like, bucket, "delimiter=%2F&max-keys=1&encoding-type=url&marker=r").body
     )
-    assert page["Prefixes"] == ["run%20books/"] and page["NextMarker"] == "run%20books/"
+    assert page["Prefixes"] == ["run+books/"] and page["NextMarker"] == "run+books/"
 
 
 def test_encoded_version_listing_and_markers(s3_aws_like, folio_aws_like: FolioProcess) -> None:
@@ -158,7 +168,7 @@ def test_encoded_version_listing_and_markers(s3_aws_like, folio_aws_like: FolioP
         for key in ("a b", "a b/c d", "x+y"):
             s3_aws_like.put_object(Bucket=bucket, Key=key, Body=b"1")
         page = fields(folio_get(folio_aws_like, bucket, "versions&encoding-type=url&max-keys=1").body)
-        assert page["Keys"] == ["a%20b"] and page["NextKeyMarker"] == "a%20b"
+        assert page["Keys"] == ["a+b"] and page["NextKeyMarker"] == "a+b"
         rest = fields(
             folio_get(
                 folio_aws_like,
@@ -166,12 +176,12 @@ def test_encoded_version_listing_and_markers(s3_aws_like, folio_aws_like: FolioP
                 "versions&encoding-type=url&delimiter=%2F&key-marker=a%20b&prefix=a%20",
             ).body
         )
-        assert rest["KeyMarker"] == "a%20b" and rest["Prefix"] == "a%20" and rest["Prefixes"] == ["a%20b/"]
+        assert rest["KeyMarker"] == "a+b" and rest["Prefix"] == "a+" and rest["Prefixes"] == ["a+b/"]
         assert sorted(
             fields(folio_get(folio_aws_like, bucket, "versions&encoding-type=url").body)["Keys"]
         ) == [
-            "a%20b",
-            "a%20b/c%20d",
+            "a+b",
+            "a+b/c+d",
             "x%2By",
         ]
         # boto3 asks for url encoding itself and decodes: the keys come back as stored.
@@ -189,11 +199,11 @@ def test_encoded_multipart_upload_listing(s3_aws_like, folio_aws_like: FolioProc
         ]
         try:
             flat = fields(folio_get(folio_aws_like, bucket, "uploads&encoding-type=url&key-marker=a%20").body)
-            assert flat["Keys"] == ["a%20b/c", "x%2By"] and flat["KeyMarker"] == "a%20"
+            assert flat["Keys"] == ["a+b/c", "x%2By"] and flat["KeyMarker"] == "a+"
             grouped = fields(
                 folio_get(folio_aws_like, bucket, "uploads&encoding-type=url&delimiter=%2F").body
             )
-            assert grouped["Prefixes"] == ["a%20b/"] and grouped["Keys"] == ["x%2By"]
+            assert grouped["Prefixes"] == ["a+b/"] and grouped["Keys"] == ["x%2By"]
             assert sorted(u["Key"] for u in s3_aws_like.list_multipart_uploads(Bucket=bucket)["Uploads"]) == [
                 "a b/c",
                 "x+y",

@@ -37,8 +37,11 @@ def escape(text: str) -> str:
 
 
 def url_encode(text: str) -> str:
-    """encoding-type=url: what S3 returns (spaces as '+', slashes kept)."""
-    return quote(text, safe="/").replace("%20", "+")
+    """encoding-type=url: what AWS returns, which is form encoding (Java's URLEncoder)
+    with '/' kept: a space is '+' (a literal '+' is '%2B', so nothing is ambiguous), '*'
+    is kept and '~' is escaped. Observed on AWS (moto differs: '%20', '~' kept, '*'
+    escaped); see docs/s3-compatibility.md."""
+    return quote(text, safe="/*").replace("%20", "+").replace("~", "%7E")
 
 
 @functools.lru_cache(maxsize=65536)
