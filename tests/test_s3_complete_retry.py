@@ -4,13 +4,15 @@ current version; every other use of a completed upload id is NoSuchUpload."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import new_bucket
+from tests.conftest import make_s3_client, new_bucket
 from tests.folio_process import FolioProcess
 from tests.test_malformed_input import signed
 from tests.test_s3_conditional_writes import moto_client
@@ -51,7 +53,9 @@ def moto_bucket(moto_url: str) -> Iterator[tuple[object, str]]:
 def test_complete_sent_twice_answers_200_twice_with_the_same_result_and_one_version(s3, bucket: str) -> None:
     parts = [b"a" * PART, b"b" * 1024]
     upload_id, listed, first = completed_upload(s3, bucket, "twice.bin", parts)
-    again = s3.complete_multipart_upload(Bucket=bucket, Key="twice.bin", UploadId=upload_id, MultipartUpload=listed)
+    again = s3.complete_multipart_upload(
+        Bucket=bucket, Key="twice.bin", UploadId=upload_id, MultipartUpload=listed
+    )
     assert status_of(again) == 200
     for field in ("ETag", "Location", "Bucket", "Key", "VersionId"):
         assert again.get(field) == first.get(field), field
@@ -61,10 +65,14 @@ def test_complete_sent_twice_answers_200_twice_with_the_same_result_and_one_vers
     assert s3.get_object(Bucket=bucket, Key="twice.bin")["Body"].read() == b"".join(parts)
 
 
-def test_complete_sent_twice_in_an_unversioned_bucket_answers_the_same(s3_aws_like, unversioned_bucket: str) -> None:
+def test_complete_sent_twice_in_an_unversioned_bucket_answers_the_same(
+    s3_aws_like, unversioned_bucket: str
+) -> None:
     s3, bucket = s3_aws_like, unversioned_bucket
     upload_id, listed, first = completed_upload(s3, bucket, "plain.bin", [b"c" * 2048])
-    again = s3.complete_multipart_upload(Bucket=bucket, Key="plain.bin", UploadId=upload_id, MultipartUpload=listed)
+    again = s3.complete_multipart_upload(
+        Bucket=bucket, Key="plain.bin", UploadId=upload_id, MultipartUpload=listed
+    )
     assert again["ETag"] == first["ETag"]
     assert "VersionId" not in again
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["plain.bin"]
@@ -84,7 +92,9 @@ def test_retried_complete_carrying_if_none_match_star_still_answers_its_own_resu
 def test_complete_sent_twice_answers_200_on_moto_too(moto_bucket: tuple[object, str]) -> None:
     client, name = moto_bucket
     upload_id, listed, first = completed_upload(client, name, "twice.bin", [b"e" * 1024])
-    again = client.complete_multipart_upload(Bucket=name, Key="twice.bin", UploadId=upload_id, MultipartUpload=listed)
+    again = client.complete_multipart_upload(
+        Bucket=name, Key="twice.bin", UploadId=upload_id, MultipartUpload=listed
+    )
     assert status_of(again) == 200 and again["ETag"] == first["ETag"]
 
 
@@ -92,7 +102,9 @@ def test_retried_complete_after_the_object_was_overwritten_is_no_such_upload(s3,
     upload_id, listed, _ = completed_upload(s3, bucket, "over.bin", [b"f" * 1024])
     s3.put_object(Bucket=bucket, Key="over.bin", Body=b"newer")
     no_such_upload(
-        lambda: s3.complete_multipart_upload(Bucket=bucket, Key="over.bin", UploadId=upload_id, MultipartUpload=listed)
+        lambda: s3.complete_multipart_upload(
+            Bucket=bucket, Key="over.bin", UploadId=upload_id, MultipartUpload=listed
+        )
     )
     assert s3.get_object(Bucket=bucket, Key="over.bin")["Body"].read() == b"newer"
     assert len(versions_of(s3, bucket, "over.bin")) == 2
@@ -102,7 +114,9 @@ def test_retried_complete_after_the_object_was_deleted_is_no_such_upload(s3, buc
     upload_id, listed, _ = completed_upload(s3, bucket, "gone.bin", [b"g" * 1024])
     s3.delete_object(Bucket=bucket, Key="gone.bin")
     no_such_upload(
-        lambda: s3.complete_multipart_upload(Bucket=bucket, Key="gone.bin", UploadId=upload_id, MultipartUpload=listed)
+        lambda: s3.complete_multipart_upload(
+            Bucket=bucket, Key="gone.bin", UploadId=upload_id, MultipartUpload=listed
+        )
     )
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket=bucket, Key="gone.bin")
@@ -129,7 +143,9 @@ def test_complete_with_a_different_part_list_after_success_is_no_such_upload(s3,
     upload_id, listed, _ = completed_upload(s3, bucket, "diff.bin", parts)
     fewer = {"Parts": listed["Parts"][:1]}
     no_such_upload(
-        lambda: s3.complete_multipart_upload(Bucket=bucket, Key="diff.bin", UploadId=upload_id, MultipartUpload=fewer)
+        lambda: s3.complete_multipart_upload(
+            Bucket=bucket, Key="diff.bin", UploadId=upload_id, MultipartUpload=fewer
+        )
     )
     assert s3.get_object(Bucket=bucket, Key="diff.bin")["Body"].read() == b"".join(parts)
 
@@ -152,8 +168,6 @@ def test_every_other_use_of_a_completed_upload_id_is_no_such_upload(s3, bucket: 
 
 
 def test_retried_complete_is_answered_after_a_restart(tmp_path) -> None:
-    from tests.conftest import make_s3_client
-
     server = FolioProcess(data_dir=tmp_path / "data")
     try:
         server.start()
@@ -180,8 +194,64 @@ def test_retried_complete_as_raw_xml_answers_the_same_document(folio: FolioProce
         f"<ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
     ).encode()
     replies = [
-        signed(folio, "POST", f"/{bucket}/raw.bin", query=f"uploadId={upload_id}", body=body) for _ in range(2)
+        signed(folio, "POST", f"/{bucket}/raw.bin", query=f"uploadId={upload_id}", body=body)
+        for _ in range(2)
     ]
     assert [r.status for r in replies] == [200, 200]
     assert replies[0].body == replies[1].body
     assert replies[0].headers.get("x-amz-version-id") == replies[1].headers.get("x-amz-version-id")
+
+
+def test_a_data_directory_of_the_previous_schema_upgrades_keeping_objects_and_uploads(tmp_path) -> None:
+    server = FolioProcess(data_dir=tmp_path / "data")
+    try:
+        server.start()
+        s3 = make_s3_client(server)
+        bucket = next(new_bucket(s3))
+        s3.put_object(Bucket=bucket, Key="kept.txt", Body=b"kept")
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key="pending.bin")["UploadId"]
+        listed = part_list(upload_parts(s3, bucket, "pending.bin", upload_id, [b"n" * 1024]))
+        server.stop()
+        # Back to schema 3: the data of a server from before completed uploads were kept.
+        with sqlite3.connect(server.data_dir / "folio.db") as db:
+            db.execute("DROP TABLE completed_uploads")
+            db.execute("DELETE FROM schema_migrations WHERE package = 's3proxy.store' AND version = 4")
+        server.start()
+        s3 = make_s3_client(server)
+        assert s3.get_object(Bucket=bucket, Key="kept.txt")["Body"].read() == b"kept"
+        kwargs = {"Bucket": bucket, "Key": "pending.bin", "UploadId": upload_id, "MultipartUpload": listed}
+        first = s3.complete_multipart_upload(**kwargs)
+        assert s3.complete_multipart_upload(**kwargs)["ETag"] == first["ETag"]
+        assert s3.get_object(Bucket=bucket, Key="pending.bin")["Body"].read() == b"n" * 1024
+    finally:
+        server.stop()
+
+
+def completed_rows(server: FolioProcess) -> set[str]:
+    with sqlite3.connect(f"file:{server.data_dir / 'folio.db'}?mode=ro", uri=True) as db:
+        return {row[0] for row in db.execute("SELECT id FROM completed_uploads")}
+
+
+def test_the_multipart_sweep_forgets_completed_uploads_whose_object_was_replaced(tmp_path) -> None:
+    server = FolioProcess(
+        data_dir=tmp_path / "data", config_text="[limits]\nmultipart_expiry_days = 0.00001\n"
+    )
+    try:
+        server.start()
+        s3 = make_s3_client(server)
+        bucket = next(new_bucket(s3))
+        replaced_id, _, _ = completed_upload(s3, bucket, "replaced.bin", [b"o" * 1024])
+        current_id, current_parts, first = completed_upload(s3, bucket, "current.bin", [b"p" * 1024])
+        assert {replaced_id, current_id} <= completed_rows(server)
+        s3.put_object(Bucket=bucket, Key="replaced.bin", Body=b"newer")
+        deadline = time.monotonic() + 15
+        while replaced_id in completed_rows(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert completed_rows(server) == {current_id}
+        # The one still current is still answered.
+        again = s3.complete_multipart_upload(
+            Bucket=bucket, Key="current.bin", UploadId=current_id, MultipartUpload=current_parts
+        )
+        assert again["ETag"] == first["ETag"]
+    finally:
+        server.stop()

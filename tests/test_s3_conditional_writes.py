@@ -76,7 +76,9 @@ def test_two_clients_racing_put_if_absent_exactly_one_wins_in_each_of_50_rounds(
         barrier = threading.Barrier(2)
         outcomes: list[tuple[int, str] | None] = [None, None]
 
-        def write(i: int, key: str = key, bodies: list[bytes] = bodies, barrier=barrier, outcomes=outcomes) -> None:
+        def write(
+            i: int, key: str = key, bodies: list[bytes] = bodies, barrier=barrier, outcomes=outcomes
+        ) -> None:
             barrier.wait()
             try:
                 response = clients[i].put_object(Bucket=bucket, Key=key, Body=bodies[i], IfNoneMatch="*")
@@ -90,7 +92,9 @@ def test_two_clients_racing_put_if_absent_exactly_one_wins_in_each_of_50_rounds(
             thread.start()
         for thread in threads:
             thread.join(30)
-        assert sorted(outcomes) == [(200, ""), (412, "PreconditionFailed")], f"round {round_number}: {outcomes}"
+        assert sorted(outcomes) == [(200, ""), (412, "PreconditionFailed")], (
+            f"round {round_number}: {outcomes}"
+        )
         winner = [i for i, outcome in enumerate(outcomes) if outcome == (200, "")][0]
         assert body_of(clients[0], bucket, key) == bodies[winner]
         assert len(versions_of(clients[0], bucket, key)) == 1
@@ -242,20 +246,27 @@ def test_delete_if_match_deletes_only_the_version_it_names(s3, bucket: str) -> N
         "PreconditionFailed",
     )
     assert body_of(s3, bucket, "del") == b"two"
-    assert s3.delete_object(Bucket=bucket, Key="del", IfMatch=second)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert (
+        s3.delete_object(Bucket=bucket, Key="del", IfMatch=second)["ResponseMetadata"]["HTTPStatusCode"]
+        == 204
+    )
     assert error_of(lambda: s3.head_object(Bucket=bucket, Key="del"))[0] == 404
 
 
 def test_delete_if_match_star_needs_the_key_to_exist(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="star", Body=b"x")
-    assert s3.delete_object(Bucket=bucket, Key="star", IfMatch="*")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert (
+        s3.delete_object(Bucket=bucket, Key="star", IfMatch="*")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    )
     # Its current version is a delete marker now: as absent.
     assert error_of(lambda: s3.delete_object(Bucket=bucket, Key="star", IfMatch="*")) == (404, "NoSuchKey")
 
 
 def test_delete_if_match_on_a_missing_key_is_no_such_key_as_moto(reference: list[tuple[object, str]]) -> None:
     for client, name in reference:
-        assert error_of(lambda c=client, n=name: c.delete_object(Bucket=n, Key="never", IfMatch='"0123"')) == (
+        assert error_of(
+            lambda c=client, n=name: c.delete_object(Bucket=n, Key="never", IfMatch='"0123"')
+        ) == (
             404,
             "NoSuchKey",
         )
@@ -273,7 +284,9 @@ def test_delete_if_match_with_a_stale_etag_is_412_as_moto(reference: list[tuple[
         assert body_of(client, name, "kept") == b"x"
 
 
-def test_delete_if_match_in_an_unversioned_bucket_removes_the_object(s3_aws_like, unversioned_bucket: str) -> None:
+def test_delete_if_match_in_an_unversioned_bucket_removes_the_object(
+    s3_aws_like, unversioned_bucket: str
+) -> None:
     s3, bucket = s3_aws_like, unversioned_bucket
     etag = s3.put_object(Bucket=bucket, Key="plain", Body=b"x")["ETag"]
     assert error_of(lambda: s3.delete_object(Bucket=bucket, Key="plain", IfMatch='"0123"'))[0] == 412
@@ -281,7 +294,9 @@ def test_delete_if_match_in_an_unversioned_bucket_removes_the_object(s3_aws_like
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 
-def test_delete_objects_with_etags_deletes_the_keys_that_match_and_reports_the_others(s3, bucket: str) -> None:
+def test_delete_objects_with_etags_deletes_the_keys_that_match_and_reports_the_others(
+    s3, bucket: str
+) -> None:
     kept_etag = s3.put_object(Bucket=bucket, Key="batch/kept", Body=b"kept")["ETag"]
     gone_etag = s3.put_object(Bucket=bucket, Key="batch/gone", Body=b"gone")["ETag"]
     s3.put_object(Bucket=bucket, Key="batch/kept", Body=b"changed")  # kept_etag is stale now

@@ -753,7 +753,8 @@ class Store:
             self._free_blobs(freed)
             self.quotas.forget()
         # Completed uploads past the time a repeated Complete is answered for.
-        await self._write(lambda c: multipart.forget_completed(c, time.time() - multipart.COMPLETED_MEMORY_SECONDS))
+        forget_before = time.time() - multipart.COMPLETED_MEMORY_SECONDS
+        await self._write(lambda c: multipart.forget_completed(c, forget_before))
         return len(expired)
 
 
