@@ -402,3 +402,86 @@ def test_cross_origin_fetch_of_the_form_needs_a_cors_rule_for_post(
     assert result.get("status") == 204, result
     stored = s3_v4.get_object(Bucket=bucket, Key="fetched/fetched.txt")
     assert stored["Body"].read() == b"sent by fetch" and result["etag"] == stored["ETag"]
+
+
+def _policy(document: object) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+HOSTILE_POLICIES = [
+    "",
+    "////",
+    base64.b64encode(b"\xff\xfe").decode(),
+    _policy([]),
+    _policy({"conditions": []}),
+    _policy({"expiration": "tomorrow", "conditions": []}),
+    _policy({"expiration": "2099-13-45T99:99:99Z", "conditions": []}),
+    _policy({"expiration": "2099-01-01T00:00:00Z", "conditions": {}}),
+    _policy({"expiration": "2099-01-01T00:00:00Z", "conditions": [["content-length-range", 1e400, -1]]}),
+    _policy({"expiration": "2099-01-01T00:00:00Z", "conditions": [["content-length-range", "١", "2"]]}),
+    _policy({"expiration": "2099-01-01T00:00:00Z", "conditions": [["eq", "key", 1], [None], 7, {"a": [1]}]}),
+    base64.b64encode(b"[" * 100_000).decode()[:15_000],
+]
+
+
+@pytest.mark.parametrize("policy", HOSTILE_POLICIES)
+def test_hostile_policies_are_client_errors(s3_v4, bucket: str, policy: str) -> None:
+    post = s3_v4.generate_presigned_post(bucket, "h.bin")
+    reply = post_form(post["url"], {**post["fields"], "policy": policy})
+    # The signature covers the policy text: anything changed is refused before it is parsed.
+    s3_error(reply, 403, "SignatureDoesNotMatch")
+
+
+def test_hostile_policies_signed_by_their_owner_are_invalid_policy_documents(
+    folio: FolioProcess, bucket: str
+) -> None:
+    from s3proxy.auth.sigv4 import derive_signing_key, sign
+
+    date = time.strftime("%Y%m%d", time.gmtime())
+    key = derive_signing_key(folio.secret_key, date, "us-east-1", "s3")
+    for policy in HOSTILE_POLICIES[1:]:
+        fields = {
+            "key": "h.bin",
+            "x-amz-algorithm": "AWS4-HMAC-SHA256",
+            "x-amz-credential": f"{folio.access_key}/{date}/us-east-1/s3/aws4_request",
+            "x-amz-date": f"{date}T000000Z",
+            "policy": policy,
+            "x-amz-signature": sign(key, policy),
+        }
+        reply = post_form(f"{folio.s3_url}/{bucket}", fields)
+        assert reply.status_code == 400, (policy[:80], reply.text)
+        assert s3_error(reply, 400, "InvalidPolicyDocument")["Message"].startswith("Invalid Policy: ")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--x\r\n"),
+        ("multipart/form-data; boundary=" + "b" * 200, b"--b\r\n"),
+        ("multipart/form-data; boundary=b", b"\x00" * 5000),
+        ("multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="key"\r\n\r\nk'),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="key"\r\n\r\n' + b"k" * 30_000 + b"\r\n--b--\r\n",
+        ),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nx\r\n--b--\r\n',
+        ),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="\xff\xfe"\r\n\r\nx\r\n--b--\r\n',
+        ),
+        ("multipart/form-data; boundary=b", b"--b--\r\n"),
+        ("text/plain", b"hello"),
+        ("", b""),
+    ],
+)
+def test_garbage_forms_are_client_errors_never_500(
+    folio: FolioProcess, bucket: str, content_type: str, body: bytes
+) -> None:
+    before = disk(folio)
+    reply = httpx.post(f"{folio.s3_url}/{bucket}", content=body, headers={"content-type": content_type})
+    assert 400 <= reply.status_code < 500, reply.text
+    assert ET.fromstring(reply.content).tag == "Error"
+    assert disk(folio) == before
