@@ -24,7 +24,7 @@ from botocore.config import Config
 
 from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, BrowserError, Chromium, Page, chromium_path
 from tests.conftest import make_s3_client
-from tests.folio_process import FolioProcess
+from tests.folio_process import FolioProcess, running_server
 from tests.web_client import page_server
 
 BODY = b"hello from a browser form\n" + bytes(range(256))
@@ -485,3 +485,31 @@ def test_garbage_forms_are_client_errors_never_500(
     assert 400 <= reply.status_code < 500, reply.text
     assert ET.fromstring(reply.content).tag == "Error"
     assert disk(folio) == before
+
+
+QUOTA_CONFIG = """
+[plans.small]
+storage_bytes = 100000
+max_buckets = 10
+write_per_second = 0
+read_per_second = 0
+list_per_second = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def small_plan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
+    yield from running_server(tmp_path_factory, "folio-post-quota", QUOTA_CONFIG)
+
+
+def test_the_signers_quota_applies_to_the_posted_file(small_plan_server: FolioProcess) -> None:
+    created = small_plan_server.create_account(f"post-{os.urandom(6).hex()}@example.com", plan="small")
+    client = make_s3_client(small_plan_server, created["accessKey"], created["secretKey"])
+    client.create_bucket(Bucket="post-quota")
+    post = client.generate_presigned_post("post-quota", "${filename}")
+    assert post_form(post["url"], post["fields"], body=b"a" * 60_000, filename="first").status_code == 204
+    before = disk(small_plan_server)
+    s3_error(
+        post_form(post["url"], post["fields"], body=b"b" * 60_000, filename="second"), 403, "QuotaExceeded"
+    )
+    assert keys_of(client, "post-quota") == ["first"] and disk(small_plan_server) == before
