@@ -5,9 +5,11 @@ current version; every other use of a completed upload id is NoSuchUpload."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
@@ -255,3 +257,26 @@ def test_the_multipart_sweep_forgets_completed_uploads_whose_object_was_replaced
         assert again["ETag"] == first["ETag"]
     finally:
         server.stop()
+
+
+def test_a_complete_and_its_retry_racing_both_answer_the_one_result(folio: FolioProcess, bucket: str) -> None:
+    clients = [make_s3_client(folio), make_s3_client(folio)]
+    for round_number in range(10):
+        key = f"racing/{round_number}.bin"
+        upload_id = clients[0].create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        listed = part_list(upload_parts(clients[0], bucket, key, upload_id, [b"q" * 1024]))
+        barrier = threading.Barrier(2)
+
+        def send(
+            client, key: str = key, upload_id: str = upload_id, listed: dict = listed, barrier=barrier
+        ) -> dict:
+            barrier.wait()
+            return client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=listed
+            )
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(send, clients))
+        assert answers[0]["ETag"] == answers[1]["ETag"]
+        assert answers[0]["VersionId"] == answers[1]["VersionId"]
+        assert len(versions_of(clients[0], bucket, key)) == 1

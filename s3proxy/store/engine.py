@@ -733,6 +733,9 @@ class Store:
                 event="put",
             )
         except AlreadyCompleted as done:
+            # The first Complete may still be in a commit group not yet durable: a no-op
+            # write is acknowledged only after a sync that covers it.
+            await self._write(lambda _c: None)
             return done.version
         self._free_blobs(freed)
         return version
