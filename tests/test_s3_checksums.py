@@ -330,6 +330,21 @@ def test_aws_chunked_trailer_checksum_that_does_not_match_is_bad_digest(
     assert s3.get_object(Bucket=bucket, Key="t")["Body"].read() == data
 
 
+@pytest.mark.parametrize("algorithm", ("CRC32", "SHA256"))
+def test_upload_part_whose_trailer_checksum_does_not_match_is_bad_digest(
+    s3, folio: FolioProcess, bucket: str, algorithm: str
+) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="tp", ChecksumAlgorithm=algorithm)["UploadId"]
+    data = os.urandom(2000)
+    path = f"/{bucket}/tp?partNumber=1&uploadId={upload_id}"
+    reply = _chunked_put_with_trailer(folio, path, data, algorithm, _wrong(algorithm, data))
+    assert_s3_error(reply, 400, "BadDigest")
+    assert "Parts" not in s3.list_parts(Bucket=bucket, Key="tp", UploadId=upload_id)
+    reply = _chunked_put_with_trailer(folio, path, data, algorithm, local_checksum(algorithm, data))
+    assert reply.status == 200, reply.body
+    assert reply.headers[f"x-amz-checksum-{algorithm.lower()}"] == local_checksum(algorithm, data)
+
+
 # ---------------------------------------------------------------- GetObjectAttributes
 
 
