@@ -473,6 +473,12 @@ def test_hostile_policies_signed_by_their_owner_are_invalid_policy_documents(
             b'--b\r\nContent-Disposition: form-data; name="\xff\xfe"\r\n\r\nx\r\n--b--\r\n',
         ),
         ("multipart/form-data; boundary=b", b"--b--\r\n"),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="key"\r\nX-Long: '
+            + b"h" * 1_000_000
+            + b"\r\n\r\nk",
+        ),
         ("text/plain", b"hello"),
         ("", b""),
     ],
@@ -513,3 +519,12 @@ def test_the_signers_quota_applies_to_the_posted_file(small_plan_server: FolioPr
         post_form(post["url"], post["fields"], body=b"b" * 60_000, filename="second"), 403, "QuotaExceeded"
     )
     assert keys_of(client, "post-quota") == ["first"] and disk(small_plan_server) == before
+
+
+def test_fields_before_the_file_are_limited_to_20_kb(s3_v4, bucket: str) -> None:
+    post = s3_v4.generate_presigned_post(
+        bucket, "big-fields.bin", Conditions=[["starts-with", "$x-amz-meta-a", ""]]
+    )
+    reply = post_form(post["url"], {**post["fields"], "x-amz-meta-a": "a" * 21_000})
+    s3_error(reply, 400, "MaxPostPreDataLengthExceededError")
+    assert keys_of(s3_v4, bucket) == []

@@ -92,21 +92,45 @@ class _Upload:
     content_md5: bytes | None = None
 
 
+def _too_much_pre_data() -> S3Error:
+    return S3Error(
+        "MaxPostPreDataLengthExceededError",
+        "Your POST request fields preceding the upload file were too large.",
+        extra={"MaxPostPreDataLength": str(MAX_PRE_DATA_BYTES)},
+    )
+
+
 def _parser(boundary: bytes, upload: _Upload) -> MultipartParser:
     part: dict[str, object] = {}
 
+    def count(nbytes: int) -> None:
+        # Part headers count too: before the file towards the 20 KB, after it per part
+        # (ignored parts are never stored, but their headers are held until they end).
+        if upload.phase == "fields":
+            upload.pre_data += nbytes
+            if upload.pre_data > MAX_PRE_DATA_BYTES:
+                raise _too_much_pre_data()
+        else:
+            part["header_bytes"] += nbytes  # type: ignore[operator]
+            if part["header_bytes"] > MAX_PRE_DATA_BYTES:  # type: ignore[operator]
+                raise _malformed()
+
     def on_part_begin() -> None:
-        part.update(headers={}, name=b"", value=b"", field="", data=bytearray())
+        part.update(
+            headers={}, name=bytearray(), value=bytearray(), field="", data=bytearray(), header_bytes=0
+        )
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        part["name"] = part["name"] + data[start:end]  # type: ignore[operator]
+        count(end - start)
+        part["name"] += data[start:end]  # type: ignore[operator]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        part["value"] = part["value"] + data[start:end]  # type: ignore[operator]
+        count(end - start)
+        part["value"] += data[start:end]  # type: ignore[operator]
 
     def on_header_end() -> None:
         part["headers"][bytes(part["name"]).lower()] = bytes(part["value"])  # type: ignore[index,arg-type]
-        part["name"], part["value"] = b"", b""
+        part["name"], part["value"] = bytearray(), bytearray()
 
     def on_headers_finished() -> None:
         headers: dict[bytes, bytes] = part["headers"]  # type: ignore[assignment]
@@ -121,13 +145,7 @@ def _parser(boundary: bytes, upload: _Upload) -> MultipartParser:
         if upload.phase == "file" and part["field"] == FILE_FIELD:
             upload.pending.append(data[start:end])
         elif upload.phase == "fields":
-            upload.pre_data += end - start
-            if upload.pre_data > MAX_PRE_DATA_BYTES:
-                raise S3Error(
-                    "MaxPostPreDataLengthExceededError",
-                    "Your POST request fields preceding the upload file were too large.",
-                    extra={"MaxPostPreDataLength": str(MAX_PRE_DATA_BYTES)},
-                )
+            count(end - start)
             part["data"] += data[start:end]  # type: ignore[operator]
 
     def on_part_end() -> None:
