@@ -286,6 +286,10 @@ class S3App:
             anonymous_plan = self.services.config.accounts.anonymous_plan
             await self._rate_limit(ctx, operation, anonymous_plan, ("ip", self._client_address(ctx)))
             if operation not in ANONYMOUS_OPERATIONS:
+                # As AWS: a bucket that does not exist is NoSuchBucket for everyone,
+                # anonymous callers included (after DeleteBucket too).
+                if ctx.bucket_name is not None and self.services.store.bucket(ctx.bucket_name) is None:
+                    raise S3Error("NoSuchBucket")
                 raise S3Error("AccessDenied")
         else:
             ctx.account = account_holder[-1]

@@ -48,6 +48,14 @@ STORAGE_CLASSES = frozenset(
 )
 
 
+def stored_content_encoding(value: str) -> str:
+    """The Content-Encoding S3 stores: without `aws-chunked`, which only says how this
+    request's body was framed (`gzip, aws-chunked` is stored as `gzip`; `aws-chunked`
+    alone as no Content-Encoding)."""
+    codings = [c.strip() for c in value.split(",")]
+    return ", ".join(c for c in codings if c and c.lower() != "aws-chunked")
+
+
 def object_meta_from_headers(headers: dict[str, str]) -> ObjectMeta:
     user_meta = {k[len(META_PREFIX) :]: v for k, v in headers.items() if k.startswith(META_PREFIX)}
     if sum(len(k) + len(v) for k, v in user_meta.items()) > MAX_USER_META_BYTES:
@@ -55,9 +63,16 @@ def object_meta_from_headers(headers: dict[str, str]) -> ObjectMeta:
     storage_class = headers.get("x-amz-storage-class", "STANDARD")
     if storage_class not in STORAGE_CLASSES:
         raise S3Error("InvalidStorageClass")
+    stored = {name: headers[name] for name in STORED_HEADERS if name in headers}
+    if "content-encoding" in stored:
+        encoding = stored_content_encoding(stored["content-encoding"])
+        if encoding:
+            stored["content-encoding"] = encoding
+        else:
+            del stored["content-encoding"]
     return ObjectMeta(
         content_type=headers.get("content-type"),
-        headers={name: headers[name] for name in STORED_HEADERS if name in headers},
+        headers=stored,
         user_meta=user_meta,
         storage_class=storage_class,
         acl=canned_acl(headers),

@@ -114,13 +114,21 @@ def verify_presigned(
             "Date is not the same as X-Amz-Date."
         )
 
-    expires = ascii_int(params["X-Amz-Expires"])
+    # What AWS answers (its messages, as its own error bodies quote them): a negative or
+    # over-a-week lifetime is a 400 AuthorizationQueryParametersError; zero is accepted
+    # and has expired by the time it is checked (403 AccessDenied, "Request has expired").
+    raw_expires = params["X-Amz-Expires"]
+    negative = raw_expires.startswith("-")
+    expires = ascii_int(raw_expires[1:] if negative else raw_expires)
     if expires is None:
         raise _query_error("X-Amz-Expires should be a number")
-    if expires < 1:
+    if negative and expires > 0:
         raise _query_error("X-Amz-Expires must be non-negative")
     if expires > MAX_EXPIRES_SECONDS:
-        raise _query_error("X-Amz-Expires must be less than a week (in seconds) that is; 604800")
+        raise _query_error(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires "
+            f"must be less than {MAX_EXPIRES_SECONDS} seconds"
+        )
 
     signed_header_names = params["X-Amz-SignedHeaders"].split(";")
     if "host" not in signed_header_names:
@@ -129,7 +137,7 @@ def verify_presigned(
     secret = lookup_secret(access_key)
     if secret is None:
         raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
-    if now > request_time + expires:
+    if now >= request_time + expires:
         raise S3Error("AccessDenied", "Request has expired")
     if request_time - now > max_skew_seconds:
         raise S3Error("AccessDenied", "Request is not valid yet")
