@@ -528,3 +528,25 @@ def test_fields_before_the_file_are_limited_to_20_kb(s3_v4, bucket: str) -> None
     reply = post_form(post["url"], {**post["fields"], "x-amz-meta-a": "a" * 21_000})
     s3_error(reply, 400, "MaxPostPreDataLengthExceededError")
     assert keys_of(s3_v4, bucket) == []
+
+
+def test_header_fields_are_stored_and_line_breaks_in_them_refused(
+    s3_v4, folio: FolioProcess, bucket: str
+) -> None:
+    stored_fields = {
+        "Content-Language": "fr",
+        "Cache-Control": "max-age=60",
+        "Content-Disposition": 'attachment; filename="a.bin"',
+        "x-amz-meta-note": "first line",
+    }
+    conditions = [["starts-with", f"${name}", ""] for name in stored_fields]
+    post = s3_v4.generate_presigned_post(bucket, "headers.bin", Conditions=conditions)
+    before = disk(folio)
+    broken = {**post["fields"], **stored_fields, "x-amz-meta-note": "first line\r\nX-Injected: yes"}
+    s3_error(post_form(post["url"], broken), 400, "InvalidArgument")
+    assert keys_of(s3_v4, bucket) == [] and disk(folio) == before
+    assert post_form(post["url"], {**post["fields"], **stored_fields}).status_code == 204
+    head = s3_v4.head_object(Bucket=bucket, Key="headers.bin")
+    assert head["ContentLanguage"] == "fr" and head["CacheControl"] == "max-age=60"
+    assert head["ContentDisposition"] == 'attachment; filename="a.bin"'
+    assert head["Metadata"] == {"note": "first line"}

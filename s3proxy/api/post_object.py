@@ -21,11 +21,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from core.accounts import Account
 from core.ratelimit import PLAN_RATE_FIELDS, retry_after_header
 from core.requestbody import BodyProblem, multipart_boundary
-from core.strictparse import ascii_int
+from core.strictparse import ascii_int, header_safe
 from s3proxy.api.body import BodyReceiver
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
-from s3proxy.api.objects import object_meta_from_headers, version_headers
+from s3proxy.api.objects import META_PREFIX, STORED_HEADERS, object_meta_from_headers, version_headers
 from s3proxy.api.services import Services
 from s3proxy.api.xml import document, element
 from s3proxy.auth import checksums
@@ -45,8 +45,6 @@ FILE_FIELD = "file"
 MAX_PRE_DATA_BYTES = 20 * 1024
 # The largest object one POST may store, as a single PUT (AWS: 5 GB).
 MAX_POST_OBJECT_BYTES = 5 * 1024**3
-# Form fields stored like the PUT headers of the same name.
-_HEADER_FIELDS = ("content-type", "cache-control", "content-disposition", "content-encoding", "expires")
 _STATUSES = {"200": 200, "201": 201, "204": 204}
 
 
@@ -187,9 +185,18 @@ async def _rate_limit(services: Services, account: Account, access_key: str) -> 
 
 
 def _meta(fields: dict[str, str]) -> ObjectMeta:
-    """The object's settings from the form, read as PutObject reads the same headers."""
-    headers = {name: fields[name] for name in _HEADER_FIELDS if name in fields}
-    headers.update({name: value for name, value in fields.items() if name.startswith("x-amz-meta-")})
+    """The object's settings from the form, read as PutObject reads the same headers.
+    A form field, unlike a header, may hold a line break: refused here, or a later GET
+    could not send the object's headers."""
+    headers = {name: fields[name] for name in ("content-type", *STORED_HEADERS) if name in fields}
+    headers.update({name: value for name, value in fields.items() if name.startswith(META_PREFIX)})
+    for name, value in headers.items():
+        if not header_safe(value):
+            raise S3Error(
+                "InvalidArgument",
+                f"Form field {name} cannot contain control characters.",
+                extra={"ArgumentName": name},
+            )
     if "x-amz-storage-class" in fields:
         headers["x-amz-storage-class"] = fields["x-amz-storage-class"]
     if "acl" in fields:
