@@ -550,3 +550,20 @@ def test_header_fields_are_stored_and_line_breaks_in_them_refused(
     assert head["ContentLanguage"] == "fr" and head["CacheControl"] == "max-age=60"
     assert head["ContentDisposition"] == 'attachment; filename="a.bin"'
     assert head["Metadata"] == {"note": "first line"}
+
+
+def test_redirect_urls_with_line_breaks_are_refused_and_unicode_ones_encoded(
+    s3_v4, folio: FolioProcess, bucket: str
+) -> None:
+    post = s3_v4.generate_presigned_post(
+        bucket, "redir.bin", Conditions=[["starts-with", "$success_action_redirect", "https://app.example/"]]
+    )
+    before = disk(folio)
+    broken = {**post["fields"], "success_action_redirect": "https://app.example/\r\nSet-Cookie: a=b"}
+    s3_error(post_form(post["url"], broken), 400, "InvalidArgument")
+    assert keys_of(s3_v4, bucket) == [] and disk(folio) == before
+    reply = post_form(
+        post["url"], {**post["fields"], "success_action_redirect": "https://app.example/é done"}
+    )
+    assert reply.status_code == 303, reply.text
+    assert reply.headers["location"].startswith("https://app.example/%C3%A9%20done?bucket=")

@@ -240,6 +240,14 @@ async def _authorize(ctx: RequestContext, services: Services, upload: _Upload, s
     if len(key.encode("utf-8")) > 1024:
         raise S3Error("KeyTooLongError")
     meta = _meta(fields)
+    redirect = _redirect_field(fields)
+    if redirect is not None and not header_safe(redirect):
+        # Checked now: found only when answering, the object would be stored under a 400.
+        raise S3Error(
+            "InvalidArgument",
+            "success_action_redirect cannot contain control characters.",
+            extra={"ArgumentName": "success_action_redirect"},
+        )
     request = checksums.parse_checksum_request(
         {name: value for name, value in fields.items() if name.startswith("x-amz-checksum-")}, ()
     )
@@ -314,6 +322,11 @@ def _object_url(ctx: RequestContext, key: str) -> str:
     return f"{scheme}://{host}{path}"
 
 
+def _redirect_field(fields: dict[str, str]) -> str | None:
+    # `redirect` is the older name AWS still accepts.
+    return fields.get("success_action_redirect") or fields.get("redirect")
+
+
 def _redirect_target(url: str, bucket: str, key: str, etag: str) -> str | None:
     """success_action_redirect with bucket, key and etag appended; None for a URL AWS would not follow."""
     try:
@@ -323,6 +336,8 @@ def _redirect_target(url: str, bucket: str, key: str, etag: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     extra = urlencode({"bucket": bucket, "key": key, "etag": f'"{etag}"'}, quote_via=quote)
+    # Non-ASCII characters of the URL percent-encoded (UTF-8): a header is bytes.
+    url = quote(url, safe="".join(chr(c) for c in range(0x21, 0x7F)))
     return f"{url}{'&' if parts.query else '?'}{extra}"
 
 
@@ -358,7 +373,7 @@ def _answer(ctx: RequestContext, upload: _Upload, etag: str, extra_headers: dict
     assert ctx.bucket_name is not None
     location = _object_url(ctx, upload.key)
     headers = {"etag": f'"{etag}"', "location": location, **extra_headers}
-    redirect = upload.fields.get("success_action_redirect") or upload.fields.get("redirect")
+    redirect = _redirect_field(upload.fields)
     if redirect:
         target = _redirect_target(redirect, ctx.bucket_name, upload.key, etag)
         if target is not None:
