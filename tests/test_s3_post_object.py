@@ -493,7 +493,19 @@ def test_garbage_forms_are_client_errors_never_500(
     assert disk(folio) == before
 
 
-QUOTA_CONFIG = """
+# `small`: a quota and no rate limit; `slow`: one write a second, and no waiting for a
+# token ([limits] max_rate_wait_seconds = 0), so the second write of a second is a 429.
+PLANS_CONFIG = """
+[limits]
+max_rate_wait_seconds = 0.0
+
+[plans.slow]
+storage_bytes = 100000000
+max_buckets = 10
+write_per_second = 1
+read_per_second = 0
+list_per_second = 0
+
 [plans.small]
 storage_bytes = 100000
 max_buckets = 10
@@ -505,7 +517,7 @@ list_per_second = 0
 
 @pytest.fixture(scope="module")
 def small_plan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    yield from running_server(tmp_path_factory, "folio-post-quota", QUOTA_CONFIG)
+    yield from running_server(tmp_path_factory, "folio-post-plans", PLANS_CONFIG)
 
 
 def test_the_signers_quota_applies_to_the_posted_file(small_plan_server: FolioProcess) -> None:
@@ -567,3 +579,16 @@ def test_redirect_urls_with_line_breaks_are_refused_and_unicode_ones_encoded(
     )
     assert reply.status_code == 303, reply.text
     assert reply.headers["location"].startswith("https://app.example/%C3%A9%20done?bucket=")
+
+
+def test_the_signers_write_rate_applies_to_posted_forms(small_plan_server: FolioProcess) -> None:
+    created = small_plan_server.create_account(f"post-{os.urandom(6).hex()}@example.com", plan="slow")
+    client = make_s3_client(small_plan_server, created["accessKey"], created["secretKey"])
+    client.create_bucket(Bucket="post-rate")
+    time.sleep(1.1)  # CreateBucket took this second's write
+    post = client.generate_presigned_post("post-rate", "${filename}")
+    assert post_form(post["url"], post["fields"], filename="first").status_code == 204
+    refused = post_form(post["url"], post["fields"], filename="second")
+    s3_error(refused, 429, "TooManyRequests")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert keys_of(client, "post-rate") == ["first"]
