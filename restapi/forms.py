@@ -15,6 +15,11 @@ from core.jsonapi import bad_request
 from core.requestbody import multipart_boundary
 
 MAX_FIELD_BYTES = 64 * 1024
+# The whole form is bounded, not only each value: a part's headers, and the text fields all
+# together (an upload's Content-Length may be gigabytes; only the file may use them).
+MAX_PART_HEADER_BYTES = 16 * 1024
+MAX_TEXT_BYTES = 256 * 1024
+MAX_PARTS = 64
 FILE_FIELD = "file"
 
 
@@ -40,20 +45,35 @@ async def stream_form(
     form = ParsedForm()
     pending: list[bytes] = []
     state: dict[str, object] = {}
+    counts = {"parts": 0, "text": 0}
 
     def on_part_begin() -> None:
-        state.update(headers={}, field_name=b"", value_name=b"", name=None, data=bytearray(), is_file=False)
+        counts["parts"] += 1
+        if counts["parts"] > MAX_PARTS:
+            raise bad_request(f"A form takes at most {MAX_PARTS} parts.")
+        state.update(
+            headers={}, field_name=bytearray(), value_name=bytearray(), header_bytes=0, name=None,
+            data=bytearray(), is_file=False,
+        )
+
+    def _header_bytes(count: int) -> None:
+        total = state["header_bytes"] + count  # type: ignore[operator]
+        if total > MAX_PART_HEADER_BYTES:
+            raise bad_request(f"A form part's headers are limited to {MAX_PART_HEADER_BYTES} bytes.")
+        state["header_bytes"] = total
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field_name"] = state["field_name"] + data[start:end]  # type: ignore[operator]
+        _header_bytes(end - start)
+        state["field_name"] += data[start:end]  # type: ignore[operator]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value_name"] = state["value_name"] + data[start:end]  # type: ignore[operator]
+        _header_bytes(end - start)
+        state["value_name"] += data[start:end]  # type: ignore[operator]
 
     def on_header_end() -> None:
         headers = state["headers"]
         headers[bytes(state["field_name"]).lower()] = bytes(state["value_name"])  # type: ignore[index,arg-type]
-        state["field_name"], state["value_name"] = b"", b""
+        state["field_name"], state["value_name"] = bytearray(), bytearray()
 
     def on_headers_finished() -> None:
         headers: dict[bytes, bytes] = state["headers"]  # type: ignore[assignment]
@@ -76,8 +96,11 @@ async def stream_form(
             return
         value: bytearray = state["data"]  # type: ignore[assignment]
         value += data[start:end]
+        counts["text"] += end - start
         if len(value) > MAX_FIELD_BYTES:
             raise bad_request(f"The form field {state['name']!r} is too long.")
+        if counts["text"] > MAX_TEXT_BYTES:
+            raise bad_request(f"The form's text fields are limited to {MAX_TEXT_BYTES} bytes in all.")
 
     def on_part_end() -> None:
         if not state["is_file"] and state["name"]:

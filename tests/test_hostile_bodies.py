@@ -335,3 +335,39 @@ def test_cut_uploads_log_no_error_and_store_nothing(server: FolioProcess, accoun
     tmp = server.data_dir / "tmp"
     leftovers = [p.name for p in tmp.iterdir()] if tmp.exists() else []
     assert not leftovers, leftovers
+
+
+def _upload_body(boundary: str, parts: list[tuple[str, bytes]]) -> bytes:
+    """Parts given as (headers block, value): the headers as sent, CRLF-separated."""
+    out = b""
+    for headers, value in parts:
+        out += f"--{boundary}\r\n{headers}\r\n\r\n".encode() + value + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/files", "/api/versions"])
+def test_form_parts_and_their_headers_are_bounded(server: FolioProcess, account: DocAccount, path: str) -> None:
+    """A part's headers, the number of parts and the text fields together are bounded: an
+    upload's Content-Length may be gigabytes, and only the file may use them."""
+    boundary = "bounded"
+    file_part = ('Content-Disposition: form-data; name="file"; filename="f.txt"', b"hello")
+    huge_header = (f'Content-Disposition: form-data; name="key"\r\nX-Filler: {"x" * 200_000}', b"k.txt")
+    many_parts = [(f'Content-Disposition: form-data; name="f{i}"', b"v") for i in range(200)]
+    many_fields = [(f'Content-Disposition: form-data; name="g{i}"', b"v" * 60_000) for i in range(8)]
+    rss_before = rss_kib(server.proc.pid)  # type: ignore[union-attr]
+    with web(server) as client:
+        for parts in ([huge_header, file_part], [*many_parts, file_part], [*many_fields, file_part]):
+            response = client.post(
+                path,
+                content=_upload_body(boundary, parts),
+                headers={"X-API-Key": account.s3_pair, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+            assert_error(response, 400)
+        # The same form within the bounds is stored.
+        good = client.post(
+            path,
+            content=_upload_body(boundary, [('Content-Disposition: form-data; name="key"', b"bounded.txt"), file_part]),
+            headers={"X-API-Key": account.s3_pair, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert good.status_code == 201, good.text
+    assert rss_kib(server.proc.pid) - rss_before < 50 * 1024  # type: ignore[union-attr]
