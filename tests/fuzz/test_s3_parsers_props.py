@@ -127,7 +127,7 @@ class _Store:
     async def set_settings(self, *args: Any) -> None:
         self.calls.append(("set_settings", args))
 
-    async def delete_object(self, bucket: Any, key: str, version_id: str | None) -> Any:
+    async def delete_object(self, bucket: Any, key: str, version_id: str | None, condition: Any = None) -> Any:
         self.calls.append(("delete_object", (key, version_id)))
         if version_id is not None and not version_id.isalnum():
             raise StoreError("NoSuchVersion")
@@ -276,7 +276,7 @@ def test_integer_query_parameters_parse_to_what_int_says_or_are_refused(query) -
 @given(query=queries)
 def test_listing_parameters_are_checked_or_refused(query) -> None:
     ctx = context(query=query)
-    refused_or(listing._encoding, ctx)
+    refused_or(listing.encoding_param, ctx)
     if "continuation-token" in query:
         refused_or(listing.decode_token, query["continuation-token"])
     if hasattr(ctx, "version_id"):
