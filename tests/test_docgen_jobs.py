@@ -18,11 +18,10 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import boto3
 import httpx
 import pytest
 
-from tests.conftest import make_s3_client
+from tests.conftest import make_s3_client, moto_client
 from tests.docgen_helpers import (
     HELLO_B64,
     DocAccount,
@@ -63,15 +62,6 @@ def receiver() -> Iterator[Recorder]:
     yield found
     found.close()
 
-
-def moto_client(moto_url: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def wait_delivered(acct: DocAccount, job_id: str, timeout: float = 30) -> dict:

@@ -15,7 +15,6 @@ from typing import Any
 from unittest import mock
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import boto3
 import httpx
 import pytest
 from botocore.auth import S3SigV4QueryAuth
@@ -23,20 +22,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from tests.conftest import make_s3_client, new_bucket
+from tests.conftest import make_s3_client, moto_client, new_bucket
 from tests.folio_process import FolioProcess
 from tests.test_malformed_input import Reply, assert_s3_error, signed
 
 
 @pytest.fixture(scope="module")
 def moto_s3(moto_url: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return moto_client(moto_url)
 
 
 def headers_of(response: dict[str, Any]) -> dict[str, str]:

@@ -14,10 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import make_s3_client, new_bucket
+from tests.conftest import make_s3_client, moto_client, new_bucket
 from tests.folio_process import FolioProcess
 from tests.test_malformed_input import signed
-from tests.test_s3_conditional_writes import moto_client
 from tests.test_s3_multipart import part_list, upload_parts
 from tests.test_s3_objects import s3_error, status_of
 

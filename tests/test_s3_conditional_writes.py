@@ -11,11 +11,10 @@ import threading
 import uuid
 from collections.abc import Iterator
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import make_s3_client, new_bucket
+from tests.conftest import make_s3_client, moto_client, new_bucket
 from tests.folio_process import FolioProcess
 from tests.test_malformed_input import assert_s3_error, host_header, raw_request_head, read_reply, sign
 from tests.test_s3_multipart import md5_etag, part_list
@@ -23,15 +22,6 @@ from tests.test_s3_objects import s3_error, status_of
 
 RACE_ROUNDS = 50
 
-
-def moto_client(moto_url: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-import boto3
 import httpx
 import pytest
 
-from tests.conftest import new_bucket
+from tests.conftest import moto_client, new_bucket
 from tests.folio_process import FolioProcess
 from tests.test_malformed_input import Reply, assert_s3_error, signed
 
@@ -48,13 +47,7 @@ KEYS = [
 
 @pytest.fixture(scope="module")
 def moto_s3(moto_url: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return moto_client(moto_url)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
 from awscrt import checksums as crt_checksums
 from boto3.s3.transfer import TransferConfig
@@ -33,7 +32,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import AwsRunner, make_s3_client
+from tests.conftest import AwsRunner, make_s3_client, moto_client
 from tests.folio_process import FolioProcess
 from tests.test_crash_recovery import NO_RETRIES
 from tests.test_malformed_input import assert_s3_error, sign, signed
@@ -824,13 +823,7 @@ class UploadsOnBoth:
 @pytest.fixture(scope="module")
 def uploads_on_both(folio: FolioProcess, moto_url: str) -> Iterator[UploadsOnBoth]:
     folio_s3 = make_s3_client(folio)
-    moto_s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    moto_s3 = moto_client(moto_url)
     name = f"uploads-{uuid.uuid4().hex[:12]}"
     folio_s3.create_bucket(Bucket=name)
     moto_s3.create_bucket(Bucket=name)

@@ -17,12 +17,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from lxml import etree
 
-from tests.conftest import new_bucket
+from tests.conftest import moto_client, new_bucket
 
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -794,13 +793,7 @@ def walk(client, bucket: str, labels: dict[str, str], **params: Any) -> list[dic
 
 @pytest.fixture
 def moto_s3(moto_url: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return moto_client(moto_url)
 
 
 @pytest.fixture

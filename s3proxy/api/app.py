@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
-from core.ratelimit import PLAN_RATE_FIELDS, retry_after_header
+from core.ratelimit import PLAN_RATE_FIELDS
 from core.strictparse import header_safe
 from s3proxy.api import (
     acl,
@@ -29,7 +29,7 @@ from s3proxy.api import (
 )
 from s3proxy.api.body import ClientDisconnected
 from s3proxy.api.context import RequestContext, Response
-from s3proxy.api.errors import S3Error
+from s3proxy.api.errors import S3Error, too_many_requests
 from s3proxy.api.router import Target, resolve
 from s3proxy.api.services import Services
 from s3proxy.api.xml import document, element
@@ -235,13 +235,7 @@ class S3App:
         max_wait = self.services.config.limits.max_rate_wait_seconds
         wait = await self.services.limiter.admit((client, kind), rate, max_wait=max_wait)
         if wait:
-            raise S3Error(
-                "TooManyRequests",
-                headers={
-                    "retry-after": retry_after_header(wait),
-                    "x-amz-retry-after": str(max(1, round(wait * 1000))),
-                },
-            )
+            raise too_many_requests(wait)
 
     def _client_address(self, ctx: RequestContext) -> str:
         client = ctx.scope.get("client")

@@ -6,6 +6,8 @@ it into the S3 XML error document (Code, Message, Resource, RequestId).
 
 from __future__ import annotations
 
+from core.ratelimit import retry_after_header
+
 # code -> (HTTP status, default message), as AWS documents them.
 ERROR_CODES: dict[str, tuple[int, str]] = {
     "AccessDenied": (403, "Access Denied"),
@@ -130,3 +132,14 @@ class S3Error(Exception):
         # Extra elements for the XML body, e.g. {"ArgumentName": "max-keys"}.
         self.extra = extra or {}
         super().__init__(f"{code}: {self.message}")
+
+
+def too_many_requests(wait_seconds: float) -> S3Error:
+    """429 past the plan's rate: `Retry-After` in whole seconds, `x-amz-retry-after` in ms."""
+    return S3Error(
+        "TooManyRequests",
+        headers={
+            "retry-after": retry_after_header(wait_seconds),
+            "x-amz-retry-after": str(max(1, round(wait_seconds * 1000))),
+        },
+    )

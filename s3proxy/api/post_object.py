@@ -19,12 +19,12 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from core.accounts import Account
-from core.ratelimit import PLAN_RATE_FIELDS, retry_after_header
+from core.ratelimit import PLAN_RATE_FIELDS
 from core.requestbody import BodyProblem, multipart_boundary
 from core.strictparse import ascii_int, header_safe
 from s3proxy.api.body import BodyReceiver
 from s3proxy.api.context import RequestContext, Response
-from s3proxy.api.errors import S3Error
+from s3proxy.api.errors import S3Error, too_many_requests
 from s3proxy.api.objects import META_PREFIX, STORED_HEADERS, object_meta_from_headers, version_headers
 from s3proxy.api.services import Services
 from s3proxy.api.xml import document, element
@@ -175,13 +175,7 @@ async def _rate_limit(services: Services, account: Account, access_key: str) -> 
     max_wait = services.config.limits.max_rate_wait_seconds
     wait = await services.limiter.admit((access_key, "write"), rate, max_wait=max_wait)
     if wait:
-        raise S3Error(
-            "TooManyRequests",
-            headers={
-                "retry-after": retry_after_header(wait),
-                "x-amz-retry-after": str(max(1, round(wait * 1000))),
-            },
-        )
+        raise too_many_requests(wait)
 
 
 def _meta(fields: dict[str, str]) -> ObjectMeta:
