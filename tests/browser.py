@@ -17,10 +17,12 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.sync.client import ClientConnection, connect
 
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
@@ -197,3 +199,16 @@ class Page:
             text = details.get("exception", {}).get("description") or details.get("text")
             raise BrowserError(f"page script threw: {text}")
         return result["result"].get("value")
+
+
+def running_chromium() -> Iterator[Chromium]:
+    """Debian's Chromium for a module's browser tests (`yield from` it in a fixture). Missing
+    is a failure, not a skip: a browser test only counts when a real browser ran it."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.fail(
+            MISSING_MESSAGE.format(path=os.environ.get("FOLIO_TEST_CHROMIUM") or DEBIAN_CHROMIUM),
+            pytrace=False,
+        )
+    with Chromium(executable) as browser:
+        yield browser

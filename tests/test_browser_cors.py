@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, Chromium, Page, chromium_path
+from tests.browser import Chromium, Page, running_chromium
 from tests.web_client import page_server
 
 PAGE_HTML = b"""<!doctype html>
@@ -66,12 +65,7 @@ def page_origins() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Chromium]:
-    executable = chromium_path()
-    if executable is None:
-        # A failure, not a skip: the issue is only done when a real browser ran this.
-        pytest.fail(MISSING_MESSAGE.format(path=os.environ.get("FOLIO_TEST_CHROMIUM") or DEBIAN_CHROMIUM), pytrace=False)
-    with Chromium(executable) as browser:
-        yield browser
+    yield from running_chromium()
 
 
 def allow(s3, bucket: str, origin: str, allowed_headers: list[str]) -> None:

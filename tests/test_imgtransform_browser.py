@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -18,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, Chromium, Page, chromium_path
+from tests.browser import Chromium, Page, running_chromium
 from tests.folio_process import FolioProcess
 from tests.imgtools import encode, get_img, image_of, img_client, img_url, subject_scene
 from tests.web_client import page_server
@@ -35,15 +34,7 @@ def page_origin() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Chromium]:
-    executable = chromium_path()
-    if executable is None:
-        # A failure, not a skip: the issue is only done when a real browser ran this.
-        pytest.fail(
-            MISSING_MESSAGE.format(path=os.environ.get("FOLIO_TEST_CHROMIUM") or DEBIAN_CHROMIUM),
-            pytrace=False,
-        )
-    with Chromium(executable) as browser:
-        yield browser
+    yield from running_chromium()
 
 
 def page_with_images(name: str, sources: dict[str, str]) -> str:

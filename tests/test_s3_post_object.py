@@ -22,7 +22,12 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from tests.browser import DEBIAN_CHROMIUM, MISSING_MESSAGE, BrowserError, Chromium, Page, chromium_path
+from tests.browser import (
+    BrowserError,
+    Chromium,
+    Page,
+    running_chromium,
+)
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess, running_server
 from tests.web_client import page_server
@@ -38,14 +43,7 @@ def s3_v4(folio: FolioProcess):
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Chromium]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.fail(
-            MISSING_MESSAGE.format(path=os.environ.get("FOLIO_TEST_CHROMIUM") or DEBIAN_CHROMIUM),
-            pytrace=False,
-        )
-    with Chromium(executable) as browser:
-        yield browser
+    yield from running_chromium()
 
 
 def s3_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
