@@ -40,6 +40,10 @@ class Decision:
     wait: float
 
 
+# The common answer, shared rather than built per request (the limiter is on every request's path).
+ADMITTED = Decision(True, 0.0)
+
+
 class RateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_waiting: int = MAX_WAITING) -> None:
         self.clock = clock
@@ -57,7 +61,7 @@ class RateLimiter:
         seconds for it. An allowed decision has reserved its token: the caller must not
         ask again for the same request."""
         if rate <= 0:
-            return Decision(True, 0.0)
+            return ADMITTED
         interval = 1.0 / rate
         tolerance = (max(burst if burst is not None else rate, 1.0) - 1.0) * interval
         now = self.clock()
@@ -73,7 +77,7 @@ class RateLimiter:
             # within the bound (at once, with no bound, when the token is due).
             return Decision(False, max(wait - max_wait, 0.001))
         self._due[key] = max(due, now - tolerance) + interval
-        return Decision(True, wait)
+        return Decision(True, wait) if wait > 0 else ADMITTED
 
     def acquire(self, key: Hashable, rate: float, burst: float | None = None) -> float:
         """Take a token now or not at all: 0.0 when allowed, else the seconds until a

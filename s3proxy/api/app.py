@@ -232,6 +232,8 @@ class S3App:
         while that stays within [limits] max_rate_wait_seconds; past it, 429."""
         kind = operation_class(operation, ctx.method)
         rate = getattr(self.services.config.plan(plan_name), PLAN_RATE_FIELDS[kind])
+        if rate <= 0:
+            return  # unlimited: no bucket to keep
         max_wait = self.services.config.limits.max_rate_wait_seconds
         wait = await self.services.limiter.admit((client, kind), rate, max_wait=max_wait)
         if wait:
