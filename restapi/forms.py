@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser
 
+from core.formparts import PartHeaders
 from core.jsonapi import bad_request
 from core.requestbody import multipart_boundary
 
@@ -45,49 +46,33 @@ async def stream_form(
     form = ParsedForm()
     pending: list[bytes] = []
     state: dict[str, object] = {}
-    counts = {"parts": 0, "text": 0}
+    counts = {"parts": 0, "text": 0, "header": 0}
+
+    def spend_header(count: int) -> None:
+        counts["header"] += count
+        if counts["header"] > MAX_PART_HEADER_BYTES:
+            raise bad_request(f"A form part's headers are limited to {MAX_PART_HEADER_BYTES} bytes.")
+
+    part = PartHeaders(spend_header)
 
     def on_part_begin() -> None:
         counts["parts"] += 1
         if counts["parts"] > MAX_PARTS:
             raise bad_request(f"A form takes at most {MAX_PARTS} parts.")
-        state.update(
-            headers={}, field_name=bytearray(), value_name=bytearray(), header_bytes=0, name=None,
-            data=bytearray(), is_file=False,
-        )
-
-    def _header_bytes(count: int) -> None:
-        total = state["header_bytes"] + count  # type: ignore[operator]
-        if total > MAX_PART_HEADER_BYTES:
-            raise bad_request(f"A form part's headers are limited to {MAX_PART_HEADER_BYTES} bytes.")
-        state["header_bytes"] = total
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        _header_bytes(end - start)
-        state["field_name"] += data[start:end]  # type: ignore[operator]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        _header_bytes(end - start)
-        state["value_name"] += data[start:end]  # type: ignore[operator]
-
-    def on_header_end() -> None:
-        headers = state["headers"]
-        headers[bytes(state["field_name"]).lower()] = bytes(state["value_name"])  # type: ignore[index,arg-type]
-        state["field_name"], state["value_name"] = bytearray(), bytearray()
+        counts["header"] = 0
+        part.begin()
+        state.update(name=None, data=bytearray(), is_file=False)
 
     def on_headers_finished() -> None:
-        headers: dict[bytes, bytes] = state["headers"]  # type: ignore[assignment]
-        _disposition, options = parse_options_header(headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
+        name, filename = part.disposition()
         state["name"] = name
         if name == FILE_FIELD:
             if form.saw_file:
                 raise bad_request("Send one file per upload.")
             form.saw_file = True
             state["is_file"] = True
-            filename = options.get(b"filename")
             form.filename = filename.decode("utf-8", "replace") if filename is not None else None
-            content_type = headers.get(b"content-type")
+            content_type = part.headers.get(b"content-type")
             form.content_type = content_type.decode("latin-1") if content_type else None
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
@@ -111,9 +96,9 @@ async def stream_form(
         boundary,
         {
             "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
+            "on_header_field": part.on_field,
+            "on_header_value": part.on_value,
+            "on_header_end": part.on_end,
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,

@@ -19,6 +19,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from core.accounts import Account
+from core.formparts import PartHeaders
 from core.ratelimit import PLAN_RATE_FIELDS
 from core.requestbody import BodyProblem, multipart_boundary
 from core.strictparse import ascii_int, header_safe
@@ -113,31 +114,18 @@ def _parser(boundary: bytes, upload: _Upload) -> MultipartParser:
             if part["header_bytes"] > MAX_PRE_DATA_BYTES:  # type: ignore[operator]
                 raise _malformed()
 
+    headers = PartHeaders(count)
+
     def on_part_begin() -> None:
-        part.update(
-            headers={}, name=bytearray(), value=bytearray(), field="", data=bytearray(), header_bytes=0
-        )
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        count(end - start)
-        part["name"] += data[start:end]  # type: ignore[operator]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        count(end - start)
-        part["value"] += data[start:end]  # type: ignore[operator]
-
-    def on_header_end() -> None:
-        part["headers"][bytes(part["name"]).lower()] = bytes(part["value"])  # type: ignore[index,arg-type]
-        part["name"], part["value"] = bytearray(), bytearray()
+        headers.begin()
+        part.update(field="", data=bytearray(), header_bytes=0)
 
     def on_headers_finished() -> None:
-        headers: dict[bytes, bytes] = part["headers"]  # type: ignore[assignment]
-        _, options = parse_options_header(headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace").lower()
-        part["field"] = name
-        if upload.phase == "fields" and name == FILE_FIELD:
+        name, filename = headers.disposition()
+        part["field"] = name.lower()
+        if upload.phase == "fields" and part["field"] == FILE_FIELD:
             upload.phase = "file"
-            upload.filename = options.get(b"filename", b"").decode("utf-8", "replace")
+            upload.filename = (filename or b"").decode("utf-8", "replace")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if upload.phase == "file" and part["field"] == FILE_FIELD:
@@ -157,9 +145,9 @@ def _parser(boundary: bytes, upload: _Upload) -> MultipartParser:
         boundary,
         {
             "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
+            "on_header_field": headers.on_field,
+            "on_header_value": headers.on_value,
+            "on_header_end": headers.on_end,
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
