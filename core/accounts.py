@@ -157,7 +157,9 @@ class Accounts:
         cached = self._plan_cache.get(account_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        row = self.db.read(lambda c: c.execute("SELECT plan FROM accounts WHERE id = ?", (account_id,)).fetchone())
+        row = self.db.read(
+            lambda c: c.execute("SELECT plan FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        )
         plan = row[0] if row else self.default_plan
         if len(self._plan_cache) > 10000:
             self._plan_cache.clear()
@@ -322,7 +324,11 @@ class Accounts:
 
     async def create_account(self, email: str, password: str | None = None, **kwargs) -> NewAccount:
         # scrypt takes tens of milliseconds on purpose: hash off the event loop.
-        hashed = await asyncio.get_running_loop().run_in_executor(None, hash_password, password) if password else None
+        hashed = (
+            await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
+            if password
+            else None
+        )
         created = await self.db.write(
             self._insert_account(
                 email,
@@ -369,6 +375,14 @@ class Accounts:
         row = self.db.read(
             lambda c: c.execute(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+        )
+        return _account(row) if row else None
+
+    def by_canonical_id(self, canonical_id: str) -> Account | None:
+        row = self.db.read(
+            lambda c: c.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE canonical_id = ?", (canonical_id,)
             ).fetchone()
         )
         return _account(row) if row else None

@@ -27,6 +27,7 @@ from imgtransform.cache import DiskCache
 from imgtransform.negotiate import format_class
 from imgtransform.params import InvalidParameter, Transform, parse_query
 from imgtransform.render import CONTENT_TYPES, ImageError, Limits, Rendered, render, set_pixel_limit
+from s3proxy.access.decide import Caller, allowed
 from s3proxy.store.engine import Store
 from s3proxy.store.errors import StoreError
 from s3proxy.store.models import Bucket, ObjectVersion
@@ -111,16 +112,19 @@ class ImageService:
             owner = True
         else:
             owner = self._header_owner(request, bucket)
+        client = request.client.host if request.client else "unknown"
         if not owner:
-            client = request.client.host if request.client else "unknown"
             self._rate_limit(("ip", client), self.config.accounts.anonymous_plan)
+        # Anyone but the owner sees exactly what an anonymous S3 GET may read: the same
+        # decision (object ACL, bucket policy), with this request's address and scheme.
+        anyone = Caller(None, None, client, secure_transport=request.url.scheme == "https")
         try:
             version = self.store.head_object(bucket, key)
         except StoreError as exc:
-            if owner or bucket.settings.public_read:
+            if owner or allowed(anyone, bucket, "s3:ListBucket"):
                 raise ApiError(404, "NoSuchKey", "No such object.") from exc
             raise _DENIED from exc
-        if not (owner or bucket.settings.public_read or version.public_read):
+        if not owner and not allowed(anyone, bucket, "s3:GetObject", key, object_acl=version.acl):
             raise _DENIED
         return Source(bucket, key, version)
 

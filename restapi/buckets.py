@@ -14,6 +14,8 @@ from core.jsonapi import ApiError, bad_request, storage_full
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, iso, owned_bucket
 from restapi.routing import json_route
+from s3proxy.access import public_read
+from s3proxy.access.policy import MalformedPolicy
 from s3proxy.store.errors import StorageFull, StoreError
 from s3proxy.store.models import Bucket
 
@@ -33,7 +35,7 @@ def _bucket_json(services: RestServices, bucket: Bucket, usage: tuple[int, int] 
         "name": bucket.name,
         "region": bucket.region,
         "versioning": bucket.versioning or "Off",
-        "publicRead": bucket.settings.public_read,
+        "publicRead": public_read.is_public_read(bucket),
         "createdAt": iso(bucket.created_at),
         "bytesUsed": usage[0] if usage else 0,
         "objects": usage[1] if usage else 0,
@@ -50,7 +52,7 @@ def _flag(body: dict[str, Any], name: str) -> bool | None:
 def _versioning(body: dict[str, Any]) -> str | None:
     value = body.get("versioning")
     if value is not None and value not in ("Enabled", "Suspended"):
-        raise bad_request("'versioning' must be \"Enabled\" or \"Suspended\".", field="versioning")
+        raise bad_request('\'versioning\' must be "Enabled" or "Suspended".', field="versioning")
     return value
 
 
@@ -73,9 +75,10 @@ async def buckets(request: Request, services: RestServices) -> Response:
         name = body.get("name")
         if not isinstance(name, str) or not name:
             raise bad_request("'name' must name the bucket.", field="name")
-        public_read, versioning = _flag(body, "publicRead"), _versioning(body)
+        make_public, versioning = _flag(body, "publicRead"), _versioning(body)
         if request.method == "POST":
-            bucket, created = await store.create_bucket(account_id, name, public_read=bool(public_read))
+            policy = public_read.new_bucket_policy(name, bool(make_public))
+            bucket, created = await store.create_bucket(account_id, name, policy=policy)
             if not created:
                 raise ApiError(409, "BucketAlreadyOwnedByYou", "You already have a bucket with this name.")
             status = 201
@@ -84,10 +87,12 @@ async def buckets(request: Request, services: RestServices) -> Response:
             status = 200
         if versioning is not None:
             bucket = await store.set_versioning(bucket, versioning)
-        if public_read is not None and public_read != bucket.settings.public_read:
-            bucket = await store.set_public_read(bucket, public_read)
+        if make_public is not None:
+            bucket = await public_read.set_public_read(store, bucket, make_public)
         usage = store.usage(account_id).buckets.get(bucket.name)
         return JSONResponse(_bucket_json(services, bucket, usage), status_code=status)
+    except MalformedPolicy as exc:  # the public-read statement would not fit the policy
+        raise ApiError(400, "MalformedPolicy", exc.message) from exc
     except StoreError as exc:
         if isinstance(exc, StorageFull):
             raise storage_full() from exc

@@ -3,6 +3,7 @@ the aws CLI), and moto as a reference S3."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -101,6 +102,19 @@ def new_bucket(s3, prefix: str = "test") -> Iterator[str]:
         s3.delete_bucket(Bucket=name)
     except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
         pass
+
+
+def make_objects_public(s3, name: str) -> None:
+    """The usual website bucket policy: anyone may GET every object of the bucket (a
+    bucket ACL of public-read only lets anyone list it, as on AWS)."""
+    statement = {
+        "Sid": "PublicRead",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{name}/*",
+    }
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
 
 
 def empty_bucket(s3, name: str) -> None:

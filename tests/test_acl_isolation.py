@@ -191,45 +191,58 @@ def test_put_object_acl_turns_public_access_off_and_on(
     assert a_s3.get_object(Bucket=a_bucket, Key="doc.txt")["Body"].read() == b"doc"
 
 
-def test_public_read_bucket_serves_its_objects_until_made_private(
+def test_public_read_bucket_lists_but_keeps_private_objects_private(
     folio: FolioProcess, a_s3, owner: dict, a_public_bucket: str
 ) -> None:
+    # As S3 (issue 14): a bucket's READ grant lets its grantee list the bucket; reading
+    # an object needs READ on the object's own ACL (or a bucket policy).
     a_s3.put_object(Bucket=a_public_bucket, Key="plain.txt", Body=b"no acl of its own")
     url = f"{folio.s3_url}/{a_public_bucket}/plain.txt"
+    listing_url = f"{folio.s3_url}/{a_public_bucket}?list-type=2"
     assert grants_of(a_s3.get_bucket_acl(Bucket=a_public_bucket)) == public_grants(owner)
-    # The object itself is private; the bucket's public-read is what makes it readable.
     assert grants_of(a_s3.get_object_acl(Bucket=a_public_bucket, Key="plain.txt")) == private_grants(owner)
-    assert anonymous("GET", url).content == b"no acl of its own"
-    assert anonymous("HEAD", url).status_code == 200
-    # In a public bucket a missing key may say so.
+    denied = anonymous("GET", url)
+    assert (denied.status_code, xml_code(denied)) == (403, "AccessDenied")
+    assert b"no acl of its own" not in denied.content
+    assert anonymous("HEAD", url).status_code == 403
+    listing = anonymous("GET", listing_url)
+    assert listing.status_code == 200
+    assert b"<Key>plain.txt</Key>" in listing.content
+    # A caller who may list the bucket may learn that a key is missing.
     missing = anonymous("GET", f"{folio.s3_url}/{a_public_bucket}/missing")
     assert (missing.status_code, xml_code(missing)) == (404, "NoSuchKey")
 
     a_s3.put_bucket_acl(Bucket=a_public_bucket, ACL="private")
     assert grants_of(a_s3.get_bucket_acl(Bucket=a_public_bucket)) == private_grants(owner)
-    denied = anonymous("GET", url)
-    assert (denied.status_code, xml_code(denied)) == (403, "AccessDenied")
+    assert (anonymous("GET", listing_url).status_code, xml_code(anonymous("GET", listing_url))) == (
+        403,
+        "AccessDenied",
+    )
     assert anonymous("GET", f"{folio.s3_url}/{a_public_bucket}/missing").status_code == 403
 
     a_s3.put_bucket_acl(Bucket=a_public_bucket, ACL="public-read")
-    assert anonymous("GET", url).status_code == 200
+    assert anonymous("GET", listing_url).status_code == 200
+    assert anonymous("GET", url).status_code == 403
 
 
-def test_put_bucket_acl_makes_a_private_bucket_public_and_back(
+def test_put_bucket_acl_opens_listing_and_back(
     folio: FolioProcess, a_s3, owner: dict, a_bucket: str, tmp_path: Path
 ) -> None:
     a_s3.put_object(Bucket=a_bucket, Key="k", Body=b"value")
     url = f"{folio.s3_url}/{a_bucket}/k"
     assert grants_of(a_s3.get_bucket_acl(Bucket=a_bucket)) == private_grants(owner)
     assert anonymous("GET", url).status_code == 403
+    assert curl_get(f"{folio.s3_url}/{a_bucket}", tmp_path / "l0")[0] == 403
 
     a_s3.put_bucket_acl(Bucket=a_bucket, ACL="public-read")
-    assert curl_get(url, tmp_path / "k") == (200, b"value")
+    status, body = curl_get(f"{folio.s3_url}/{a_bucket}", tmp_path / "l1")
+    assert status == 200 and b"<Key>k</Key>" in body
+    assert curl_get(url, tmp_path / "k")[0] == 403  # the object stays private
     a_s3.put_bucket_acl(Bucket=a_bucket, ACL="private")
-    assert curl_get(url, tmp_path / "k2")[0] == 403
+    assert curl_get(f"{folio.s3_url}/{a_bucket}", tmp_path / "l2")[0] == 403
 
 
-def test_anonymous_writes_lists_and_acl_reads_are_denied_even_on_public_buckets(
+def test_anonymous_writes_and_acl_reads_are_denied_on_public_read_buckets(
     folio: FolioProcess, a_s3, a_public_bucket: str
 ) -> None:
     bucket = a_public_bucket
@@ -244,10 +257,6 @@ def test_anonymous_writes_lists_and_acl_reads_are_denied_even_on_public_buckets(
         ("POST", f"{base}?delete", delete_xml),
         ("POST", f"{base}/upload.bin?uploads", None),
         ("GET", f"{folio.s3_url}/", None),
-        ("GET", base, None),
-        ("GET", f"{base}?list-type=2", None),
-        ("GET", f"{base}?versions", None),
-        ("GET", f"{base}?uploads", None),
         ("GET", f"{base}?acl", None),
         ("GET", f"{base}/public.txt?acl", None),
         ("PUT", f"{base}?acl", None),
@@ -260,7 +269,10 @@ def test_anonymous_writes_lists_and_acl_reads_are_denied_even_on_public_buckets(
         headers = {"x-amz-acl": "public-read"} if url.endswith("?acl") else {}
         response = anonymous(method, url, content=body, headers=headers)
         assert (response.status_code, xml_code(response)) == (403, "AccessDenied"), (method, url)
-    assert anonymous("HEAD", base).status_code == 403
+    # What the bucket's READ grant gives anyone: listing (objects, versions, uploads).
+    for url in (base, f"{base}?list-type=2", f"{base}?versions", f"{base}?uploads"):
+        assert anonymous("GET", url).status_code == 200, url
+    assert anonymous("HEAD", base).status_code == 200
 
     # Nothing changed: same single version, same bytes, no upload, bucket still there.
     assert a_s3.list_object_versions(Bucket=bucket)["Versions"] == versions_before
@@ -336,19 +348,25 @@ def test_access_control_policy_bodies_equal_to_canned_acls(
 
     a_s3.put_bucket_acl(Bucket=a_bucket, AccessControlPolicy=public)
     assert grants_of(a_s3.get_bucket_acl(Bucket=a_bucket)) == public_grants(owner)
-    assert anonymous("GET", url).status_code == 200
-    a_s3.put_bucket_acl(Bucket=a_bucket, AccessControlPolicy=private)
-    assert anonymous("GET", url).status_code == 403
+    assert anonymous("GET", f"{folio.s3_url}/{a_bucket}").status_code == 200  # READ on a bucket: list
+    assert anonymous("GET", url).status_code == 403  # ... not the private object
 
-    # Write access for everyone is more than public-read: not supported, and not half-applied.
+    # WRITE for everyone (public-read-write as a body): anyone may put objects.
     writable = {
         "Grants": public["Grants"] + [{"Grantee": everyone, "Permission": "WRITE"}],
         "Owner": owner_block,
     }
-    with pytest.raises(ClientError) as exc:
-        a_s3.put_bucket_acl(Bucket=a_bucket, AccessControlPolicy=writable)
-    assert s3_error(exc) == (501, "NotImplemented")
+    a_s3.put_bucket_acl(Bucket=a_bucket, AccessControlPolicy=writable)
+    assert sorted(grants_of(a_s3.get_bucket_acl(Bucket=a_bucket))) == sorted(
+        public_grants(owner) + [("Group", ALL_USERS, "WRITE")]
+    )
+    assert anonymous("PUT", f"{folio.s3_url}/{a_bucket}/dropped", content=b"from anyone").status_code == 200
+    assert a_s3.get_object(Bucket=a_bucket, Key="dropped")["Body"].read() == b"from anyone"
+
+    a_s3.put_bucket_acl(Bucket=a_bucket, AccessControlPolicy=private)
     assert grants_of(a_s3.get_bucket_acl(Bucket=a_bucket)) == private_grants(owner)
+    refused = anonymous("PUT", f"{folio.s3_url}/{a_bucket}/again", content=b"x")
+    assert (refused.status_code, xml_code(refused)) == (403, "AccessDenied")
 
 
 def test_copy_object_takes_the_acl_of_the_request_not_of_the_source(
@@ -456,13 +474,9 @@ def test_object_acls_belong_to_each_version(folio: FolioProcess, a_s3, owner: di
 
 @pytest.mark.parametrize(
     ("acl", "expected"),
-    [
-        ("public-read-write", (501, "NotImplemented")),
-        ("authenticated-read", (501, "NotImplemented")),
-        ("everyone-may-read", (400, "InvalidArgument")),
-    ],
+    [("everyone-may-read", (400, "InvalidArgument"))],
 )
-def test_unsupported_or_unknown_canned_acls_are_refused_and_change_nothing(
+def test_unknown_canned_acls_are_refused_and_change_nothing(
     folio: FolioProcess, a_s3, owner: dict, a_bucket: str, acl: str, expected: tuple[int, str]
 ) -> None:
     a_s3.put_object(Bucket=a_bucket, Key="existing", Body=b"v")
@@ -495,14 +509,28 @@ def test_unsupported_or_unknown_canned_acls_are_refused_and_change_nothing(
     assert a_s3.list_multipart_uploads(Bucket=a_bucket).get("Uploads", []) == []
 
 
-def test_grant_headers_are_not_implemented(a_s3, a_bucket: str) -> None:
+def test_grant_headers_must_name_real_grantees(folio: FolioProcess, a_s3, a_bucket: str) -> None:
+    a_s3.put_object(Bucket=a_bucket, Key="granted", Body=b"x", GrantRead=f'uri="{ALL_USERS}"')
+    assert anonymous("GET", f"{folio.s3_url}/{a_bucket}/granted").content == b"x"
+    # An unknown canonical id, email or group grants nothing silently: refused, nothing stored.
+    for call in (
+        lambda: a_s3.put_bucket_acl(Bucket=a_bucket, GrantFullControl='id="someone-else"'),
+        lambda: a_s3.put_object(
+            Bucket=a_bucket, Key="k2", Body=b"x", GrantRead='uri="http://example.com/all"'
+        ),
+        lambda: a_s3.put_object(
+            Bucket=a_bucket, Key="k3", Body=b"x", GrantRead='emailAddress="no@example.invalid"'
+        ),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert s3_error(exc)[0] == 400
+    assert a_s3.list_objects_v2(Bucket=a_bucket)["KeyCount"] == 1
     with pytest.raises(ClientError) as exc:
-        a_s3.put_object(Bucket=a_bucket, Key="granted", Body=b"x", GrantRead=f'uri="{ALL_USERS}"')
-    assert s3_error(exc) == (501, "NotImplemented")
-    with pytest.raises(ClientError) as exc:
-        a_s3.put_bucket_acl(Bucket=a_bucket, GrantFullControl='id="someone-else"')
-    assert s3_error(exc) == (501, "NotImplemented")
-    assert a_s3.list_objects_v2(Bucket=a_bucket)["KeyCount"] == 0
+        a_s3.put_object(
+            Bucket=a_bucket, Key="k4", Body=b"x", ACL="public-read", GrantRead=f'uri="{ALL_USERS}"'
+        )
+    assert s3_error(exc) == (400, "InvalidRequest")
 
 
 @pytest.mark.parametrize("acl", ["bucket-owner-full-control", "bucket-owner-read", "private"])

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import TEST_CONFIG, make_s3_client, new_bucket
+from tests.conftest import TEST_CONFIG, make_objects_public, make_s3_client, new_bucket
 from tests.folio_process import FolioProcess
 from tests.imgtools import (
     GREY,
@@ -42,7 +42,7 @@ from tests.imgtools import (
 @pytest.fixture(scope="module")
 def limits_bucket(s3) -> Iterator[str]:
     for name in new_bucket(s3, "imglimits"):
-        s3.put_bucket_acl(Bucket=name, ACL="public-read")
+        make_objects_public(s3, name)
         s3.put_object(Bucket=name, Key="ok.png", Body=encode(Image.new("RGB", (300, 200), GREY), "PNG"))
         yield name
 
@@ -267,7 +267,7 @@ def busy_server(own_servers: dict[str, FolioProcess]) -> FolioProcess:
 def busy_bucket(busy_server: FolioProcess) -> Iterator[str]:
     client = make_s3_client(busy_server)
     for name in new_bucket(client, "imgbusy"):
-        client.put_bucket_acl(Bucket=name, ACL="public-read")
+        make_objects_public(client, name)
         client.put_object(
             Bucket=name, Key="big.jpg", Body=encode(smooth_picture((2400, 1800)), "JPEG", quality=85)
         )
@@ -329,7 +329,7 @@ def test_transform_over_timeout_seconds_is_503_transform_timeout(
     server = own_servers["slow"]
     client = make_s3_client(server)
     for name in new_bucket(client, "imgslow"):
-        client.put_bucket_acl(Bucket=name, ACL="public-read")
+        make_objects_public(client, name)
         client.put_object(
             Bucket=name, Key="big.jpg", Body=encode(smooth_picture((2400, 1800)), "JPEG", quality=85)
         )

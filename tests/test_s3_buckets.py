@@ -304,7 +304,7 @@ def test_bucket_limit_is_per_account(limited_folio: FolioProcess) -> None:
 UNIMPLEMENTED: list[tuple[str, dict]] = [
     ("put_bucket_tagging", {"Tagging": {"TagSet": [{"Key": "k", "Value": "v"}]}}),
     ("get_bucket_tagging", {}),
-    ("get_bucket_policy", {}),
+    ("get_bucket_lifecycle_configuration", {}),
     ("get_bucket_website", {}),
     ("get_bucket_replication", {}),
     ("get_bucket_logging", {}),

@@ -17,6 +17,7 @@ from core.strictparse import header_safe
 from s3proxy.api import (
     acl,
     attributes,
+    bucket_policy,
     buckets,
     copy,
     cors,
@@ -24,6 +25,7 @@ from s3proxy.api import (
     listing,
     multipart,
     objects,
+    permissions,
     post_object,
     versioning,
 )
@@ -73,12 +75,12 @@ HANDLERS: dict[str, Handler] = {
     "PutBucketCors": cors.put_bucket_cors,
     "DeleteBucketCors": cors.delete_bucket_cors,
     "PostObject": post_object.post_object,
+    "PutBucketPolicy": bucket_policy.put_bucket_policy,
+    "GetBucketPolicy": bucket_policy.get_bucket_policy,
+    "DeleteBucketPolicy": bucket_policy.delete_bucket_policy,
+    "GetBucketPolicyStatus": bucket_policy.get_bucket_policy_status,
 }
 
-# What an anonymous request may do: read objects that are public (checked by the handler),
-# and PostObject, whose form carries its own authentication (the signed policy, checked
-# by the handler before it stores anything).
-ANONYMOUS_OPERATIONS = frozenset({"GetObject", "HeadObject", "PostObject"})
 LIST_OPERATIONS = frozenset(
     {"ListBuckets", "ListObjects", "ListObjectsV2", "ListObjectVersions", "ListParts", "ListMultipartUploads"}
 )
@@ -239,6 +241,23 @@ class S3App:
         if wait:
             raise too_many_requests(wait)
 
+    def _authorize(self, ctx: RequestContext, operation: str) -> None:
+        """Find the request's bucket and decide (s3proxy.access) whether the caller may
+        do the operation, before any of its body is read."""
+        if operation in permissions.ACCOUNT_OPERATIONS:
+            if ctx.account is None:
+                raise S3Error("AccessDenied")
+            return
+        if ctx.bucket_name is None or operation == "PostObject":
+            return
+        # As AWS: a bucket that does not exist is NoSuchBucket for everyone, anonymous
+        # callers included (after DeleteBucket too).
+        ctx.bucket = self.services.existing_bucket(ctx.bucket_name)
+        if operation not in permissions.HANDLER_DECIDES:
+            action = permissions.required_action(operation, ctx)
+            prefix = permissions.list_prefix(operation, ctx)
+            self.services.authorize(ctx, ctx.bucket, action, ctx.key, prefix=prefix)
+
     def _client_address(self, ctx: RequestContext) -> str:
         client = ctx.scope.get("client")
         return client[0] if client else "unknown"
@@ -281,15 +300,10 @@ class S3App:
         if ctx.auth is None:
             anonymous_plan = self.services.config.accounts.anonymous_plan
             await self._rate_limit(ctx, operation, anonymous_plan, ("ip", self._client_address(ctx)))
-            if operation not in ANONYMOUS_OPERATIONS:
-                # As AWS: a bucket that does not exist is NoSuchBucket for everyone,
-                # anonymous callers included (after DeleteBucket too).
-                if ctx.bucket_name is not None and self.services.store.bucket(ctx.bucket_name) is None:
-                    raise S3Error("NoSuchBucket")
-                raise S3Error("AccessDenied")
         else:
             ctx.account = account_holder[-1]
             await self._rate_limit(ctx, operation, ctx.account.plan, ctx.auth.access_key)
+        self._authorize(ctx, operation)
         handler = HANDLERS.get(operation)
         if handler is None:
             raise S3Error("NotImplemented", f"{operation} is not implemented by Folio.")

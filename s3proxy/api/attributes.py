@@ -79,13 +79,14 @@ def _object_parts_xml(version: ObjectVersion, marker: int, max_parts: int) -> st
 
 
 async def get_object_attributes(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     wanted = _requested_attributes(ctx.headers.get("x-amz-object-attributes"))
     marker = _header_int(ctx, "x-amz-part-number-marker", 0)
     max_parts = min(_header_int(ctx, "x-amz-max-parts", MAX_PARTS), MAX_PARTS)
+    action = "s3:GetObjectVersionAttributes" if "versionId" in ctx.query else "s3:GetObjectAttributes"
     try:
-        version = services.store.head_object(bucket, ctx.key, ctx.version_id())
+        version = services.readable_version(ctx, bucket, action)
     except ObjectIsDeleteMarker as exc:
         raise _delete_marker_error(exc, bucket) from exc
     inner = ""

@@ -4,7 +4,7 @@ GetBucketLocation."""
 from __future__ import annotations
 
 from core.strictparse import ascii_int
-from s3proxy.api.acl import PUBLIC_READ, canned_acl
+from s3proxy.api.acl import stored_bucket_acl
 from s3proxy.api.body import read_small_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
@@ -16,7 +16,7 @@ from s3proxy.api.xml import child_text, document, element, escape, iso8601, loca
 async def create_bucket(ctx: RequestContext, services: Services) -> Response:
     account = ctx.require_account()
     assert ctx.bucket_name is not None
-    acl = canned_acl(ctx.headers)
+    acl = stored_bucket_acl(ctx.headers, services, account.id)
     region = None
     body = await read_small_body(ctx, 64 * 1024, watchdog=services.watchdog)
     if body.strip():
@@ -24,23 +24,23 @@ async def create_bucket(ctx: RequestContext, services: Services) -> Response:
         if local_name(root) != "CreateBucketConfiguration":
             raise S3Error("MalformedXML")
         region = child_text(root, "LocationConstraint") or None
-    await services.store.create_bucket(account.id, ctx.bucket_name, region, public_read=acl == PUBLIC_READ)
+    await services.store.create_bucket(account.id, ctx.bucket_name, region, acl=acl)
     return Response(headers={"location": f"/{ctx.bucket_name}"})
 
 
 async def delete_bucket(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     await services.store.delete_bucket(bucket)
     return Response(status=204)
 
 
 async def head_bucket(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     return Response(headers={"x-amz-bucket-region": bucket.region})
 
 
 async def get_bucket_location(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     # us-east-1 is reported as an empty LocationConstraint, as AWS does.
     region = "" if bucket.region == "us-east-1" else bucket.region
     return Response.xml(document("LocationConstraint", escape(region)))
@@ -69,7 +69,9 @@ async def list_buckets(ctx: RequestContext, services: Services) -> Response:
     buckets = [
         b
         for b in services.store.list_buckets(account.id)
-        if b.name.startswith(prefix) and (region is None or b.region == region) and (after is None or b.name > after)
+        if b.name.startswith(prefix)
+        and (region is None or b.region == region)
+        and (after is None or b.name > after)
     ]
     # The token of the next page (the last name returned): only when more buckets follow.
     next_token = encode_token(buckets[limit - 1].name) if limit is not None and len(buckets) > limit else None

@@ -9,6 +9,7 @@ from typing import Any
 from core.accounts import Account
 from s3proxy.api.errors import S3Error
 from s3proxy.auth.sigv4 import AuthResult
+from s3proxy.store.models import Bucket
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -53,6 +54,9 @@ class RequestContext:
     operation: str = ""
     auth: AuthResult | None = None
     account: Account | None = None
+    # The bucket of a bucket or object operation, found (and the caller's access to it
+    # decided) by the dispatcher.
+    bucket: Bucket | None = None
     # aws-chunked trailers, once the body has been read
     trailers: dict[str, str] = field(default_factory=dict)
     # The bucket came from the Host header (virtual-hosted-style), not the path.
@@ -85,6 +89,11 @@ class RequestContext:
             )
         check_version_id(value, "versionId")
         return value
+
+    @property
+    def account_id(self) -> str | None:
+        """The caller's account id; None when the request is anonymous."""
+        return self.account.id if self.account is not None else None
 
     def require_account(self) -> Account:
         assert self.account is not None, "authenticated routes only"

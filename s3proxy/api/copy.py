@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import unquote, unquote_to_bytes
 
-from s3proxy.api.acl import canned_acl
+from s3proxy.api.acl import stored_object_acl
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
 from s3proxy.api.objects import STORAGE_CLASSES, object_meta_from_headers, parse_http_date, write_conditions
@@ -129,10 +129,10 @@ def _result_document(version: ObjectVersion) -> bytes:
 
 
 async def copy_object(ctx: RequestContext, services: Services) -> Response:
-    dest_bucket = services.owned_bucket(ctx)
+    dest_bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     source_name, source_key, source_version_id = parse_copy_source(ctx.headers[COPY_SOURCE])
-    source_bucket = services.store.bucket_for(source_name, ctx.require_account().id)
+    source_bucket = services.readable_copy_source(ctx, source_name, source_key, source_version_id)
     directive = _metadata_directive(ctx.headers)
     meta = object_meta_from_headers(ctx.headers) if directive == "REPLACE" else None
     storage_class = _storage_class(ctx.headers)
@@ -140,7 +140,7 @@ async def copy_object(ctx: RequestContext, services: Services) -> Response:
     conditions = copy_conditions(ctx.headers)
     dest_conditions = write_conditions(ctx.headers)
     allow_unchanged = any(name in ctx.headers for name in UNSTORED_CHANGES)
-    acl = canned_acl(ctx.headers)
+    acl = stored_object_acl(ctx.headers, services, dest_bucket, ctx.account_id)
 
     computed: copy_engine.ComputedChecksums | None = None
     for _attempt in range(CHECKSUM_ATTEMPTS):

@@ -152,7 +152,7 @@ def _parse_rules(body: bytes) -> tuple[CorsRule, ...]:
 
 
 async def put_bucket_cors(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     body = await read_small_body(ctx, services.config.limits.max_xml_body, watchdog=services.watchdog)
     rules = _parse_rules(body)
     await services.store.set_settings(bucket, replace(bucket.settings, cors=rules))
@@ -160,7 +160,7 @@ async def put_bucket_cors(ctx: RequestContext, services: Services) -> Response:
 
 
 async def get_bucket_cors(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     if not bucket.settings.cors:
         raise S3Error("NoSuchCORSConfiguration")
     inner = ""
@@ -175,6 +175,6 @@ async def get_bucket_cors(ctx: RequestContext, services: Services) -> Response:
 
 
 async def delete_bucket_cors(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     await services.store.set_settings(bucket, replace(bucket.settings, cors=()))
     return Response(status=204)

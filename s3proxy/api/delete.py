@@ -9,7 +9,7 @@ from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
 from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, local_name, parse
-from s3proxy.store.errors import StoreError
+from s3proxy.store.errors import BucketAccessDenied, StoreError
 from s3proxy.store.models import WriteConditions
 
 # S3 requires an integrity header on DeleteObjects: Content-MD5 or, as boto3 now
@@ -17,8 +17,16 @@ from s3proxy.store.models import WriteConditions
 _INTEGRITY_HEADERS = ("content-md5", "x-amz-checksum-", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")
 
 
+async def _denied() -> None:
+    raise BucketAccessDenied("Access Denied")
+
+
 async def delete_objects(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
+    if bucket.settings.policy is None and not services.allows(ctx, bucket, "s3:DeleteObject"):
+        # Without a policy every key is decided by the bucket's WRITE grant alone: a
+        # caller without it is refused whole, before its body is read.
+        raise S3Error("AccessDenied")
     if not any(name.startswith(_INTEGRITY_HEADERS) for name in ctx.headers):
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
     body = await read_small_body(ctx, services.config.limits.max_xml_body, watchdog=services.watchdog)
@@ -39,9 +47,14 @@ async def delete_objects(ctx: RequestContext, services: Services) -> Response:
         raise S3Error("MalformedXML")
 
     # Issued together so the writer commits them as one group (one fsync, not 1,000).
+    # Each key is decided on its own, as S3 does: a bucket policy may deny a prefix.
     results = await asyncio.gather(
         *(
             services.store.delete_object(bucket, key, version_id, condition)
+            if services.allows(
+                ctx, bucket, "s3:DeleteObjectVersion" if version_id else "s3:DeleteObject", key
+            )
+            else _denied()
             for (key, version_id), condition in zip(targets, conditions, strict=True)
         ),
         return_exceptions=True,

@@ -62,7 +62,16 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         400,
         "The XML you provided was not well-formed or did not validate against our published schema.",
     ),
-    "MalformedACLError": (400, "The XML you provided was not well-formed or did not validate against our published schema."),
+    "MalformedACLError": (
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    ),
+    "MalformedPolicy": (400, "Policies must be valid JSON and the first byte must be '{'"),
+    "NoSuchBucketPolicy": (404, "The bucket policy does not exist"),
+    "UnresolvableGrantByEmailAddress": (
+        400,
+        "The e-mail address you provided does not match any account on record.",
+    ),
     "MaxMessageLengthExceeded": (400, "Your request was too big."),
     "MaxPostPreDataLengthExceededError": (
         400,

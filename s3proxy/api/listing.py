@@ -64,7 +64,7 @@ def _contents(page: ListPage, encode: bool, owner: Account | None) -> str:
 
 
 async def _list(ctx: RequestContext, services: Services, after: str | None, max_keys: int) -> ListPage:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     delimiter = ctx.query.get("delimiter") or None
     return await services.store.list_objects(
         bucket, prefix=ctx.query.get("prefix", ""), delimiter=delimiter, after=after, max_keys=max_keys
@@ -99,7 +99,11 @@ async def list_objects_v2(ctx: RequestContext, services: Services) -> Response:
     after = decode_token(token) if token is not None else start_after
     page = await _list(ctx, services, after, max_keys)
     enc = url_encode if encode else (lambda s: s)
-    owner = ctx.require_account() if ctx.query.get("fetch-owner", "").lower() == "true" else None
+    owner = (
+        services.bucket_owner(services.authorized_bucket(ctx))
+        if ctx.query.get("fetch-owner", "").lower() == "true"
+        else None
+    )
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter")
     inner = (
@@ -141,6 +145,6 @@ async def list_objects_v1(ctx: RequestContext, services: Services) -> Response:
         + (element("Delimiter", enc(delimiter)) if delimiter else "")
         + (element("EncodingType", "url") if encode else "")
         + element("IsTruncated", page.is_truncated)
-        + _contents(page, encode, ctx.require_account())
+        + _contents(page, encode, services.bucket_owner(services.authorized_bucket(ctx)))
     )
     return Response.xml(document("ListBucketResult", inner))

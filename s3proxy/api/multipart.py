@@ -4,9 +4,10 @@ CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads."
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from core.strictparse import ascii_int
-from s3proxy.api.acl import canned_acl
+from s3proxy.api.acl import has_acl_headers, stored_object_acl
 from s3proxy.api.body import read_small_body, receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.copy import parse_copy_source
@@ -23,7 +24,7 @@ from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, iso8601, local_name, parse, url_encode
 from s3proxy.auth import checksums
 from s3proxy.store.errors import ObjectIsDeleteMarker
-from s3proxy.store.models import Segment
+from s3proxy.store.models import Bucket, Segment
 from s3proxy.store.multipart import RequestedPart, Upload
 
 MAX_PART_NUMBER = 10000
@@ -60,9 +61,10 @@ def _checksum_elements(values: dict[str, str]) -> str:
 
 
 async def create_multipart_upload(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     meta = object_meta_from_headers(ctx.headers)
+    meta = replace(meta, acl=stored_object_acl(ctx.headers, services, bucket, ctx.account_id))
     raw_algorithm = ctx.headers.get("x-amz-checksum-algorithm")
     algorithm = raw_algorithm.strip().upper() if raw_algorithm else None
     if algorithm is not None and algorithm not in checksums.ALGORITHMS:
@@ -78,7 +80,7 @@ async def create_multipart_upload(ctx: RequestContext, services: Services) -> Re
 
 
 async def upload_part(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     part_number = _part_number(ctx)
     # The upload must exist before a byte of the part is read.
@@ -119,12 +121,12 @@ def _copy_range(header: str | None, size: int) -> tuple[int, int]:
 async def upload_part_copy(ctx: RequestContext, services: Services) -> Response:
     """A part made from a byte range of an existing object: the source's blobs are
     shared (reference counted), only an inline source is written out."""
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     part_number = _part_number(ctx)
     upload = services.store.get_upload(bucket, ctx.key, _upload_id(ctx))
     source_bucket_name, source_key, source_version = parse_copy_source(ctx.headers["x-amz-copy-source"])
-    source_bucket = services.store.bucket_for(source_bucket_name, ctx.require_account().id)
+    source_bucket = services.readable_copy_source(ctx, source_bucket_name, source_key, source_version)
     try:
         reader = services.store.open_object(source_bucket, source_key, source_version)
     except ObjectIsDeleteMarker as exc:
@@ -136,7 +138,9 @@ async def upload_part_copy(ctx: RequestContext, services: Services) -> Response:
             length = end - start + 1 if source.size else 0
             await reservation.require(length)
             md5 = hashlib.md5()
-            checksummer = checksums.Checksummer([upload.checksum_algorithm] if upload.checksum_algorithm else [])
+            checksummer = checksums.Checksummer(
+                [upload.checksum_algorithm] if upload.checksum_algorithm else []
+            )
             async for chunk in reader.iter_range(start, end) if length else _nothing():
                 md5.update(chunk)
                 checksummer.update(chunk)
@@ -150,7 +154,9 @@ async def upload_part_copy(ctx: RequestContext, services: Services) -> Response:
             writer = services.store.new_writer()
             await writer.write(data)
             await writer.finish()
-            await services.store.put_part(bucket, ctx.key, upload.id, part_number, writer, computed, reservation)
+            await services.store.put_part(
+                bucket, ctx.key, upload.id, part_number, writer, computed, reservation
+            )
         else:
             await services.store.put_part_segments(
                 bucket,
@@ -210,13 +216,15 @@ def _parse_complete(body: bytes) -> list[RequestedPart]:
 
 
 async def complete_multipart_upload(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     upload_id = _upload_id(ctx)
     # An upload in progress, or one completed whose Complete is being sent again.
     services.store.check_completable(bucket, ctx.key, upload_id)
     conditions = write_conditions(ctx.headers)
-    acl = canned_acl(ctx.headers)
+    # An ACL named at completion wins over the one given at creation.
+    acl_given = has_acl_headers(ctx.headers)
+    acl = stored_object_acl(ctx.headers, services, bucket, ctx.account_id) if acl_given else None
     claim, claimed_type = claimed_checksum(ctx.headers)
     body = await read_small_body(
         ctx,
@@ -233,6 +241,7 @@ async def complete_multipart_upload(ctx: RequestContext, services: Services) -> 
         verifying_finalizer(claim, claimed_type, claimed_object_size(ctx.headers)),
         conditions,
         acl,
+        acl_given=acl_given,
     )
     inner = (
         element("Location", f"/{bucket.name}/{ctx.key}")
@@ -248,7 +257,7 @@ async def complete_multipart_upload(ctx: RequestContext, services: Services) -> 
 
 
 async def abort_multipart_upload(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     await services.store.abort_upload(bucket, ctx.key, _upload_id(ctx))
     return Response(status=204)
@@ -268,14 +277,18 @@ def _int_param(ctx: RequestContext, name: str, default: int, limit: int) -> int:
     return min(value, limit)
 
 
-def _owner(ctx: RequestContext) -> str:
-    account = ctx.require_account()
+def _owner(services: Services, bucket: Bucket) -> str:
+    # The bucket owner pays for and owns uploads in its bucket (S3 names the initiator;
+    # Folio does not keep it apart).
+    account = services.bucket_owner(bucket)
+    if account is None:
+        return ""
     person = element("ID", account.canonical_id) + element("DisplayName", account.display_name)
     return f"<Initiator>{person}</Initiator><Owner>{person}</Owner>"
 
 
 async def list_parts(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     after = _int_param(ctx, "part-number-marker", 0, MAX_PART_NUMBER)
     max_parts = _int_param(ctx, "max-parts", 1000, 1000)
@@ -296,7 +309,7 @@ async def list_parts(ctx: RequestContext, services: Services) -> Response:
         element("Bucket", bucket.name)
         + element("Key", ctx.key)
         + element("UploadId", upload.id)
-        + _owner(ctx)
+        + _owner(services, bucket)
         + element("StorageClass", upload.meta.storage_class)
         + element("PartNumberMarker", after)
         + element("NextPartNumberMarker", parts[-1].part_number if parts else after)
@@ -310,7 +323,7 @@ async def list_parts(ctx: RequestContext, services: Services) -> Response:
 
 
 async def list_multipart_uploads(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     max_uploads = _int_param(ctx, "max-uploads", 1000, 1000)
     prefix = ctx.query.get("prefix", "")
     delimiter = ctx.query.get("delimiter") or None
@@ -331,7 +344,7 @@ async def list_multipart_uploads(ctx: RequestContext, services: Services) -> Res
         "<Upload>"
         + element("Key", enc(u.key))
         + element("UploadId", u.id)
-        + _owner(ctx)
+        + _owner(services, bucket)
         + element("StorageClass", u.meta.storage_class)
         + element("Initiated", iso8601(u.initiated))
         + (element("ChecksumAlgorithm", u.checksum_algorithm) if u.checksum_algorithm else "")

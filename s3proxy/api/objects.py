@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 
 from core.byteranges import UnsatisfiableRange, parse_byte_range
 from core.strictparse import ascii_int, header_safe
-from s3proxy.api.acl import canned_acl
+from s3proxy.api.acl import stored_object_acl
 from s3proxy.api.body import receive_object_body
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error
@@ -75,7 +75,6 @@ def object_meta_from_headers(headers: dict[str, str]) -> ObjectMeta:
         headers=stored,
         user_meta=user_meta,
         storage_class=storage_class,
-        acl=canned_acl(headers),
     )
 
 
@@ -94,9 +93,10 @@ def version_headers(bucket: Bucket, version: ObjectVersion) -> dict[str, str]:
 
 
 async def put_object(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     meta = object_meta_from_headers(ctx.headers)
+    meta = replace(meta, acl=stored_object_acl(ctx.headers, services, bucket, ctx.account_id))
     conditions = write_conditions(ctx.headers)
     if conditions.any:
         # Before the body: a condition that already fails is answered without reading it
@@ -237,12 +237,10 @@ def _delete_marker_error(exc: ObjectIsDeleteMarker, bucket: Bucket) -> S3Error:
 
 
 async def get_object(ctx: RequestContext, services: Services, *, head: bool = False) -> Response:
-    bucket = services.readable_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     version_id = ctx.version_id()
     overrides = _response_overrides(ctx)
-    # Not the owner (anonymous or another account): only public-read objects.
-    anonymous = ctx.account is None or ctx.account.id != bucket.account_id
     try:
         if head:
             version = services.store.head_object(bucket, ctx.key, version_id)
@@ -251,15 +249,13 @@ async def get_object(ctx: RequestContext, services: Services, *, head: bool = Fa
             reader = services.store.open_object(bucket, ctx.key, version_id)
             version = reader.version
     except ObjectIsDeleteMarker as exc:
-        if anonymous and not bucket.settings.public_read:
-            raise S3Error("AccessDenied") from exc
+        services.hide_absence(ctx, bucket, ctx.key)
         raise _delete_marker_error(exc, bucket) from exc
-    except StoreError as exc:
-        # Anonymous callers learn nothing about the keys of a bucket that is not public.
-        if anonymous and not bucket.settings.public_read:
-            raise S3Error("AccessDenied") from exc
+    except StoreError:
+        services.hide_absence(ctx, bucket, ctx.key)
         raise
-    if anonymous and not (bucket.settings.public_read or version.public_read):
+    action = "s3:GetObjectVersion" if version_id is not None else "s3:GetObject"
+    if not services.allows(ctx, bucket, action, ctx.key, object_acl=version.acl):
         if reader is not None:
             reader.close()
         raise S3Error("AccessDenied")
@@ -326,7 +322,7 @@ async def head_object(ctx: RequestContext, services: Services) -> Response:
 
 
 async def delete_object(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     assert ctx.key is not None
     # S3's conditional delete: If-Match (an ETag or '*') on the current version.
     conditions = WriteConditions(if_match=ctx.headers.get("if-match"))

@@ -23,6 +23,7 @@ from core.formparts import PartHeaders
 from core.ratelimit import PLAN_RATE_FIELDS
 from core.requestbody import BodyProblem, multipart_boundary
 from core.strictparse import ascii_int, header_safe
+from s3proxy.api.acl import stored_object_acl
 from s3proxy.api.body import BodyReceiver
 from s3proxy.api.context import RequestContext, Response
 from s3proxy.api.errors import S3Error, too_many_requests
@@ -181,8 +182,6 @@ def _meta(fields: dict[str, str]) -> ObjectMeta:
             )
     if "x-amz-storage-class" in fields:
         headers["x-amz-storage-class"] = fields["x-amz-storage-class"]
-    if "acl" in fields:
-        headers["x-amz-acl"] = fields["acl"]
     return object_meta_from_headers(headers)
 
 
@@ -215,13 +214,18 @@ async def _authorize(ctx: RequestContext, services: Services, upload: _Upload, s
     check_fields(policy, {**fields, "key": key}, ctx.bucket_name, time.time())
     account = holder[-1]
     ctx.account = account
-    bucket = services.store.bucket_for(ctx.bucket_name, account.id)
+    bucket = services.existing_bucket(ctx.bucket_name)
     await _rate_limit(services, account, access_key)
+    # The signer needs what a PutObject of this key needs: the bucket's owner, a WRITE
+    # grant, or a bucket policy allowing s3:PutObject here.
+    services.authorize(ctx, bucket, "s3:PutObject", key)
     if not key:
         raise S3Error("InvalidArgument", "User key must have a length greater than 0.")
     if len(key.encode("utf-8")) > 1024:
         raise S3Error("KeyTooLongError")
     meta = _meta(fields)
+    acl_headers = {"x-amz-acl": fields["acl"]} if "acl" in fields else {}
+    meta = replace(meta, acl=stored_object_acl(acl_headers, services, bucket, account.id))
     redirect = _redirect_field(fields)
     if redirect is not None and not header_safe(redirect):
         # Checked now: found only when answering, the object would be stored under a 400.

@@ -11,14 +11,14 @@ from s3proxy.api.xml import child_text, document, element, escape, iso8601, loca
 
 
 async def get_bucket_versioning(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     # A bucket that was never versioned answers an empty configuration, as S3 does.
     inner = element("Status", bucket.versioning) if bucket.versioning else ""
     return Response.xml(document("VersioningConfiguration", inner))
 
 
 async def put_bucket_versioning(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     body = await read_small_body(ctx, 64 * 1024, watchdog=services.watchdog)
     root = parse(body)
     if local_name(root) != "VersioningConfiguration":
@@ -34,7 +34,7 @@ async def put_bucket_versioning(ctx: RequestContext, services: Services) -> Resp
 
 
 async def list_object_versions(ctx: RequestContext, services: Services) -> Response:
-    bucket = services.owned_bucket(ctx)
+    bucket = services.authorized_bucket(ctx)
     max_keys = max_keys_param(ctx, services.config.limits.max_keys_per_list)
     encode = encoding_param(ctx)
     enc = url_encode if encode else escape
@@ -56,7 +56,8 @@ async def list_object_versions(ctx: RequestContext, services: Services) -> Respo
         version_id_marker=version_id_marker,
         max_keys=max_keys,
     )
-    owner = owner_element(ctx.require_account())
+    found = services.bucket_owner(bucket)
+    owner = owner_element(found) if found is not None else ""
     items = []
     for e in page.entries:
         common = (

@@ -166,11 +166,13 @@ class Store:
         name: str,
         region: str | None = None,
         *,
-        public_read: bool = False,
+        acl: str | None = None,
+        policy: str | None = None,
         first_party: bool = False,
     ) -> tuple[Bucket, bool]:
         """New buckets are versioned ("Time Machine") unless `[versioning] new_buckets`
-        says "Off"; `public_read` is the canned ACL public-read. A `first_party` bucket
+        says "Off"; `acl` and `policy` are the bucket's ACL (stored form of
+        s3proxy.access.grants) and policy JSON. A `first_party` bucket
         (made by a Folio service for the account's files) does not count against the
         plan's bucket limit."""
         check_bucket_name(name)
@@ -187,7 +189,7 @@ class Store:
                 account_id=account_id,
                 region=region,
                 versioning=versioning,
-                settings=BucketSettings(public_read=public_read, time_machine=bool(versioning)),
+                settings=BucketSettings(acl=acl, policy=policy, time_machine=bool(versioning)),
                 max_buckets=0 if first_party else self.plan_of(account_id).max_buckets,
                 now=now,
                 default_region=default_region,
@@ -236,7 +238,9 @@ class Store:
     async def set_settings(self, bucket: Bucket, settings: BucketSettings) -> Bucket:
         """Replace a bucket's sub-resources (ACL, CORS, retention)."""
         text = settings.to_json()
-        await self._write(lambda c: c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (text, bucket.id)))
+        await self._write(
+            lambda c: c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (text, bucket.id))
+        )
         updated = replace(bucket, settings=settings)
         self._remember(updated)
         return updated
@@ -245,15 +249,18 @@ class Store:
         """The bucket's own Time Machine retention; None returns it to its plan's."""
         return await self.set_settings(bucket, replace(bucket.settings, retention=keep))
 
-    async def set_public_read(self, bucket: Bucket, public_read: bool) -> Bucket:
-        return await self.set_settings(bucket, replace(bucket.settings, public_read=public_read))
+    async def set_bucket_acl(self, bucket: Bucket, acl: str | None) -> Bucket:
+        return await self.set_settings(bucket, replace(bucket.settings, acl=acl))
+
+    async def set_bucket_policy(self, bucket: Bucket, policy: str | None) -> Bucket:
+        """The policy JSON (validated by the caller), or None to delete it."""
+        return await self.set_settings(bucket, replace(bucket.settings, policy=policy))
 
     async def set_object_acl(
         self, bucket: Bucket, key: str, version_id: str | None, acl: str | None
     ) -> ObjectVersion:
-        """Change the canned ACL of a version (the current one by default)."""
+        """Change the ACL (stored form) of a version (the current one by default)."""
         version = self.head_object(bucket, key, version_id)
-        acl = version_rows.stored_acl(acl)
 
         def update(c: sqlite3.Connection) -> None:
             if c.execute("UPDATE objects SET acl = ? WHERE id = ?", (acl, version.id)).rowcount == 0:
@@ -332,13 +339,18 @@ class Store:
                 pruned.extend(retention.prune_key(conn, bucket.id, raw_key, keep, now))
             if limit:
                 others = self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
-                if reservation is not None and before + reservation.gross + others <= limit * quota.WARNING_RATIO:
+                if (
+                    reservation is not None
+                    and before + reservation.gross + others <= limit * quota.WARNING_RATIO
+                ):
                     # Far below the quota: this write (at most `gross` bytes) can neither pass
                     # it nor cross a threshold, so the usage query is spared; the hint takes
                     # the upper bound (it may run high, never low).
                     self.quotas.settled(account_id, before + reservation.gross)
                 else:
-                    self.quotas.settled(account_id, quota.settle(conn, account_id, limit, before, others, now))
+                    self.quotas.settled(
+                        account_id, quota.settle(conn, account_id, limit, before, others, now)
+                    )
                 if reservation is not None:
                     # The bytes are usage now (in this transaction): holding the
                     # reservation until the group commit is durable would count them twice.
@@ -368,7 +380,9 @@ class Store:
             after = b""
             while True:
                 freed, count, last = await self._write(
-                    lambda c, a=after, b=bucket, k=keep: retention.prune_bucket(c, b.id, k, now, after=a, limit=batch)
+                    lambda c, a=after, b=bucket, k=keep: retention.prune_bucket(
+                        c, b.id, k, now, after=a, limit=batch
+                    )
                 )
                 self._free_blobs(freed)
                 removed += count
@@ -708,8 +722,10 @@ class Store:
         finalize: Finalizer,
         conditions: WriteConditions = NO_CONDITIONS,
         acl: str | None = None,
+        *,
+        acl_given: bool = False,
     ) -> ObjectVersion:
-        """One transaction whatever the size: the parts' blobs become the object's. A
+        """`acl` replaces the ACL given at creation when `acl_given`. One transaction whatever the size: the parts' blobs become the object's. A
         repeat of a Complete that succeeded (same parts, its object still current) returns
         the version it made, changing nothing."""
         raw_key = encode_key(key)
@@ -729,6 +745,7 @@ class Store:
                     conditions=conditions,
                     now=now,
                     acl=acl,
+                    acl_given=acl_given,
                 ),
                 event="put",
             )

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 NULL_VERSION = "null"
-PUBLIC_READ = "public-read"
 
 
 class Segment(NamedTuple):
@@ -64,7 +63,10 @@ class CorsRule:
 class BucketSettings:
     """Bucket sub-resources, stored as JSON in `buckets.settings`."""
 
-    public_read: bool = False
+    # The bucket ACL in the stored form of s3proxy.access.grants (None: private).
+    acl: str | None = None
+    # The bucket policy's JSON as the owner put it (None: no policy).
+    policy: str | None = None
     # Versioned by Folio's default (Time Machine), not by PutBucketVersioning: deleting
     # the bucket needs no current objects only, and discards the history with it.
     time_machine: bool = False
@@ -74,13 +76,16 @@ class BucketSettings:
 
     def to_json(self) -> str:
         data: dict = {}
-        if self.public_read:
-            data["acl"] = "public-read"
+        if self.acl is not None:
+            data["acl"] = self.acl
+        if self.policy is not None:
+            data["policy"] = self.policy
         if self.time_machine:
             data["time_machine"] = True
         if self.cors:
             data["cors"] = [
-                {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(rule).items()} for rule in self.cors
+                {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(rule).items()}
+                for rule in self.cors
             ]
         if self.retention is not None:
             data["retention"] = asdict(self.retention)
@@ -104,7 +109,8 @@ class BucketSettings:
         )
         retention = Retention(**data["retention"]) if "retention" in data else None
         return cls(
-            public_read=data.get("acl") == "public-read",
+            acl=data.get("acl"),
+            policy=data.get("policy"),
             time_machine=bool(data.get("time_machine")),
             cors=cors,
             retention=retention,
@@ -135,7 +141,8 @@ class ObjectMeta:
     user_meta: dict[str, str] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)
     storage_class: str = "STANDARD"
-    # Canned ACL: None (private) or "public-read".
+    # The object's ACL in the stored form of s3proxy.access.grants (None: private, the
+    # bucket owner's).
     acl: str | None = None
 
 
@@ -175,10 +182,6 @@ class ObjectVersion:
     # Set on a version just written: the key had versions before it (retention has
     # nothing to prune on a key's first write).
     had_history: bool = True
-
-    @property
-    def public_read(self) -> bool:
-        return self.acl == PUBLIC_READ
 
     @property
     def blob_ids(self) -> list[str]:

@@ -236,6 +236,7 @@ def complete_upload(
     conditions: WriteConditions,
     now: float,
     acl: str | None = None,
+    acl_given: bool = False,
 ) -> tuple[ObjectVersion, list[str]]:
     """Validate the part list as S3 does, make the object from the parts' blobs, and
     drop the upload (freeing parts that were not used). One transaction. A repeat of
@@ -280,7 +281,7 @@ def complete_upload(
         checksums=checksums,
         storage_class=upload.meta.storage_class,
         # An ACL named at completion wins over the one given at creation.
-        acl=acl if acl is not None else upload.meta.acl,
+        acl=acl if acl_given else upload.meta.acl,
     )
     segments = tuple(segment for part in chosen for segment in part.segments)
     version, freed = put_version(

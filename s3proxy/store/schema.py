@@ -167,4 +167,22 @@ MIGRATIONS = [
         CREATE INDEX completed_uploads_by_age ON completed_uploads(completed_at);
         """,
     ),
+    Migration(
+        "s3proxy.store",
+        5,
+        """
+        -- ACL grants and bucket policies replace the public-read flag. A bucket that was
+        -- public served every object to anyone but did not list: exactly the usual
+        -- website policy (anyone may s3:GetObject on bucket/*), with a private ACL so no
+        -- anonymous listing appears that was not there. Bucket names are [a-z0-9.-], so
+        -- concatenating them into the JSON needs no escaping.
+        UPDATE buckets SET settings = json_set(
+            json_remove(settings, '$.acl'),
+            '$.policy',
+            '{"Version":"2012-10-17","Statement":[{"Sid":"FolioPublicRead","Effect":"Allow",'
+                || '"Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::' || name || '/*"}]}'
+        )
+        WHERE json_extract(settings, '$.acl') = 'public-read';
+        """,
+    ),
 ]

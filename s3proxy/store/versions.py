@@ -14,7 +14,6 @@ from s3proxy.store.errors import NoSuchKey, PreconditionFailed
 from s3proxy.store.models import (
     NULL_VERSION,
     OBJECT_COLUMNS,
-    PUBLIC_READ,
     Bucket,
     ObjectMeta,
     ObjectVersion,
@@ -25,12 +24,6 @@ from s3proxy.store.models import (
     segments_from_json,
     segments_to_json,
 )
-
-
-def stored_acl(acl: str | None) -> str | None:
-    """Rows keep NULL for private (whatever private-like ACL was asked for)."""
-    return PUBLIC_READ if acl == PUBLIC_READ else None
-
 
 _random_pool = bytearray()
 
@@ -164,7 +157,7 @@ def _insert_row(
             inline_data,
             segments_to_json(segments),
             json.dumps([[p.size, p.etag, p.checksums] for p in parts]) if parts else None,
-            stored_acl(meta.acl),
+            meta.acl,
         ),
     )
     return cursor.lastrowid
@@ -261,7 +254,7 @@ def put_version(
         inline_data=inline_data,
         segments=segments,
         parts=parts,
-        acl=stored_acl(meta.acl),
+        acl=meta.acl,
         had_history=had_history,
     )
     return version, freed

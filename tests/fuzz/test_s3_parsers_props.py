@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.byteranges import UnsatisfiableRange, parse_byte_range
+from s3proxy.access import grants
 from s3proxy.api import acl, copy, cors, delete, listing, multipart, objects, versioning
 from s3proxy.api.context import RequestContext
 from s3proxy.api.errors import S3Error
@@ -31,7 +32,22 @@ from tests.fuzz.strategies import header_text, numbers, text, wire_header
 OWNER_ID = "f" * 64
 
 
-def context(query: dict[str, str] | None = None, headers: dict[str, str] | None = None, body: bytes = b"") -> RequestContext:
+class _Accounts:
+    """The one account ACL grants may name: canonical id OWNER_ID, account id "acct"."""
+
+    def by_canonical_id(self, canonical_id: str) -> Any:
+        return SimpleNamespace(id="acct") if canonical_id == OWNER_ID else None
+
+    def by_email(self, email: str) -> Any:
+        return None
+
+
+ACCOUNTS = _Accounts()
+
+
+def context(
+    query: dict[str, str] | None = None, headers: dict[str, str] | None = None, body: bytes = b""
+) -> RequestContext:
     """A request as the listener hands it to a handler, with its body ready to receive."""
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -107,7 +123,9 @@ def xml_documents(draw: st.DrawFn, root: str, children: dict[str, tuple[str, ...
         for field_name in draw(st.lists(st.sampled_from([*children.get(name, ()), "Junk"]), max_size=5)):
             inner += f"<{field_name}>{draw(element_text())}</{field_name}>"
         parts.append(f"<{name}>{inner}</{name}>")
-    namespace = draw(st.sampled_from(["", ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', ' xmlns="urn:x"']))
+    namespace = draw(
+        st.sampled_from(["", ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', ' xmlns="urn:x"'])
+    )
     top = draw(st.sampled_from([root, root.lower(), "Other"]))
     doc = f"<{top}{namespace}>{''.join(parts)}</{top}>"
     if draw(st.booleans()):
@@ -127,7 +145,9 @@ class _Store:
     async def set_settings(self, *args: Any) -> None:
         self.calls.append(("set_settings", args))
 
-    async def delete_object(self, bucket: Any, key: str, version_id: str | None, condition: Any = None) -> Any:
+    async def delete_object(
+        self, bucket: Any, key: str, version_id: str | None, condition: Any = None
+    ) -> Any:
         self.calls.append(("delete_object", (key, version_id)))
         if version_id is not None and not version_id.isalnum():
             raise StoreError("NoSuchVersion")
@@ -137,9 +157,15 @@ class _Store:
 def services() -> SimpleNamespace:
     from s3proxy.api.body import IdleWatchdog
 
-    bucket = SimpleNamespace(name="fuzz", settings=SimpleNamespace(cors=()), versioning="Enabled")
+    bucket = SimpleNamespace(
+        name="fuzz",
+        account_id="acct",
+        settings=SimpleNamespace(cors=(), policy=None, acl=None),
+        versioning="Enabled",
+    )
     return SimpleNamespace(
-        owned_bucket=lambda _ctx: bucket,
+        authorized_bucket=lambda _ctx: bucket,
+        allows=lambda *_args, **_kwargs: True,
         store=_Store(),
         config=SimpleNamespace(limits=SimpleNamespace(max_xml_body=1024 * 1024, max_delete_objects=1000)),
         watchdog=IdleWatchdog(5.0),
@@ -158,7 +184,11 @@ def run_handler(handler, body: bytes):
 
 
 @settings(max_examples=examples(200))
-@given(xml_documents("CompleteMultipartUpload", {"Part": ("PartNumber", "ETag", "ChecksumCRC32", "ChecksumSHA256")}))
+@given(
+    xml_documents(
+        "CompleteMultipartUpload", {"Part": ("PartNumber", "ETag", "ChecksumCRC32", "ChecksumSHA256")}
+    )
+)
 def test_complete_multipart_upload_bodies_parse_or_are_refused(body) -> None:
     parts = refused_or(multipart._parse_complete, body)
     for part in parts or ():
@@ -166,17 +196,42 @@ def test_complete_multipart_upload_bodies_parse_or_are_refused(body) -> None:
 
 
 @settings(max_examples=examples(100))
-@given(st.lists(st.tuples(st.integers(1, 10000), st.from_regex(r'"?[0-9a-f]{32}"?', fullmatch=True)), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 10000), st.from_regex(r'"?[0-9a-f]{32}"?', fullmatch=True)),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_complete_multipart_upload_parses_what_boto3_would_send(parts) -> None:
-    body = "<CompleteMultipartUpload>" + "".join(
-        f"<Part><ETag>{escape(etag)}</ETag><PartNumber>{number}</PartNumber></Part>" for number, etag in parts
-    ) + "</CompleteMultipartUpload>"
+    body = (
+        "<CompleteMultipartUpload>"
+        + "".join(
+            f"<Part><ETag>{escape(etag)}</ETag><PartNumber>{number}</PartNumber></Part>"
+            for number, etag in parts
+        )
+        + "</CompleteMultipartUpload>"
+    )
     parsed = multipart._parse_complete(body.encode())
     assert [(p.part_number, p.etag) for p in parsed] == parts
 
 
 @settings(max_examples=examples(200))
-@given(xml_documents("CORSConfiguration", {"CORSRule": ("AllowedOrigin", "AllowedMethod", "AllowedHeader", "ExposeHeader", "MaxAgeSeconds", "ID")}))
+@given(
+    xml_documents(
+        "CORSConfiguration",
+        {
+            "CORSRule": (
+                "AllowedOrigin",
+                "AllowedMethod",
+                "AllowedHeader",
+                "ExposeHeader",
+                "MaxAgeSeconds",
+                "ID",
+            )
+        },
+    )
+)
 def test_cors_bodies_parse_or_are_refused(body) -> None:
     rules = refused_or(cors._parse_rules, body)
     for rule in rules or ():
@@ -185,10 +240,15 @@ def test_cors_bodies_parse_or_are_refused(body) -> None:
 
 
 @settings(max_examples=examples(150))
-@given(xml_documents("AccessControlPolicy", {"AccessControlList": ("Grant",), "Owner": ("ID", "DisplayName")}))
+@given(
+    xml_documents("AccessControlPolicy", {"AccessControlList": ("Grant",), "Owner": ("ID", "DisplayName")})
+)
 def test_acl_bodies_parse_or_are_refused(body) -> None:
-    owner = SimpleNamespace(canonical_id=OWNER_ID, display_name="fuzz")
-    assert refused_or(acl._acl_from_policy, body, owner) in (None, acl.PRIVATE, acl.PUBLIC_READ)
+    parsed = refused_or(acl._acl_from_document, body, ACCOUNTS, "acct")
+    if parsed is not None:
+        assert parsed.owner == "acct"
+        assert all(g.permission in grants.PERMISSIONS for g in parsed.grants)
+        assert all(g.value == "acct" if g.kind == "user" else g.value in grants.GROUPS for g in parsed.grants)
 
 
 @settings(max_examples=examples(150))
@@ -209,11 +269,10 @@ def test_delete_objects_bodies_parse_or_are_refused(body) -> None:
 @given(st.sampled_from(XXE), st.sampled_from(["complete", "cors", "acl", "versioning", "delete"]))
 def test_entities_and_dtds_are_malformed_xml_and_never_expanded(body, target) -> None:
     started = time.monotonic()
-    owner = SimpleNamespace(canonical_id=OWNER_ID, display_name="fuzz")
     calls = {
         "complete": lambda: multipart._parse_complete(body),
         "cors": lambda: cors._parse_rules(body),
-        "acl": lambda: acl._acl_from_policy(body, owner),
+        "acl": lambda: acl._acl_from_document(body, ACCOUNTS, "acct"),
         "versioning": lambda: run_handler(versioning.put_bucket_versioning, body),
         "delete": lambda: run_handler(delete.delete_objects, body),
     }
@@ -242,7 +301,9 @@ queries = st.dictionaries(st.one_of(st.sampled_from(QUERY_NAMES), text), st.one_
     method=st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH", "OPTIONS"]),
     target=st.sampled_from(list(Target)),
     query=queries,
-    headers=st.dictionaries(st.sampled_from(["x-amz-copy-source", "content-type", "x-amz-acl"]), header_text, max_size=2),
+    headers=st.dictionaries(
+        st.sampled_from(["x-amz-copy-source", "content-type", "x-amz-acl"]), header_text, max_size=2
+    ),
 )
 def test_the_router_names_one_operation_or_none(method, target, query, headers) -> None:
     operation = resolve(method, target, query, headers)
@@ -285,7 +346,14 @@ def test_listing_parameters_are_checked_or_refused(query) -> None:
 
 
 @settings(max_examples=examples(200))
-@given(query=st.dictionaries(st.sampled_from(sorted(objects.RESPONSE_OVERRIDES)), st.one_of(header_text, text), min_size=1, max_size=3))
+@given(
+    query=st.dictionaries(
+        st.sampled_from(sorted(objects.RESPONSE_OVERRIDES)),
+        st.one_of(header_text, text),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_response_overrides_never_carry_control_characters(query) -> None:
     overrides = getattr(objects, "_response_overrides", None)
     if overrides is None:  # checked by the listener's safety net instead
@@ -312,7 +380,11 @@ def reference_range(header: str, size: int) -> tuple[int, int] | None | str:
     if not eq or unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = (part.strip() for part in spec.strip().partition("-"))
-    if not dash or not all(p == "" or (p.isascii() and p.isdigit()) for p in (first, last)) or not (first or last):
+    if (
+        not dash
+        or not all(p == "" or (p.isascii() and p.isdigit()) for p in (first, last))
+        or not (first or last)
+    ):
         return None
     if not first:
         if _position(last) == 0 or size == 0:
@@ -363,9 +435,13 @@ def test_s3_range_and_copy_range_answer_a_range_or_a_4xx(header, size) -> None:
 
 
 dates = st.one_of(
-    st.integers(-(2**40), 2**40).map(lambda t: formatdate(t, usegmt=True) if -62135596800 < t < 253402300799 else str(t)),
+    st.integers(-(2**40), 2**40).map(
+        lambda t: formatdate(t, usegmt=True) if -62135596800 < t < 253402300799 else str(t)
+    ),
     header_text,
-    st.sampled_from(["Mon, 99 Foo 2024 99:99:99 GMT", "Thu, 01 Jan 99999999999999999999 00:00:00 GMT", "0", ""]),
+    st.sampled_from(
+        ["Mon, 99 Foo 2024 99:99:99 GMT", "Thu, 01 Jan 99999999999999999999 00:00:00 GMT", "0", ""]
+    ),
 )
 etags = st.one_of(st.just('"abc"'), st.just("*"), st.just('W/"abc"'), st.just('"abc", "def"'), header_text)
 
@@ -374,7 +450,12 @@ etags = st.one_of(st.just('"abc"'), st.just("*"), st.just('W/"abc"'), st.just('"
 @given(
     headers=st.fixed_dictionaries(
         {},
-        optional={"if-match": etags, "if-none-match": etags, "if-modified-since": dates, "if-unmodified-since": dates},
+        optional={
+            "if-match": etags,
+            "if-none-match": etags,
+            "if-modified-since": dates,
+            "if-unmodified-since": dates,
+        },
     )
 )
 def test_conditional_headers_answer_serve_304_or_412(headers) -> None:
@@ -419,5 +500,6 @@ def test_copy_sources_parse_or_are_refused(value) -> None:
 )  # fmt: skip
 def test_object_headers_are_stored_or_refused(headers) -> None:
     refused_or(objects.object_meta_from_headers, headers)
+    refused_or(acl.requested_acl, headers, ACCOUNTS, "acct", "owner", for_bucket=False)
     refused_or(copy._metadata_directive, headers)
     refused_or(copy._storage_class, headers)
