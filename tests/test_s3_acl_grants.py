@@ -35,6 +35,7 @@ delete of the owner's object.
 
 from __future__ import annotations
 
+import io
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -48,6 +49,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from PIL import Image
 
 from tests.conftest import TEST_CONFIG, make_s3_client
 from tests.folio_process import FolioProcess, running_server
@@ -824,6 +826,20 @@ def test_private_object_in_a_public_read_bucket_is_listed_but_not_served(
     assert (
         boto_outcome(lambda: s3_of(principals, OTHER).get_object(Bucket=bucket, Key="private.txt")) == DENIED
     )
+
+    # /api/img serves anonymously what an anonymous S3 GET may read: not this picture,
+    # and the same picture once the object itself is public-read.
+    picture = io.BytesIO()
+    Image.new("RGB", (40, 30), (0, 160, 0)).save(picture, "PNG")
+    owner_s3.put_object(Bucket=bucket, Key="private.png", Body=picture.getvalue())
+    img_url = f"{server.web_url}/api/img/{bucket}/private.png?w=20"
+    refused = anonymous("GET", img_url)
+    assert refused.status_code == 403, refused.text[:300]
+    assert refused.json()["error"]["code"] == "AccessDenied"
+    owner_s3.put_object_acl(Bucket=bucket, Key="private.png", ACL="public-read")
+    served = anonymous("GET", img_url)
+    assert served.status_code == 200, served.text[:300]
+    assert Image.open(io.BytesIO(served.content)).size == (20, 15)
 
 
 # ---------------------------------------------------------------- Expect: 100-continue
