@@ -25,6 +25,7 @@ import io
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -224,6 +225,30 @@ def test_put_get_delete_bucket_policy_round_trip(s3_a, bucket: str) -> None:
     deleted = s3_a.delete_bucket_policy(Bucket=bucket)
     assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
     assert s3_error(lambda: s3_a.get_bucket_policy(Bucket=bucket)) == (404, "NoSuchBucketPolicy")
+
+
+def test_policy_acl_and_cors_changed_at_once_all_keep_their_change(server: FolioProcess, account_a: dict, bucket: str) -> None:
+    # Each sub-resource is one field of the bucket's settings: changed by concurrent
+    # requests (one client per thread), none may write back a stale copy of the others.
+    clients = [make_s3_client(server, account_a["accessKey"], account_a["secretKey"]) for _ in range(3)]
+    policy = policy_text(public_read_statement(bucket))
+    cors = {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://a.example"]}]}
+    for _round in range(15):
+        clients[0].delete_bucket_policy(Bucket=bucket)
+        clients[1].delete_bucket_cors(Bucket=bucket)
+        clients[2].put_bucket_acl(Bucket=bucket, ACL="private")
+        with ThreadPoolExecutor(3) as pool:
+            done = [
+                pool.submit(clients[0].put_bucket_policy, Bucket=bucket, Policy=policy),
+                pool.submit(clients[1].put_bucket_cors, Bucket=bucket, CORSConfiguration=cors),
+                pool.submit(clients[2].put_bucket_acl, Bucket=bucket, ACL="public-read"),
+            ]
+            for future in done:
+                future.result()
+        assert stored_policy(clients[0], bucket) == json.loads(policy)
+        assert clients[1].get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedOrigins"] == ["https://a.example"]
+        grants = clients[2].get_bucket_acl(Bucket=bucket)["Grants"]
+        assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") for g in grants)
 
 
 def test_a_new_policy_replaces_the_old_one(s3_a, account_b: dict, bucket: str) -> None:

@@ -5,8 +5,6 @@ errors included (a browser shows a script no error body without them)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from core.strictparse import ascii_int
 from s3proxy.api.body import read_small_body
 from s3proxy.api.context import RequestContext, Response
@@ -155,7 +153,7 @@ async def put_bucket_cors(ctx: RequestContext, services: Services) -> Response:
     bucket = services.authorized_bucket(ctx)
     body = await read_small_body(ctx, services.config.limits.max_xml_body, watchdog=services.watchdog)
     rules = _parse_rules(body)
-    await services.store.set_settings(bucket, replace(bucket.settings, cors=rules))
+    await services.store.update_settings(bucket, cors=rules)
     return Response()
 
 
@@ -176,5 +174,5 @@ async def get_bucket_cors(ctx: RequestContext, services: Services) -> Response:
 
 async def delete_bucket_cors(ctx: RequestContext, services: Services) -> Response:
     bucket = services.authorized_bucket(ctx)
-    await services.store.set_settings(bucket, replace(bucket.settings, cors=()))
+    await services.store.update_settings(bucket, cors=())
     return Response(status=204)

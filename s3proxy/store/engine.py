@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from core.config import Config, PlanConfig
 from core.db import Database
@@ -224,37 +224,43 @@ class Store:
         if status not in ("Enabled", "Suspended"):
             raise ValueError(status)
         # Versioning set through the API is the user's own: S3's rules apply from now on.
-        settings = replace(bucket.settings, time_machine=False)
-        text = settings.to_json()
-        await self._write(
-            lambda c: c.execute(
-                "UPDATE buckets SET versioning = ?, settings = ? WHERE id = ?", (status, text, bucket.id)
-            )
-        )
-        updated = replace(bucket, versioning=status, settings=settings)
-        self._remember(updated)
-        return updated
+        return await self.update_settings(bucket, versioning=status, time_machine=False)
 
-    async def set_settings(self, bucket: Bucket, settings: BucketSettings) -> Bucket:
-        """Replace a bucket's sub-resources (ACL, CORS, retention)."""
-        text = settings.to_json()
-        await self._write(
-            lambda c: c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (text, bucket.id))
-        )
-        updated = replace(bucket, settings=settings)
+    async def update_settings(self, bucket: Bucket, versioning: str | None = None, **changes: Any) -> Bucket:
+        """Change some of a bucket's sub-resources (ACL, policy, CORS, retention; and its
+        versioning status). The settings are read and written in one transaction: two
+        requests changing different sub-resources at once (a CORS PUT and a policy PUT)
+        both keep their change, where writing back a cached copy would lose one."""
+
+        def update(c: sqlite3.Connection) -> BucketSettings:
+            row = c.execute("SELECT settings FROM buckets WHERE id = ?", (bucket.id,)).fetchone()
+            if row is None:
+                raise NoSuchBucket(bucket=bucket.name)
+            settings = replace(BucketSettings.from_json(row[0]), **changes)
+            if versioning is None:
+                c.execute("UPDATE buckets SET settings = ? WHERE id = ?", (settings.to_json(), bucket.id))
+            else:
+                c.execute(
+                    "UPDATE buckets SET versioning = ?, settings = ? WHERE id = ?",
+                    (versioning, settings.to_json(), bucket.id),
+                )
+            return settings
+
+        settings = await self._write(update)
+        updated = replace(bucket, settings=settings, versioning=versioning or bucket.versioning)
         self._remember(updated)
         return updated
 
     async def set_retention(self, bucket: Bucket, keep: Retention | None) -> Bucket:
         """The bucket's own Time Machine retention; None returns it to its plan's."""
-        return await self.set_settings(bucket, replace(bucket.settings, retention=keep))
+        return await self.update_settings(bucket, retention=keep)
 
     async def set_bucket_acl(self, bucket: Bucket, acl: str | None) -> Bucket:
-        return await self.set_settings(bucket, replace(bucket.settings, acl=acl))
+        return await self.update_settings(bucket, acl=acl)
 
     async def set_bucket_policy(self, bucket: Bucket, policy: str | None) -> Bucket:
         """The policy JSON (validated by the caller), or None to delete it."""
-        return await self.set_settings(bucket, replace(bucket.settings, policy=policy))
+        return await self.update_settings(bucket, policy=policy)
 
     async def set_object_acl(
         self, bucket: Bucket, key: str, version_id: str | None, acl: str | None

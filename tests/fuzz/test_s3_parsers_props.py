@@ -142,8 +142,8 @@ class _Store:
     async def set_versioning(self, *args: Any) -> None:
         self.calls.append(("set_versioning", args))
 
-    async def set_settings(self, *args: Any) -> None:
-        self.calls.append(("set_settings", args))
+    async def update_settings(self, *args: Any, **changes: Any) -> None:
+        self.calls.append(("update_settings", (*args, changes)))
 
     async def delete_object(
         self, bucket: Any, key: str, version_id: str | None, condition: Any = None
