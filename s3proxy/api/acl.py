@@ -119,6 +119,8 @@ def stored_object_acl(
     anonymous writer, allowed by a public-read-write bucket, leaves it to the bucket
     owner), private unless the request asks for more."""
     owner = writer or bucket.account_id
+    if owner == bucket.account_id and not has_acl_headers(headers):
+        return None  # the common case: private, the bucket owner's (no parsing, no row data)
     acl = requested_acl(headers, services.accounts, owner, bucket.account_id, for_bucket=False)
     return grants.to_stored(acl or grants.private(owner), bucket.account_id)
 
