@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.jsonapi import ApiError, bad_request, storage_full
+from restapi.auth import Caller
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, iso, owned_bucket
 from restapi.routing import json_route
@@ -56,47 +57,79 @@ def _versioning(body: dict[str, Any]) -> str | None:
     return value
 
 
+def _store_error(exc: Exception) -> ApiError:
+    if isinstance(exc, StorageFull):
+        return storage_full()
+    if isinstance(exc, MalformedPolicy):  # the public-read statement would not fit the policy
+        return ApiError(400, "MalformedPolicy", exc.message)
+    assert isinstance(exc, StoreError)
+    return ApiError(_ERRORS.get(exc.code, 400), exc.code, exc.message or exc.code)
+
+
+def list_buckets(services: RestServices, account_id: str) -> list[dict[str, Any]]:
+    """The account's buckets with usage, as the JSON API and the dashboard pages list them."""
+    usage = services.store.usage(account_id).buckets
+    return [_bucket_json(services, b, usage.get(b.name)) for b in services.store.list_buckets(account_id)]
+
+
+async def create_bucket(
+    services: RestServices, account_id: str, name: str, *, make_public: bool = False, versioning: str | None = None
+) -> dict[str, Any]:
+    try:
+        policy = public_read.new_bucket_policy(name, make_public)
+        bucket, created = await services.store.create_bucket(account_id, name, policy=policy)
+        if not created:
+            raise ApiError(409, "BucketAlreadyOwnedByYou", "You already have a bucket with this name.")
+        if versioning is not None:
+            bucket = await services.store.set_versioning(bucket, versioning)
+    except (StoreError, MalformedPolicy) as exc:
+        raise _store_error(exc) from exc
+    return _bucket_json(services, bucket, None)
+
+
+async def update_bucket(
+    services: RestServices, caller: Caller, name: str, *, make_public: bool | None = None, versioning: str | None = None
+) -> dict[str, Any]:
+    try:
+        bucket = owned_bucket(services, caller, name)
+        if versioning is not None:
+            bucket = await services.store.set_versioning(bucket, versioning)
+        if make_public is not None:
+            bucket = await public_read.set_public_read(services.store, bucket, make_public)
+    except (StoreError, MalformedPolicy) as exc:
+        raise _store_error(exc) from exc
+    return _bucket_json(services, bucket, services.store.usage(caller.account.id).buckets.get(bucket.name))
+
+
+async def delete_bucket(services: RestServices, caller: Caller, name: str) -> None:
+    try:
+        await services.store.delete_bucket(owned_bucket(services, caller, name))
+    except StoreError as exc:
+        raise _store_error(exc) from exc
+
+
 async def buckets(request: Request, services: RestServices) -> Response:
     caller = session_caller(request, services, write=request.method != "GET")
-    account_id = caller.account.id
-    store = services.store
-    try:
-        if request.method == "GET":
-            usage = store.usage(account_id).buckets
-            listed = store.list_buckets(account_id)
-            return JSONResponse({"buckets": [_bucket_json(services, b, usage.get(b.name)) for b in listed]})
-        if request.method == "DELETE":
-            name = request.query_params.get("name")
-            if not name:
-                raise bad_request("Name the bucket: DELETE /api/buckets?name=NAME.")
-            await store.delete_bucket(owned_bucket(services, caller, name))
-            return JSONResponse({"success": True})
-        body = await json_body(request)
-        name = body.get("name")
-        if not isinstance(name, str) or not name:
-            raise bad_request("'name' must name the bucket.", field="name")
-        make_public, versioning = _flag(body, "publicRead"), _versioning(body)
-        if request.method == "POST":
-            policy = public_read.new_bucket_policy(name, bool(make_public))
-            bucket, created = await store.create_bucket(account_id, name, policy=policy)
-            if not created:
-                raise ApiError(409, "BucketAlreadyOwnedByYou", "You already have a bucket with this name.")
-            status = 201
-        else:  # PATCH
-            bucket = owned_bucket(services, caller, name)
-            status = 200
-        if versioning is not None:
-            bucket = await store.set_versioning(bucket, versioning)
-        if make_public is not None:
-            bucket = await public_read.set_public_read(store, bucket, make_public)
-        usage = store.usage(account_id).buckets.get(bucket.name)
-        return JSONResponse(_bucket_json(services, bucket, usage), status_code=status)
-    except MalformedPolicy as exc:  # the public-read statement would not fit the policy
-        raise ApiError(400, "MalformedPolicy", exc.message) from exc
-    except StoreError as exc:
-        if isinstance(exc, StorageFull):
-            raise storage_full() from exc
-        raise ApiError(_ERRORS.get(exc.code, 400), exc.code, exc.message or exc.code) from exc
+    if request.method == "GET":
+        return JSONResponse({"buckets": list_buckets(services, caller.account.id)})
+    if request.method == "DELETE":
+        name = request.query_params.get("name")
+        if not name:
+            raise bad_request("Name the bucket: DELETE /api/buckets?name=NAME.")
+        await delete_bucket(services, caller, name)
+        return JSONResponse({"success": True})
+    body = await json_body(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad_request("'name' must name the bucket.", field="name")
+    make_public, versioning = _flag(body, "publicRead"), _versioning(body)
+    if request.method == "POST":
+        created = await create_bucket(
+            services, caller.account.id, name, make_public=bool(make_public), versioning=versioning
+        )
+        return JSONResponse(created, status_code=201)
+    updated = await update_bucket(services, caller, name, make_public=make_public, versioning=versioning)
+    return JSONResponse(updated)
 
 
 def routes(services: RestServices) -> list[Route]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,7 +86,7 @@ def session_caller(request: Request, services: RestServices, *, write: bool) -> 
     return caller
 
 
-def _set_cookie(request: Request, response: Response, token: str) -> None:
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
         COOKIE,
         token,
@@ -98,7 +98,7 @@ def _set_cookie(request: Request, response: Response, token: str) -> None:
     )
 
 
-def _account_json(services: RestServices, account: Account) -> dict[str, Any]:
+def account_json(services: RestServices, account: Account) -> dict[str, Any]:
     plan = services.config.plan(account.plan)
     usage = services.store.usage(account.id)
     return {
@@ -136,14 +136,23 @@ def _login_limit(services: RestServices, request: Request, email: str) -> None:
             )
 
 
-async def signup(request: Request, services: RestServices) -> Response:
-    body = await json_body(request)
-    email = _string(body, "email").strip()
-    password = _string(body, "password")
+@dataclass(frozen=True)
+class SignedUp:
+    account: Account
+    access_key: str
+    secret_key: str  # shown once
+    bucket: str
+    session: str
+
+
+async def sign_up(request: Request, services: RestServices, email: str, password: str) -> SignedUp:
+    """Sign-up as the JSON API and the web pages both do it: the account, its first key
+    pair, its default bucket and a session. Refusals are ApiErrors naming the field."""
+    email = email.strip()
     if not EMAIL.match(email):
-        raise bad_request("'email' is not an email address.", field="email")
+        raise bad_request("That is not an email address.", field="email")
     if len(password) < MIN_PASSWORD:
-        raise bad_request(f"'password' needs at least {MIN_PASSWORD} characters.", field="password")
+        raise bad_request(f"The password needs at least {MIN_PASSWORD} characters.", field="password")
     _login_limit(services, request, email)
     try:
         created = await services.accounts.create_account(email, password)
@@ -152,17 +161,12 @@ async def signup(request: Request, services: RestServices) -> Response:
     caller = Caller(created.account, created.access_key)
     bucket = await default_bucket(services, caller)
     token = await services.sessions.open(created.account.id)
-    payload = _account_json(services, created.account)
-    payload.update(accessKey=created.access_key, secretKey=created.secret_key, defaultBucket=bucket.name)
-    response = JSONResponse(payload, status_code=201)
-    _set_cookie(request, response, token)
-    return response
+    return SignedUp(created.account, created.access_key, created.secret_key, bucket.name, token)
 
 
-async def login(request: Request, services: RestServices) -> Response:
-    body = await json_body(request)
-    email = _string(body, "email").strip()
-    password = _string(body, "password")
+async def log_in(request: Request, services: RestServices, email: str, password: str) -> tuple[Account, str]:
+    """The account and a new session token, or 401 (429 when throttled)."""
+    email = email.strip()
     _login_limit(services, request, email)
     stored = services.accounts.password_hash(email)
     # scrypt is slow on purpose: off the event loop.
@@ -172,9 +176,24 @@ async def login(request: Request, services: RestServices) -> Response:
     account = services.accounts.by_email(email) if ok else None
     if account is None:
         raise ApiError(401, "Unauthorized", "Wrong email or password.")
-    token = await services.sessions.open(account.id)
-    response = JSONResponse(_account_json(services, account))
-    _set_cookie(request, response, token)
+    return account, await services.sessions.open(account.id)
+
+
+async def signup(request: Request, services: RestServices) -> Response:
+    body = await json_body(request)
+    done = await sign_up(request, services, _string(body, "email"), _string(body, "password"))
+    payload = account_json(services, done.account)
+    payload.update(accessKey=done.access_key, secretKey=done.secret_key, defaultBucket=done.bucket)
+    response = JSONResponse(payload, status_code=201)
+    set_session_cookie(request, response, done.session)
+    return response
+
+
+async def login(request: Request, services: RestServices) -> Response:
+    body = await json_body(request)
+    account, token = await log_in(request, services, _string(body, "email"), _string(body, "password"))
+    response = JSONResponse(account_json(services, account))
+    set_session_cookie(request, response, token)
     return response
 
 
@@ -191,7 +210,64 @@ async def logout(request: Request, services: RestServices) -> Response:
 
 async def account(request: Request, services: RestServices) -> Response:
     caller = session_caller(request, services, write=False)
-    return JSONResponse(_account_json(services, caller.account))
+    return JSONResponse(account_json(services, caller.account))
+
+
+def list_keys(services: RestServices, account_id: str) -> list[dict[str, Any]]:
+    """An account's S3 key pairs and document API keys, never a secret."""
+    s3_keys = [
+        {"id": k.access_key, "accessKey": k.access_key, "name": k.name, "createdAt": iso(k.created_at)}
+        for k in services.accounts.list_keys(account_id)
+    ]
+    doc_keys = [
+        {"id": k.id, "type": "docgen", "name": k.name, "hint": f"cl-...{k.hint}", "createdAt": iso(k.created_at)}
+        for k in services.doc_keys.list(account_id)
+    ]
+    return s3_keys + doc_keys
+
+
+async def create_key(services: RestServices, account: Account, name: str, key_type: str) -> dict[str, Any]:
+    """A new S3 key pair ("s3") or document API key ("docgen"), its secret in the answer
+    (shown once: only its hash or its encryption is kept)."""
+    name = name.strip()[:100] or "key"
+    if key_type == "docgen":
+        try:
+            doc_info, token = await services.doc_keys.create(account.id, name)
+        except TooManyDocKeys as exc:
+            raise ApiError(
+                403, "TooManyKeys", f"At most {MAX_DOC_KEYS} document API keys; delete one first.",
+                {"limit": MAX_DOC_KEYS},
+            ) from exc
+        return {"id": doc_info.id, "name": doc_info.name, "apiKey": token, "type": "docgen",
+                "createdAt": iso(doc_info.created_at)}  # fmt: skip
+    if key_type != "s3":
+        raise bad_request('type is "s3" (an access key pair, the default) or "docgen" (a cl- API key).')
+    max_keys = services.config.plan(account.plan).max_access_keys
+    try:
+        info, secret = await services.accounts.create_key(account.id, name, max_keys)
+    except TooManyKeys as exc:
+        raise ApiError(
+            403,
+            "TooManyKeys",
+            f"Your plan allows {max_keys} access keys; delete one first.",
+            {"limit": max_keys},
+        ) from exc
+    return {
+        "id": info.access_key,
+        "name": info.name,
+        "accessKey": info.access_key,
+        "secretKey": secret,
+        "createdAt": iso(info.created_at),
+    }
+
+
+async def revoke_key(services: RestServices, account_id: str, key_id: str) -> None:
+    if key_id.startswith("dk_"):
+        revoked = await services.doc_keys.revoke(account_id, key_id)
+    else:
+        revoked = await services.accounts.revoke_key(account_id, key_id)
+    if not revoked:
+        raise ApiError(404, "NotFound", "No such access key in your account.")
 
 
 async def keys(request: Request, services: RestServices) -> Response:
@@ -199,64 +275,16 @@ async def keys(request: Request, services: RestServices) -> Response:
     caller = session_caller(request, services, write=write)
     account_id = caller.account.id
     if request.method == "GET":
-        listed = services.accounts.list_keys(account_id)
-        s3_keys = [
-            {"id": k.access_key, "accessKey": k.access_key, "name": k.name, "createdAt": iso(k.created_at)}
-            for k in listed
-        ]
-        doc_keys = [
-            {"id": k.id, "type": "docgen", "name": k.name, "hint": f"cl-...{k.hint}", "createdAt": iso(k.created_at)}
-            for k in services.doc_keys.list(account_id)
-        ]
-        return JSONResponse({"keys": s3_keys + doc_keys})
+        return JSONResponse({"keys": list_keys(services, account_id)})
     if request.method == "POST":
         body = await json_body(request)
-        name = _string(body, "name", required=False, max_length=100) or "key"
-        key_type = body.get("type", "s3")
-        if key_type == "docgen":
-            try:
-                doc_info, token = await services.doc_keys.create(account_id, name)
-            except TooManyDocKeys as exc:
-                raise ApiError(
-                    403, "TooManyKeys", f"At most {MAX_DOC_KEYS} document API keys; delete one first.",
-                    {"limit": MAX_DOC_KEYS},
-                ) from exc
-            return JSONResponse(
-                {"id": doc_info.id, "name": doc_info.name, "apiKey": token, "type": "docgen",
-                 "createdAt": iso(doc_info.created_at)},
-                status_code=201,
-            )
-        if key_type != "s3":
-            raise bad_request('type is "s3" (an access key pair, the default) or "docgen" (a cl- API key).')
-        max_keys = services.config.plan(caller.account.plan).max_access_keys
-        try:
-            info, secret = await services.accounts.create_key(account_id, name, max_keys)
-        except TooManyKeys as exc:
-            raise ApiError(
-                403,
-                "TooManyKeys",
-                f"Your plan allows {max_keys} access keys; delete one first.",
-                {"limit": max_keys},
-            ) from exc
-        return JSONResponse(
-            {
-                "id": info.access_key,
-                "name": info.name,
-                "accessKey": info.access_key,
-                "secretKey": secret,
-                "createdAt": iso(info.created_at),
-            },
-            status_code=201,
-        )
+        name = _string(body, "name", required=False, max_length=100)
+        created = await create_key(services, caller.account, name, body.get("type", "s3"))
+        return JSONResponse(created, status_code=201)
     key_id = request.query_params.get("id")
     if not key_id:
         raise bad_request("Name the key to delete: DELETE /api/keys?id=ACCESS_KEY.")
-    if key_id.startswith("dk_"):
-        revoked = await services.doc_keys.revoke(account_id, key_id)
-    else:
-        revoked = await services.accounts.revoke_key(account_id, key_id)
-    if not revoked:
-        raise ApiError(404, "NotFound", "No such access key in your account.")
+    await revoke_key(services, account_id, key_id)
     return JSONResponse({"success": True})
 
 
