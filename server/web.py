@@ -1,5 +1,5 @@
 """The web listener's application: health, the REST file API, the dashboard API,
-image transforms and the document API (/v1, /v2)."""
+image transforms, the document API (/v1, /v2) and the dashboard's pages (`/`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from restapi import buckets, dashboard, files, image_urls, shares, versions, web
 from restapi.files import RestServices
 from s3proxy.store.errors import is_storage_full
 from server.header_guard import HEADER_GUARD
+from webui import app as webui_app
 
 log = logging.getLogger("folio.web")
 
@@ -61,6 +62,8 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
             *image_urls.routes(services),
             *images.routes(image_service),
             *documents.routes(doc_service),
+            # Last: the dashboard's pages and static files (nothing below imports webui).
+            *webui_app.routes(services),
         ],
         exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
         middleware=[HEADER_GUARD],

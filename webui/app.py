@@ -1,0 +1,31 @@
+"""The dashboard's routes on the web listener: pages at `/`, static files at `/static`."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from restapi.files import RestServices
+from webui import pages_account, pages_buckets, pages_keys, pages_objects, pages_usage
+from webui.render import HERE
+from webui.routing import page_route
+
+GET, POST, BOTH = ["GET"], ["POST"], ["GET", "POST"]
+
+
+def routes(services: RestServices) -> list[BaseRoute]:
+    return [
+        page_route("/", pages_account.home, services),
+        page_route("/signup", pages_account.signup, services, BOTH),
+        page_route("/login", pages_account.login, services, BOTH),
+        page_route("/logout", pages_account.logout, services, POST),
+        page_route("/settings", pages_account.settings, services),
+        page_route("/buckets", pages_buckets.buckets, services, BOTH),
+        page_route("/buckets/{name}/delete", pages_buckets.delete, services, POST),
+        page_route("/buckets/{name}/settings", pages_buckets.settings, services, BOTH),
+        page_route("/keys", pages_keys.keys, services, BOTH),
+        page_route("/keys/{key_id}/revoke", pages_keys.revoke, services, POST),
+        page_route("/usage", pages_usage.usage, services),
+        *pages_objects.routes(services),
+        Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]

@@ -1,0 +1,107 @@
+"""Buckets: the list with usage, create (the naming rules explained on a bad name),
+delete (typing the name to confirm a bucket that is not empty, as R2 does), and the
+settings page: versioning, Time Machine retention and public read (the bucket policy)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.accounts import Account
+from core.jsonapi import ApiError
+from restapi import buckets as bucket_api
+from restapi.auth import Caller
+from restapi.files import RestServices, owned_bucket
+from s3proxy.access.public_read import is_public_read
+from webui.render import page, redirect
+from webui.routing import form_of
+from webui.session import CSRF_FIELD, check_form, require_account
+
+NAME_RULES = (
+    "Bucket names are 3 to 63 characters: lowercase letters, digits, dots and hyphens, starting and "
+    "ending with a letter or digit, not shaped like an IP address, unique across this Folio."
+)
+
+
+def _list_page(request: Request, services: RestServices, account: Account, **extra) -> Response:
+    return page(
+        request,
+        "buckets.html",
+        account,
+        section="buckets",
+        buckets=bucket_api.list_buckets(services, account.id),
+        name_rules=NAME_RULES,
+        **extra,
+    )
+
+
+async def buckets(request: Request, services: RestServices) -> Response:
+    account = require_account(request, services)
+    if request.method == "GET":
+        return _list_page(request, services, account)
+    fields = await form_of(request)
+    await check_form(request, fields.get(CSRF_FIELD))
+    name = fields.get("name", "").strip()
+    try:
+        await bucket_api.create_bucket(
+            services, account.id, name, make_public=fields.get("public") == "on",
+            versioning="Enabled" if fields.get("versioning") == "on" else None,
+        )  # fmt: skip
+    except ApiError as exc:
+        return _list_page(request, services, account, error=exc.message, bad_name=name, status=exc.status)
+    return redirect(f"/buckets/{name}")
+
+
+async def delete(request: Request, services: RestServices) -> Response:
+    account = require_account(request, services)
+    fields = await form_of(request)
+    await check_form(request, fields.get(CSRF_FIELD))
+    name = request.path_params["name"]
+    listed = {b["name"]: b for b in bucket_api.list_buckets(services, account.id)}
+    found = listed.get(name)
+    if found is None:
+        raise ApiError(404, "NoSuchBucket", "You have no bucket with this name.")
+    if found["objects"] and fields.get("confirm") != name:
+        return _list_page(
+            request, services, account, status=400,
+            error=f"{name} is not empty: type its name to confirm that you want to delete it.",
+            confirm_bucket=name,
+        )  # fmt: skip
+    try:
+        await bucket_api.delete_bucket(services, Caller(account, ""), name)
+    except ApiError as exc:
+        return _list_page(request, services, account, error=exc.message, status=exc.status)
+    return redirect("/buckets")
+
+
+async def settings(request: Request, services: RestServices) -> Response:
+    account = require_account(request, services)
+    name = request.path_params["name"]
+    caller = Caller(account, "")
+    owned_bucket(services, caller, name)  # 404 for a bucket that is not this account's
+    error = None
+    if request.method == "POST":
+        fields = await form_of(request)
+        await check_form(request, fields.get(CSRF_FIELD))
+        versioning = fields.get("versioning")
+        try:
+            await bucket_api.update_bucket(
+                services, caller, name, make_public=fields.get("public") == "on",
+                versioning=versioning if versioning in ("Enabled", "Suspended") else None,
+            )  # fmt: skip
+        except ApiError as exc:
+            error = exc.message
+        else:
+            return redirect(f"/buckets/{name}/settings?saved=1")
+    bucket = owned_bucket(services, caller, name)
+    return page(
+        request,
+        "bucket_settings.html",
+        account,
+        section="buckets",
+        bucket=bucket,
+        public=is_public_read(bucket),
+        policy=bucket.settings.policy,
+        error=error,
+        saved=request.query_params.get("saved") == "1",
+    )
