@@ -266,8 +266,17 @@ async def get_file(request: Request, services: RestServices, caller: Caller) -> 
         except (StoreError, ObjectIsDeleteMarker) as exc:
             raise not_found() from exc
         return JSONResponse(_file_json(bucket, version))
+    return download(request, services, bucket, key)
+
+
+def download(
+    request: Request, services: RestServices, bucket: Bucket, key: str, version_id: str | None = None
+) -> Response:
+    """An object's bytes as an attachment: streamed, one Range honoured (206), the
+    ETag and Last-Modified of the version. Also the dashboard's download link and the
+    source of its audio and video players."""
     try:
-        reader = services.store.open_object(bucket, key)
+        reader = services.store.open_object(bucket, key, version_id)
     except StoreError as exc:
         raise not_found() from exc
     version = reader.version

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from core import urlsign
 from core.jsonapi import ApiError, bad_request
+from restapi.auth import Caller
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, owned_bucket
 from restapi.routing import json_route
@@ -52,6 +53,16 @@ async def sign(request: Request, services: RestServices) -> Response:
         or not 1 <= expires_in <= longest
     ):
         raise bad_request(f"expiresIn is a number of seconds from 1 to {longest}.", parameter="expiresIn")
+    access_key, secret = signing_key(services, caller)
+    expires = int(time.time() + math.ceil(expires_in))
+    url = signed_image_url(access_key, secret, bucket.name, key, _params(body.get("params")), expires)
+    base = str(request.base_url).rstrip("/")
+    return JSONResponse({"url": f"{base}{url}", "expires": expires})
+
+
+def signing_key(services: RestServices, caller: Caller) -> tuple[str, str]:
+    """The access key (and its secret) that signs the caller's image URLs: the one it
+    called with, or for a dashboard session the account's newest key."""
     access_key = caller.access_key
     if not access_key:
         keys = services.accounts.list_keys(caller.account.id)
@@ -61,13 +72,16 @@ async def sign(request: Request, services: RestServices) -> Response:
     pair = services.accounts.lookup_key(access_key)
     if pair is None:
         raise ApiError(409, "NoAccessKey", "The signing key was revoked.")
-    expires = int(time.time() + math.ceil(expires_in))
-    path = f"/api/img/{bucket.name}/{key}"
-    query = urlsign.signed_query(pair[1], access_key, path, _params(body.get("params")), expires)
-    base = str(request.base_url).rstrip("/")
-    return JSONResponse(
-        {"url": f"{base}/api/img/{quote(bucket.name)}/{quote(key)}?{query}", "expires": expires}
-    )
+    return access_key, pair[1]
+
+
+def signed_image_url(
+    access_key: str, secret: str, bucket: str, key: str, params: dict[str, str], expires: int
+) -> str:
+    """The path and query of a signed `/api/img` URL (no scheme and host)."""
+    path = f"/api/img/{bucket}/{key}"
+    query = urlsign.signed_query(secret, access_key, path, params, expires)
+    return f"/api/img/{quote(bucket)}/{quote(key)}?{query}"
 
 
 def routes(services: RestServices) -> list[Route]:
