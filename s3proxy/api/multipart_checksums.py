@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from s3proxy.auth.checksums import (
     compute,
     parse_checksum_value,
 )
-from s3proxy.store.multipart import Finalizer, Part, Upload
+from s3proxy.store.multipart import Finalizer, Part, Upload, multipart_etag
 
 # Our own combination (core.crc_combine): awscrt only has one since late 2025.
 _COMBINE = crc_combine.BY_NAME
@@ -48,11 +47,6 @@ def check_checksum_type(algorithm: str | None, checksum_type: str | None) -> str
     if checksum_type == "COMPOSITE" and algorithm == "CRC64NVME":
         raise S3Error("InvalidRequest", "The COMPOSITE checksum type is not supported for CRC64NVME.")
     return checksum_type
-
-
-def multipart_etag(parts: list[Part]) -> str:
-    digest = hashlib.md5(b"".join(bytes.fromhex(part.etag) for part in parts)).hexdigest()
-    return f"{digest}-{len(parts)}"
 
 
 def object_checksum(upload: Upload, parts: list[Part]) -> dict[str, str]:

@@ -4,6 +4,7 @@ Plain functions on a connection, run inside the writer's transaction."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -72,6 +73,14 @@ class RequestedPart:
 
 # Computes the object's ETag (hex, without quotes) and checksums from the chosen parts.
 Finalizer = Callable[[Upload, list[Part]], tuple[str, dict[str, str]]]
+
+
+def multipart_etag(parts: list[Part]) -> str:
+    """S3's ETag of a multipart object: hex MD5 of the parts' binary MD5s, then "-<count>"
+    (here, below the S3 API, so that every upload path that completes uploads shares it)."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(part.etag) for part in parts)).hexdigest()
+    return f"{digest}-{len(parts)}"
+
 
 _UPLOAD_COLUMNS = "id, bucket_id, key, initiated, storage_class, content_type, headers, user_meta, checksum_algorithm, checksum_type"
 
