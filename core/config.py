@@ -81,6 +81,9 @@ class AccountsConfig:
     anonymous_plan: str = "default"
     # The plan of the admin account made on first start (no rate limits by default).
     admin_plan: str = "admin"
+    # Sign-up and login attempts per minute, per client address and per email (a burst
+    # of as many): password guessing stays slow.
+    login_attempts_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("[images] max_queue must be at least 1 and workers at least 0")
     if config.limits.max_rate_wait_seconds < 0:
         raise ConfigError("[limits] max_rate_wait_seconds must be 0 or more")
+    if config.accounts.login_attempts_per_minute < 1:
+        raise ConfigError("[accounts] login_attempts_per_minute must be at least 1")
     for name in ("default_plan", "anonymous_plan", "admin_plan"):
         plan = getattr(config.accounts, name)
         if plan not in config.plans:

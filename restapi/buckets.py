@@ -101,9 +101,11 @@ async def update_bucket(
     return _bucket_json(services, bucket, services.store.usage(caller.account.id).buckets.get(bucket.name))
 
 
-async def delete_bucket(services: RestServices, caller: Caller, name: str) -> None:
+async def delete_bucket(services: RestServices, caller: Caller, name: str, *, with_contents: bool = False) -> None:
+    """Delete a bucket: an empty one, or with `with_contents` everything in it too (the
+    dashboard asks the owner to type the name first)."""
     try:
-        await services.store.delete_bucket(owned_bucket(services, caller, name))
+        await services.store.delete_bucket(owned_bucket(services, caller, name), with_contents=with_contents)
     except StoreError as exc:
         raise _store_error(exc) from exc
 

@@ -32,8 +32,6 @@ from restapi.routing import json_route
 COOKIE = "session"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD = 8
-# Login guesses: 10 a minute per address and per email, a burst of 10.
-LOGIN_RATE, LOGIN_BURST = 10 / 60, 10
 
 
 async def json_body(request: Request, limit: int = 64 * 1024) -> dict[str, Any]:
@@ -126,7 +124,10 @@ def _camel(name: str) -> str:
 def _login_limit(services: RestServices, request: Request, email: str) -> None:
     client = request.client.host if request.client else "unknown"
     for key in (("login-ip", client), ("login-email", email.lower())):
-        wait = services.limiter.acquire(key, LOGIN_RATE, LOGIN_BURST)
+        # Login guesses: [accounts] login_attempts_per_minute (10) per address and per
+        # email, a burst of as many.
+        per_minute = services.config.accounts.login_attempts_per_minute
+        wait = services.limiter.acquire(key, per_minute / 60, per_minute)
         if wait:
             raise ApiError(
                 429,

@@ -104,6 +104,10 @@ def new_bucket(s3, prefix: str = "test") -> Iterator[str]:
         pass
 
 
+# Where the browser tests put their screenshots of the dashboard (README: "Testing").
+SCREENSHOTS = Path(os.environ.get("FOLIO_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "test-screenshots")
+
+
 def make_objects_public(s3, name: str) -> None:
     """The usual website bucket policy: anyone may GET every object of the bucket (a
     bucket ACL of public-read only lets anyone list it, as on AWS)."""

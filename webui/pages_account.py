@@ -44,6 +44,7 @@ async def signup(request: Request, services: RestServices) -> Response:
         secret_key=done.secret_key,
         bucket=done.bucket,
         s3_endpoint=s3_endpoint(request, services),
+        session=done.session,
     )
     dashboard.set_session_cookie(request, response, done.session)
     return response

@@ -68,7 +68,7 @@ async def delete(request: Request, services: RestServices) -> Response:
             confirm_bucket=name,
         )  # fmt: skip
     try:
-        await bucket_api.delete_bucket(services, Caller(account, ""), name)
+        await bucket_api.delete_bucket(services, Caller(account, ""), name, with_contents=fields.get("confirm") == name)
     except ApiError as exc:
         return _list_page(request, services, account, error=exc.message, status=exc.status)
     return redirect("/buckets")

@@ -27,9 +27,10 @@ def page(
     *,
     status: int = 200,
     section: str = "",
+    session: str | None = None,
     **context: Any,
 ) -> Response:
-    context.update(account=account, csrf=csrf_token(request), section=section)
+    context.update(account=account, csrf=csrf_token(request, session), section=section)
     response = templates.TemplateResponse(request, template, context, status_code=status)
     # Pages show secrets once and per-account data: never cached, never framed.
     response.headers["cache-control"] = "no-store"

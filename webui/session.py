@@ -44,9 +44,11 @@ def require_account(request: Request, services: RestServices) -> Account:
     return account
 
 
-def csrf_token(request: Request) -> str:
-    """The token of this session's forms ("" before there is a session)."""
-    token = request.cookies.get(COOKIE)
+def csrf_token(request: Request, session: str | None = None) -> str:
+    """The token of this session's forms ("" before there is a session). `session`: a
+    session opened by this very request (sign-up), whose cookie the browser does not
+    send yet."""
+    token = session or request.cookies.get(COOKIE)
     if not token:
         return ""
     return hmac.new(b"folio-dashboard-csrf", token.encode(), hashlib.sha256).hexdigest()

@@ -66,18 +66,23 @@ def insert_bucket(
     return Bucket(cursor.lastrowid, name, account_id, region, versioning, now, settings), True
 
 
-def remove_bucket(conn: sqlite3.Connection, bucket_id: int, *, drop_history: bool = False) -> list[str]:
+def remove_bucket(
+    conn: sqlite3.Connection, bucket_id: int, *, drop_history: bool = False, with_contents: bool = False
+) -> list[str]:
     """Delete an empty bucket; its incomplete multipart uploads go with it (as in S3,
     they do not make a bucket non-empty). With `drop_history` (a Time Machine bucket),
     empty means no current objects: noncurrent versions and delete markers go too.
-    Returns the blobs freed."""
+    `with_contents` (the dashboard, after the owner typed the bucket's name) deletes
+    whatever is in it. Returns the blobs freed."""
     if not conn.execute("SELECT 1 FROM buckets WHERE id = ?", (bucket_id,)).fetchone():
         raise NoSuchBucket()
-    if drop_history:
+    if with_contents:
+        live = None
+    elif drop_history:
         live = "SELECT 1 FROM objects WHERE bucket_id = ? AND is_latest = 1 AND is_delete_marker = 0 LIMIT 1"
     else:
         live = "SELECT 1 FROM objects WHERE bucket_id = ? LIMIT 1"
-    if conn.execute(live, (bucket_id,)).fetchone():
+    if live is not None and conn.execute(live, (bucket_id,)).fetchone():
         raise BucketNotEmpty()
     freed: list[str] = []
     for (segments,) in conn.execute(

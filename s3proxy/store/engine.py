@@ -202,14 +202,14 @@ class Store:
         self._remember(bucket)
         return bucket, created
 
-    async def delete_bucket(self, bucket: Bucket) -> None:
+    async def delete_bucket(self, bucket: Bucket, *, with_contents: bool = False) -> None:
         self._buckets.pop(bucket.name, None)
         drop_history = bucket.settings.time_machine
         record = bucket.account_id in self.event_accounts
         now = time.time()
 
         def remove(c: sqlite3.Connection) -> list[str]:
-            freed = bucket_rows.remove_bucket(c, bucket.id, drop_history=drop_history)
+            freed = bucket_rows.remove_bucket(c, bucket.id, drop_history=drop_history, with_contents=with_contents)
             if record:
                 record_event(c, bucket.account_id, "bucket.deleted", {"bucket": bucket.name}, now)
             return freed
