@@ -4,7 +4,8 @@ random token; the database keeps only its SHA-256. Each download is counted and
 records `share.downloaded`; creating one records `share.created`.
 
 `/api/shares` (cookie or API key): POST {"fileId"} or {"bucket", "key"}, optional
-"expiresIn" seconds; GET lists; DELETE ?id= revokes. `GET /s/{token}` downloads."""
+"expiresIn" seconds (up to 30 days, where presigned URLs stop at 7) and "maxDownloads";
+GET lists; DELETE ?id= revokes. `GET /s/{token}` downloads."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from core.db import Migration
 from core.events import record_event
 from core.jsonapi import ApiError, bad_request, not_found
+from restapi.auth import Caller
 from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, content_disposition, iso, owned_bucket
 from restapi.ids import parse_file_id
@@ -47,12 +49,21 @@ MIGRATIONS = [
         ) WITHOUT ROWID;
         CREATE INDEX shares_by_account ON shares(account_id, created_at);
         """,
-    )
+    ),
+    Migration(
+        "restapi.shares",
+        2,
+        """
+        -- An optional download limit: the link stops working after that many downloads.
+        ALTER TABLE shares ADD COLUMN max_downloads INTEGER;
+        """,
+    ),
 ]
 
 DEFAULT_SECONDS = 7 * 86400
 MAX_SECONDS = 30 * 86400
-_COLUMNS = "id, account_id, bucket, key, created_at, expires_at, revoked_at, downloads"
+_COLUMNS = "id, account_id, bucket, key, created_at, expires_at, revoked_at, downloads, max_downloads"
+MAX_DOWNLOAD_LIMIT = 1_000_000
 
 
 def _hash(token: str) -> str:
@@ -60,7 +71,7 @@ def _hash(token: str) -> str:
 
 
 def _share_json(request: Request, row: tuple, token: str | None = None) -> dict[str, Any]:
-    share_id, _account, bucket, key, created, expires, revoked, downloads = row
+    share_id, _account, bucket, key, created, expires, revoked, downloads, max_downloads = row
     out: dict[str, Any] = {
         "id": share_id,
         "bucket": bucket,
@@ -68,7 +79,9 @@ def _share_json(request: Request, row: tuple, token: str | None = None) -> dict[
         "createdAt": iso(created),
         "expiresAt": iso(expires),
         "revoked": revoked is not None,
+        "expired": expires < time.time(),
         "downloads": downloads,
+        "maxDownloads": max_downloads,
     }
     if token is not None:  # the link exists only in this answer
         out["token"] = token
@@ -76,30 +89,79 @@ def _share_json(request: Request, row: tuple, token: str | None = None) -> dict[
     return out
 
 
+def list_shares(request: Request, services: RestServices, account_id: str) -> list[dict[str, Any]]:
+    """The account's links, newest first, with their download counts (never a token)."""
+    rows = services.store.db.read(
+        lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM shares WHERE account_id = ? ORDER BY created_at DESC", (account_id,)
+        ).fetchall()
+    )
+    return [_share_json(request, row) for row in rows]
+
+
+async def revoke_share(services: RestServices, account_id: str, share_id: str) -> None:
+    now = time.time()
+    done = await services.store.db.write(
+        lambda c: c.execute(
+            "UPDATE shares SET revoked_at = ? WHERE id = ? AND account_id = ? AND revoked_at IS NULL",
+            (now, share_id, account_id),
+        ).rowcount
+    )
+    if not done:
+        raise not_found("No such share in your account.")
+
+
+async def create_share(
+    request: Request,
+    services: RestServices,
+    caller: Caller,
+    bucket_name: str,
+    key: str,
+    expires_in: object = DEFAULT_SECONDS,
+    max_downloads: object = None,
+) -> dict[str, Any]:
+    """A new link to the current version of a file; its URL is in this answer only."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_SECONDS:
+        raise bad_request(f"'expiresIn' must be 1 to {MAX_SECONDS} seconds.", field="expiresIn")
+    if max_downloads is not None and (
+        isinstance(max_downloads, bool)
+        or not isinstance(max_downloads, int)
+        or not 1 <= max_downloads <= MAX_DOWNLOAD_LIMIT
+    ):
+        raise bad_request(f"'maxDownloads' must be 1 to {MAX_DOWNLOAD_LIMIT}, or absent.", field="maxDownloads")
+    account_id = caller.account.id
+    bucket = owned_bucket(services, caller, bucket_name)
+    try:
+        services.store.head_object(bucket, key)
+    except StoreError as exc:
+        raise not_found() from exc
+    token = secrets.token_urlsafe(32)
+    now = time.time()
+    row = ("shr_" + uuid.uuid4().hex[:20], account_id, bucket.name, key, now, now + expires_in, None, 0, max_downloads)
+
+    def insert(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO shares (id, token_hash, account_id, bucket, key, created_at, expires_at, downloads,"
+            " max_downloads) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (row[0], _hash(token), account_id, bucket.name, key, now, now + expires_in, max_downloads),
+        )
+        payload = {"shareId": row[0], "bucket": bucket.name, "key": key, "expiresAt": iso(now + expires_in)}
+        record_event(conn, account_id, "share.created", payload, now)
+
+    await services.store.db.write(insert)
+    return _share_json(request, row, token)
+
+
 async def shares(request: Request, services: RestServices) -> Response:
     caller = session_caller(request, services, write=request.method != "GET")
     account_id = caller.account.id
-    db = services.store.db
     if request.method == "GET":
-        rows = db.read(
-            lambda c: c.execute(
-                f"SELECT {_COLUMNS} FROM shares WHERE account_id = ? ORDER BY created_at DESC", (account_id,)
-            ).fetchall()
-        )
-        return JSONResponse({"shares": [_share_json(request, row) for row in rows]})
+        return JSONResponse({"shares": list_shares(request, services, account_id)})
     if request.method == "DELETE":
         share_id = request.query_params.get("id")
         if not share_id:
             raise bad_request("Name the share: DELETE /api/shares?id=...")
-        now = time.time()
-        done = await db.write(
-            lambda c: c.execute(
-                "UPDATE shares SET revoked_at = ? WHERE id = ? AND account_id = ? AND revoked_at IS NULL",
-                (now, share_id, account_id),
-            ).rowcount
-        )
-        if not done:
-            raise not_found("No such share in your account.")
+        await revoke_share(services, account_id, share_id)
         return JSONResponse({"success": True})
     body = await json_body(request)
     if isinstance(body.get("fileId"), str):
@@ -108,29 +170,10 @@ async def shares(request: Request, services: RestServices) -> Response:
         bucket_name, key = body["bucket"], body["key"]
     else:
         raise bad_request("Name the file: 'fileId', or 'bucket' and 'key'.")
-    expires_in = body.get("expiresIn", DEFAULT_SECONDS)
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_SECONDS:
-        raise bad_request(f"'expiresIn' must be 1 to {MAX_SECONDS} seconds.", field="expiresIn")
-    bucket = owned_bucket(services, caller, bucket_name)
-    try:
-        services.store.head_object(bucket, key)
-    except StoreError as exc:
-        raise not_found() from exc
-    token = secrets.token_urlsafe(32)
-    now = time.time()
-    row = ("shr_" + uuid.uuid4().hex[:20], account_id, bucket.name, key, now, now + expires_in, None, 0)
-
-    def insert(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "INSERT INTO shares (id, token_hash, account_id, bucket, key, created_at, expires_at, downloads)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-            (row[0], _hash(token), account_id, bucket.name, key, now, now + expires_in),
-        )
-        payload = {"shareId": row[0], "bucket": bucket.name, "key": key, "expiresAt": iso(now + expires_in)}
-        record_event(conn, account_id, "share.created", payload, now)
-
-    await db.write(insert)
-    return JSONResponse(_share_json(request, row, token), status_code=201)
+    created = await create_share(
+        request, services, caller, bucket_name, key, body.get("expiresIn", DEFAULT_SECONDS), body.get("maxDownloads")
+    )
+    return JSONResponse(created, status_code=201)
 
 
 async def download(request: Request, services: RestServices) -> Response:
@@ -153,19 +196,29 @@ async def download(request: Request, services: RestServices) -> Response:
         raise ApiError(404, "NotFound", "The shared file no longer exists.") from exc
     version = reader.version
 
-    def count(conn: sqlite3.Connection) -> int:
-        downloads = conn.execute(
-            "UPDATE shares SET downloads = downloads + 1 WHERE id = ? RETURNING downloads", (share_id,)
-        ).fetchone()[0]
+    def count(conn: sqlite3.Connection) -> int | None:
+        # Counted and checked against the limit in one statement: two downloads racing
+        # for the last one cannot both get it.
+        counted = conn.execute(
+            "UPDATE shares SET downloads = downloads + 1 WHERE id = ?"
+            " AND (max_downloads IS NULL OR downloads < max_downloads) RETURNING downloads",
+            (share_id,),
+        ).fetchone()
+        if counted is None:
+            return None
+        downloads = counted[0]
         payload = {"shareId": share_id, "bucket": bucket_name, "key": key, "downloads": downloads}
         record_event(conn, account_id, "share.downloaded", payload, now)
         return downloads
 
     try:
-        await db.write(count)
+        counted = await db.write(count)
     except BaseException:
         reader.close()
         raise
+    if counted is None:
+        reader.close()
+        raise ApiError(404, "NotFound", "This link has reached its download limit.")
 
     async def stream() -> AsyncIterator[bytes]:
         try:

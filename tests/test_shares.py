@@ -8,6 +8,7 @@ import json
 import sqlite3
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
 
@@ -107,6 +108,18 @@ def test_shares_are_the_owners_alone(folio: FolioProcess, owner: dict) -> None:
     assert httpx.post(f"{folio.web_url}/api/shares", json={"fileId": owner["file"]["id"]}).status_code == 401
 
 
+def test_a_download_limit_is_kept_even_by_racing_downloads(folio: FolioProcess, owner: dict) -> None:
+    share = _share(folio, owner, fileId=owner["file"]["id"], expiresIn=30 * 86400, maxDownloads=3).json()
+    assert share["maxDownloads"] == 3
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(lambda _: httpx.get(share["url"]).status_code, range(8)))
+    assert statuses == [200, 200, 200, 404, 404, 404, 404, 404]
+    refused = httpx.get(share["url"])
+    assert refused.status_code == 404 and "download limit" in refused.json()["error"]["message"]
+    listed = httpx.get(f"{folio.web_url}/api/shares", headers=owner["headers"]).json()["shares"]
+    assert [(s["downloads"], s["maxDownloads"]) for s in listed] == [(3, 3)]
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -118,6 +131,9 @@ def test_shares_are_the_owners_alone(folio: FolioProcess, owner: dict) -> None:
         {"fileId": "FILE", "expiresIn": 31 * 86400},
         {"fileId": "FILE", "expiresIn": "soon"},
         {"fileId": "FILE", "expiresIn": True},
+        {"fileId": "FILE", "maxDownloads": 0},
+        {"fileId": "FILE", "maxDownloads": "3"},
+        {"fileId": "FILE", "maxDownloads": False},
     ],
 )
 def test_bad_share_requests_get_json_errors_and_create_nothing(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import boto3
 import httpx
@@ -294,3 +295,36 @@ def test_login_throttling_is_shown_as_a_message(tmp_path_factory: pytest.TempPat
             log_in(page, throttled, "nobody@example.com", "wrong password")
             expect(page.get_by_role("alert")).to_have_text("Too many login attempts; wait before trying again.")
             check_page(page, "login-throttled")
+
+
+def test_a_30_day_share_link_downloads_counts_and_dies_on_revoke(server: FolioProcess, browser: Browser) -> None:
+    with open_page(browser) as page:
+        access_key, secret_key = sign_up(page, server, new_email())
+        s3 = s3_client(server, access_key, secret_key)
+        bucket = s3.list_buckets()["Buckets"][0]["Name"]
+        s3.put_object(Bucket=bucket, Key="report.pdf", Body=b"%PDF-1.4 shared")
+        page.goto(f"{server.web_url}/shares?bucket={bucket}&key=report.pdf")
+        expect(page.get_by_label("File (key)")).to_have_value("report.pdf")
+        page.get_by_label("Expires after").select_option("30")
+        page.get_by_role("button", name="Create link").click()
+        url = page.locator("#share-url").inner_text().strip()
+        check_page(page, "shares-created")
+
+        got = httpx.get(url, trust_env=False)  # no credentials
+        assert (got.status_code, got.content) == (200, b"%PDF-1.4 shared")
+        listed = httpx.get(f"{server.web_url}/api/shares", headers={"X-API-Key": f"{access_key}:{secret_key}"})
+        (share,) = listed.json()["shares"]
+        expires_in_days = (
+            datetime.fromisoformat(share["expiresAt"].replace("Z", "+00:00")) - datetime.now(UTC)
+        ).total_seconds() / 86400
+        assert 29.9 < expires_in_days <= 30
+
+        page.goto(f"{server.web_url}/shares")
+        row = page.get_by_role("row").filter(has_text="report.pdf")
+        expect(row).to_contain_text("active")
+        expect(row.get_by_role("cell").nth(2)).to_have_text("1")
+        assert url not in page.content()  # the link is shown once
+        check_page(page, "shares")
+        page.get_by_role("button", name="Revoke the link to report.pdf").click()
+        expect(page.get_by_role("row").filter(has_text="report.pdf")).to_contain_text("revoked")
+        assert httpx.get(url, trust_env=False).status_code == 404

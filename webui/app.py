@@ -6,7 +6,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from restapi.files import RestServices
-from webui import pages_account, pages_buckets, pages_keys, pages_objects, pages_usage
+from webui import pages_account, pages_buckets, pages_keys, pages_objects, pages_shares, pages_usage, uploads
 from webui.render import HERE
 from webui.routing import page_route
 
@@ -26,6 +26,9 @@ def routes(services: RestServices) -> list[BaseRoute]:
         page_route("/keys", pages_keys.keys, services, BOTH),
         page_route("/keys/{key_id}/revoke", pages_keys.revoke, services, POST),
         page_route("/usage", pages_usage.usage, services),
+        page_route("/shares", pages_shares.shares, services, BOTH),
+        page_route("/shares/{share_id}/revoke", pages_shares.revoke, services, POST),
+        *uploads.routes(services),
         *pages_objects.routes(services),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
