@@ -1,29 +1,53 @@
-"""Drive Debian's headless Chromium through the Chrome DevTools Protocol, for tests that
-need a real browser (CORS is enforced by the browser, so only a browser can prove it).
+"""Drive Debian's headless Chromium through Playwright's sync API, for tests that need a
+real browser (CORS is enforced by the browser, so only a browser can prove it; the
+dashboard is used in one).
 
-No Playwright: Chromium is started with `--remote-debugging-port=0`, the port it picked
-is read from `DevToolsActivePort` in its fresh profile directory, and the protocol is
-spoken over the `websockets` package's synchronous client. The browser is always
-stopped by its own PID (and the process group it leads, for its helper processes).
+Playwright runs the system binary (`executable_path`), never a browser of its own: no
+`playwright install`, no download. It gives us auto-waiting navigation, file inputs,
+screenshots and the page's console and network events; it also starts and stops the
+browser (its helper processes included) itself.
+
+The API:
+- `running_chromium()`: a context manager yielding a launched `Browser`; wrap it in a
+  fixture of the scope you want. A missing Chromium fails the test, it is never a skip.
+- `open_page(browser, url, viewport=..., color_scheme=...)`: a page in a fresh context
+  (its own cookies and storage, so two of them are two users), closed on exit; its
+  console and network are recorded from the start, read with `page_log(page)`.
+- `screenshot(page, folder, name)`: a PNG written to `folder/name.png`.
+
+The sync API refuses to run inside a running asyncio loop: call it from plain sync tests
+and fixtures. And while a browser is open its thread counts as running a loop, so
+`asyncio.run()` there fails ("cannot be called from a running event loop"): scope the
+browser fixture to the module that needs it, not to the session (a launch costs about
+0.6 s), or run such asyncio code in a thread of its own.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, sync_playwright
+
+__all__ = [
+    "Browser",
+    "Exchange",
+    "MISSING_MESSAGE",
+    "Page",
+    "PageLog",
+    "chromium_path",
+    "open_page",
+    "page_log",
+    "running_chromium",
+    "screenshot",
+]
 
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
 MISSING_MESSAGE = (
@@ -32,10 +56,10 @@ MISSING_MESSAGE = (
     "FOLIO_TEST_CHROMIUM to a Chromium/Chrome binary."
 )
 
-# Flags for a root, headless, offline run: without the background-networking ones
-# Chromium keeps dialling Google's services, which this closed network refuses.
+# Flags for a root, headless, offline run (Playwright adds --headless and the DevTools
+# pipe itself): without the background-networking ones Chromium keeps dialling Google's
+# services, which this closed network refuses.
 FLAGS = (
-    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -46,13 +70,10 @@ FLAGS = (
     "--disable-sync",
     "--disable-extensions",
     "--disable-dev-shm-usage",
-    "--remote-debugging-address=127.0.0.1",
-    "--remote-debugging-port=0",
 )
 
-
-class BrowserError(RuntimeError):
-    """Chromium did not start, or a DevTools call failed."""
+TIMEOUT_SECONDS = 30.0
+DEFAULT_VIEWPORT = (1280, 720)
 
 
 def chromium_path() -> str | None:
@@ -65,150 +86,119 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-class Chromium:
-    """One headless Chromium with a throwaway profile; use as a context manager."""
-
-    def __init__(self, executable: str, timeout: float = 30.0) -> None:
-        self.executable = executable
-        self.timeout = timeout
-        self.profile = Path(tempfile.mkdtemp(prefix="folio-chromium-"))
-        self.log_path = self.profile.parent / f"{self.profile.name}.log"
-        self.proc: subprocess.Popen | None = None
-        self.ws: ClientConnection | None = None
-        self._connections = ExitStack()
-        self._ids = itertools.count(1)
-
-    def __enter__(self) -> Chromium:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        args = [self.executable, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"]
-        with open(self.log_path, "wb") as log:
-            # Its own session, so the helper processes it forks can be stopped with it.
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
-        port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BrowserError(f"chromium exited with {self.proc.returncode}:\n{self.log()}")
-            lines = port_file.read_text().split("\n") if port_file.exists() else []
-            if len(lines) >= 2 and lines[0].strip() and lines[1].strip():
-                url = f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
-                # Entered as a context manager: the only form every websockets >= 12 accepts silently.
-                self.ws = self._connections.enter_context(connect(url, max_size=None, open_timeout=self.timeout))
-                return
-            time.sleep(0.05)
-        raise BrowserError(f"chromium did not open its DevTools port:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.ws is not None:
-            try:
-                self.call("Browser.close", timeout=5)
-            except Exception:  # noqa: BLE001 - fall back to signals below
-                pass
-            try:
-                self._connections.close()
-            except Exception:  # noqa: BLE001 - the browser may have dropped it first
-                pass
-            self.ws = None
-        if self.proc is not None:
-            try:
-                self.proc.wait(10)  # Browser.close answers before the browser has exited
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-            # Helpers (zygote, renderers) share the group led by the browser's PID.
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc = None
-        shutil.rmtree(self.profile, ignore_errors=True)
-        self.log_path.unlink(missing_ok=True)
-
-    def call(
-        self, method: str, params: dict | None = None, session_id: str | None = None, timeout: float | None = None
-    ) -> dict:
-        """Send one DevTools command and wait for its result (events in between are dropped)."""
-        assert self.ws is not None, "browser not started"
-        message_id = next(self._ids)
-        message: dict[str, Any] = {"id": message_id, "method": method, "params": params or {}}
-        if session_id is not None:
-            message["sessionId"] = session_id
-        self.ws.send(json.dumps(message))
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrowserError(f"no answer to {method} in time")
-            answer = json.loads(self.ws.recv(timeout=remaining))
-            if answer.get("id") != message_id:
-                continue
-            if "error" in answer:
-                raise BrowserError(f"{method} failed: {answer['error']}")
-            return answer.get("result", {})
-
-    def open_page(self, url: str) -> Page:
-        """A new tab showing `url`, once its document has loaded."""
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        page = Page(self, session)
-        navigated = self.call("Page.navigate", {"url": url}, session)
-        if navigated.get("errorText"):
-            raise BrowserError(f"could not load {url}: {navigated['errorText']}")
-        deadline = time.monotonic() + self.timeout
-        while page.evaluate("document.readyState + ' ' + location.href") != f"complete {url}":
-            if time.monotonic() > deadline:
-                raise BrowserError(f"{url} did not finish loading")
-            time.sleep(0.05)
-        return page
-
-
-class Page:
-    """One tab, attached in flat mode (commands carry its session id)."""
-
-    def __init__(self, browser: Chromium, session_id: str) -> None:
-        self.browser = browser
-        self.session_id = session_id
-
-    def evaluate(self, expression: str, timeout: float | None = None) -> Any:
-        """Run JavaScript in the page, await it if it is a promise, and return its JSON value."""
-        result = self.browser.call(
-            "Runtime.evaluate",
-            {"expression": expression, "awaitPromise": True, "returnByValue": True},
-            self.session_id,
-            timeout,
-        )
-        if "exceptionDetails" in result:
-            details = result["exceptionDetails"]
-            text = details.get("exception", {}).get("description") or details.get("text")
-            raise BrowserError(f"page script threw: {text}")
-        return result["result"].get("value")
-
-
-def running_chromium() -> Iterator[Chromium]:
-    """Debian's Chromium for a module's browser tests (`yield from` it in a fixture). Missing
-    is a failure, not a skip: a browser test only counts when a real browser ran it."""
+@contextmanager
+def running_chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for as long as the block runs. Missing is a failure,
+    not a skip: a browser test only counts when a real browser ran it."""
     executable = chromium_path()
     if executable is None:
         pytest.fail(
             MISSING_MESSAGE.format(path=os.environ.get("FOLIO_TEST_CHROMIUM") or DEBIAN_CHROMIUM),
             pytrace=False,
         )
-    with Chromium(executable) as browser:
-        yield browser
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=list(FLAGS),
+            timeout=TIMEOUT_SECONDS * 1000,
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Exchange:
+    """One request the page made and what became of it (status, or why it failed)."""
+
+    method: str
+    url: str
+    resource_type: str
+    status: int | None = None
+    failure: str | None = None
+
+
+@dataclass
+class PageLog:
+    """What a page printed and fetched, in order."""
+
+    console: list[tuple[str, str]] = field(default_factory=list)  # (type, text): ("error", "...")
+    errors: list[str] = field(default_factory=list)  # exceptions the page did not catch
+    exchanges: list[Exchange] = field(default_factory=list)
+    _by_request: dict[Request, Exchange] = field(default_factory=dict, repr=False)
+
+    def requests_to(self, url_part: str) -> list[Exchange]:
+        """The exchanges whose URL contains `url_part`."""
+        return [exchange for exchange in self.exchanges if url_part in exchange.url]
+
+    def _on_request(self, request: Request) -> None:
+        exchange = Exchange(request.method, request.url, request.resource_type)
+        self._by_request[request] = exchange
+        self.exchanges.append(exchange)
+
+    def _on_response(self, response: Response) -> None:
+        exchange = self._by_request.get(response.request)
+        if exchange is not None:
+            exchange.status = response.status
+
+    def _on_failed(self, request: Request) -> None:
+        exchange = self._by_request.get(request)
+        if exchange is not None:
+            exchange.failure = request.failure or "failed"
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        self.console.append((message.type, message.text))
+
+
+_LOGS: WeakKeyDictionary[Page, PageLog] = WeakKeyDictionary()
+
+
+def page_log(page: Page) -> PageLog:
+    """The page's console and network log; recording starts at the first call (open_page
+    makes that call before it loads anything)."""
+    log = _LOGS.get(page)
+    if log is None:
+        log = _LOGS[page] = PageLog()
+        page.on("request", log._on_request)
+        page.on("response", log._on_response)
+        page.on("requestfailed", log._on_failed)
+        page.on("console", log._on_console)
+        page.on("pageerror", lambda error: log.errors.append(str(error)))
+    return log
+
+
+@contextmanager
+def open_page(
+    browser: Browser,
+    url: str | None = None,
+    *,
+    viewport: tuple[int, int] = DEFAULT_VIEWPORT,
+    color_scheme: Literal["light", "dark", "no-preference"] | None = None,
+    **context_options: Any,
+) -> Iterator[Page]:
+    """A page in a new browser context, showing `url` once it has loaded (Playwright's
+    `load` event; a network failure raises). Extra keyword arguments go to
+    `Browser.new_context` (e.g. `accept_downloads`, `base_url`)."""
+    width, height = viewport
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme=color_scheme, **context_options
+    )
+    try:
+        context.set_default_timeout(TIMEOUT_SECONDS * 1000)
+        page = context.new_page()
+        page_log(page)
+        if url is not None:
+            page.goto(url)
+        yield page
+    finally:
+        context.close()
+
+
+def screenshot(page: Page, folder: Path, name: str, *, full_page: bool = False) -> Path:
+    """The page as `folder/name.png` (the viewport, or the whole page); its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=path, type="png", full_page=full_page)
+    return path

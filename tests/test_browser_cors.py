@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import Chromium, Page, running_chromium
+from tests.browser import Browser, Page, open_page, running_chromium
 from tests.web_client import page_server
 
 PAGE_HTML = b"""<!doctype html>
@@ -64,8 +64,16 @@ def page_origins() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    yield from running_chromium()
+def chromium() -> Iterator[Browser]:
+    with running_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh tab (its own context); each test loads its page with `page.goto`."""
+    with open_page(chromium) as page:
+        yield page
 
 
 def allow(s3, bucket: str, origin: str, allowed_headers: list[str]) -> None:
@@ -101,7 +109,7 @@ def upload_and_read(page: Page, put_url: str, get_url: str) -> dict:
         "get_url": json.dumps(get_url),
         "content_type": json.dumps(CONTENT_TYPE),
     }
-    return page.evaluate(script, timeout=30)
+    return page.evaluate(script)
 
 
 def stored_keys(s3, bucket: str) -> list[str]:
@@ -109,12 +117,12 @@ def stored_keys(s3, bucket: str) -> list[str]:
 
 
 def test_page_on_an_allowed_origin_uploads_through_presigned_put_and_reads_it_back(
-    chromium: Chromium, page_origins: tuple[str, str], s3, bucket: str
+    page: Page, page_origins: tuple[str, str], s3, bucket: str
 ) -> None:
     allowed, _ = page_origins
     allow(s3, bucket, allowed, ["*"])
     put_url, get_url = presigned_pair(s3, bucket, "from-browser/upload é.bin")
-    page = chromium.open_page(f"{allowed}/")
+    page.goto(f"{allowed}/")
     assert page.evaluate("location.origin") == allowed
 
     result = upload_and_read(page, put_url, get_url)
@@ -133,14 +141,14 @@ def test_page_on_an_allowed_origin_uploads_through_presigned_put_and_reads_it_ba
 
 
 def test_page_on_an_origin_not_in_the_rules_can_neither_read_nor_upload(
-    chromium: Chromium, page_origins: tuple[str, str], s3, bucket: str
+    page: Page, page_origins: tuple[str, str], s3, bucket: str
 ) -> None:
     allowed, other = page_origins
     allow(s3, bucket, allowed, ["*"])
     s3.put_object(Bucket=bucket, Key="existing.bin", Body=BODY)
     _, existing_get_url = presigned_pair(s3, bucket, "existing.bin")
     put_url, _ = presigned_pair(s3, bucket, "intruder.bin")
-    page = chromium.open_page(f"{other}/")
+    page.goto(f"{other}/")
     assert page.evaluate("location.origin") == other
 
     result = upload_and_read(page, put_url, existing_get_url)
@@ -155,14 +163,14 @@ def test_page_on_an_origin_not_in_the_rules_can_neither_read_nor_upload(
 
 
 def test_preflight_refused_for_a_header_the_rule_does_not_allow_blocks_the_upload(
-    chromium: Chromium, page_origins: tuple[str, str], s3, bucket: str
+    page: Page, page_origins: tuple[str, str], s3, bucket: str
 ) -> None:
     """Proves the browser really preflights the PUT and obeys Folio's answer: the origin is
     allowed, but the rule's AllowedHeaders leave out the Content-Type the page sends."""
     allowed, _ = page_origins
     allow(s3, bucket, allowed, ["x-amz-meta-*"])
     put_url, get_url = presigned_pair(s3, bucket, "blocked.bin")
-    page = chromium.open_page(f"{allowed}/")
+    page.goto(f"{allowed}/")
 
     result = upload_and_read(page, put_url, get_url)
 

@@ -1,4 +1,4 @@
-"""The seed's `<img>` example in a real browser: headless Chromium (tests/browser.py, CDP)
+"""The seed's `<img>` example in a real browser: headless Chromium (tests/browser.py, Playwright)
 loads a page from a small loopback HTTP server whose `<img>` tags point at Folio's web
 listener, `/api/img/...?w=200&h=200&fit=cover&gravity=sm`, exactly as
 docs/image-transforms.md shows it. The page is on another origin than Folio, as a site
@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.browser import Chromium, Page, running_chromium
+from tests.browser import Browser, Page, open_page, page_log, running_chromium
 from tests.folio_process import FolioProcess
 from tests.imgtools import encode, get_img, image_of, img_client, img_url, subject_scene
 from tests.web_client import page_server
@@ -33,8 +33,16 @@ def page_origin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    yield from running_chromium()
+def chromium() -> Iterator[Browser]:
+    with running_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh tab (its own context); each test loads its page with `page.goto`."""
+    with open_page(chromium) as page:
+        yield page
 
 
 def page_with_images(name: str, sources: dict[str, str]) -> str:
@@ -62,11 +70,11 @@ IMAGE_STATE_JS = """
 
 
 def image_states(page: Page) -> dict:
-    return page.evaluate(IMAGE_STATE_JS, timeout=30)
+    return page.evaluate(IMAGE_STATE_JS)
 
 
 def test_seed_img_example_renders_200x200_in_chromium(
-    chromium: Chromium, page_origin: str, folio: FolioProcess, s3, bucket: str
+    page: Page, page_origin: str, folio: FolioProcess, s3, bucket: str
 ) -> None:
     hero = subject_scene((1200, 800), (850, 100, 1050, 300))
     s3.put_object(
@@ -75,11 +83,14 @@ def test_seed_img_example_renders_200x200_in_chromium(
     src = f"{folio.web_url}{img_url(bucket, 'photos/hero.jpg', 'w=200&h=200&fit=cover&gravity=sm')}"
     path = page_with_images("seed.html", {"hero": src})
 
-    page = chromium.open_page(f"{page_origin}{path}")
+    page.goto(f"{page_origin}{path}")
     assert page.evaluate("location.origin") == page_origin
     states = image_states(page)
 
     assert states["hero"] == {"complete": True, "w": 200, "h": 200, "decoded": True}, states
+    # The page's network log: one image request to /api/img, answered 200.
+    fetched = [(e.method, e.resource_type, e.status) for e in page_log(page).requests_to("/api/img/")]
+    assert fetched == [("GET", "image", 200)], page_log(page)
     # The browser's request negotiated a format and filled the cache: the same URL
     # with Chromium's Accept is now a hit (the browser got the transform, not an error).
     with img_client(folio) as anon:
@@ -108,7 +119,7 @@ def signed_path(folio: FolioProcess, bucket: str, key: str, params: dict) -> str
 
 
 def test_private_image_loads_in_img_only_when_signed(
-    chromium: Chromium, page_origin: str, folio: FolioProcess, s3, bucket: str
+    page: Page, page_origin: str, folio: FolioProcess, s3, bucket: str
 ) -> None:
     s3.put_object(
         Bucket=bucket, Key="secret.png", Body=encode(subject_scene((400, 300), (50, 50, 150, 150)), "PNG")
@@ -129,7 +140,7 @@ def test_private_image_loads_in_img_only_when_signed(
             "unsigned": f"{folio.web_url}{img_url(bucket, 'secret.png', 'w=120')}",
         },
     )
-    page = chromium.open_page(f"{page_origin}{path}")
+    page.goto(f"{page_origin}{path}")
     states = image_states(page)
 
     assert states["minted"] == {"complete": True, "w": 120, "h": 90, "decoded": True}, states

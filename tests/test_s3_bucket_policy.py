@@ -20,7 +20,6 @@ AWS rules these tests hold Folio to (S3 API reference and IAM policy language):
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import uuid
@@ -35,7 +34,7 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from tests.browser import Chromium, Page, running_chromium
+from tests.browser import Browser, Page, open_page, running_chromium, screenshot
 from tests.conftest import TEST_CONFIG, empty_bucket, make_s3_client, moto_client
 from tests.folio_process import FolioProcess, running_server
 from tests.web_client import page_server
@@ -347,8 +346,16 @@ def page_origin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    yield from running_chromium()
+def chromium() -> Iterator[Browser]:
+    with running_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh tab (its own context); each test loads its page with `page.goto`."""
+    with open_page(chromium) as page:
+        yield page
 
 
 # Waits for every image (load or error) and reports what the browser made of it.
@@ -365,16 +372,10 @@ IMAGE_STATE_JS = """
 """
 
 
-def screenshot(page: Page, path: Path) -> Path:
-    shot = page.browser.call("Page.captureScreenshot", {"format": "png"}, page.session_id)
-    path.write_bytes(base64.b64decode(shot["data"]))
-    return path
-
-
 def test_public_website_policy_images_load_in_chromium_and_private_ones_do_not(
     server: FolioProcess,
     s3_a,
-    chromium: Chromium,
+    page: Page,
     page_origin: str,
     make_bucket: Callable[[], str],
     tmp_path: Path,
@@ -395,15 +396,15 @@ def test_public_website_policy_images_load_in_chromium_and_private_ones_do_not(
         f'<!doctype html><html><head><meta charset="utf-8"><title>policy</title></head><body>{tags}</body></html>'
     ).encode()
 
-    page = chromium.open_page(f"{page_origin}/policy.html")
-    states = page.evaluate(IMAGE_STATE_JS, timeout=30)
+    page.goto(f"{page_origin}/policy.html")
+    states = page.evaluate(IMAGE_STATE_JS)
 
     assert states["s3_public"] == {"complete": True, "w": 120, "h": 80, "decoded": True}, states
     assert states["img_public"] == {"complete": True, "w": 60, "h": 40, "decoded": True}, states
     for refused in ("s3_private", "img_private"):
         assert states[refused]["decoded"] is False and states[refused]["w"] == 0, states
 
-    shot = screenshot(page, tmp_path / "policy-page.png")
+    shot = screenshot(page, tmp_path, "policy-page")
     assert shot.exists()
     picture = Image.open(shot).convert("RGB")
     # The public picture is drawn where the first <img> sits (body margin 8 px) and the

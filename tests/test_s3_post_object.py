@@ -22,12 +22,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from tests.browser import (
-    BrowserError,
-    Chromium,
-    Page,
-    running_chromium,
-)
+from tests.browser import Browser, Page, open_page, running_chromium, screenshot
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess, running_server
 from tests.web_client import page_server
@@ -42,8 +37,16 @@ def s3_v4(folio: FolioProcess):
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    yield from running_chromium()
+def chromium() -> Iterator[Browser]:
+    with running_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh tab (its own context); each test loads its page with `page.goto`."""
+    with open_page(chromium) as page:
+        yield page
 
 
 def s3_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
@@ -89,31 +92,21 @@ def form_page(url: str, fields: dict[str, str]) -> bytes:
 
 
 def choose_file(page: Page, path: Path) -> None:
-    """What a user does with the file dialog: DOM.setFileInputFiles on the file input."""
-    call = page.browser.call
-    root = call("DOM.getDocument", {}, page.session_id)["root"]["nodeId"]
-    node = call("DOM.querySelector", {"nodeId": root, "selector": "#file"}, page.session_id)["nodeId"]
-    call("DOM.setFileInputFiles", {"nodeId": node, "files": [str(path)]}, page.session_id)
+    """What a user does with the file dialog: the file set on the file input."""
+    page.set_input_files("#file", path)
     assert page.evaluate("document.getElementById('file').files[0].name") == path.name
 
 
 def submit_and_wait(page: Page, target_prefix: str) -> str:
     """Submit the form and wait for the browser to show the answer; its page source."""
     page.evaluate("document.getElementById('upload').requestSubmit(), true")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            state = page.evaluate("document.readyState + ' ' + location.href")
-        except BrowserError:  # the old document went away mid-call
-            state = ""
-        if state.startswith(f"complete {target_prefix}"):
-            return page.evaluate("new XMLSerializer().serializeToString(document)")
-        time.sleep(0.05)
-    raise AssertionError(f"the form's answer never loaded (last state {state!r})")
+    # Until the answer's document has loaded (its `load` event), 30 s at most.
+    page.wait_for_url(lambda url: url.startswith(target_prefix), timeout=30_000)
+    return page.evaluate("new XMLSerializer().serializeToString(document)")
 
 
 def test_boto3_presigned_post_from_an_html_form_in_chromium_stores_the_file_with_its_metadata(
-    chromium: Chromium, folio: FolioProcess, s3, bucket: str, tmp_path: Path
+    page: Page, folio: FolioProcess, s3, bucket: str, tmp_path: Path
 ) -> None:
     # boto3's default client, as a web app's backend would use it.
     post = s3.generate_presigned_post(
@@ -137,12 +130,10 @@ def test_boto3_presigned_post_from_an_html_form_in_chromium_stores_the_file_with
     chosen = tmp_path / "notes from the browser.txt"
     chosen.write_bytes(BODY)
     with page_server({"/": form_page(post["url"], post["fields"])}) as origin:
-        page = chromium.open_page(f"{origin}/")
+        page.goto(f"{origin}/")
         choose_file(page, chosen)
         answer = submit_and_wait(page, post["url"])
-        shot = page.browser.call("Page.captureScreenshot", {"format": "png"}, page.session_id)["data"]
-    png = base64.b64decode(shot)
-    (tmp_path / "post-result.png").write_bytes(png)
+        png = screenshot(page, tmp_path, "post-result").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 1000
 
     key = "browser/notes from the browser.txt"
@@ -374,12 +365,10 @@ FETCH_JS = """
 """
 
 
-def test_cross_origin_fetch_of_the_form_needs_a_cors_rule_for_post(
-    chromium: Chromium, s3_v4, bucket: str
-) -> None:
+def test_cross_origin_fetch_of_the_form_needs_a_cors_rule_for_post(page: Page, s3_v4, bucket: str) -> None:
     post = s3_v4.generate_presigned_post(bucket, "fetched/${filename}")
     with page_server({"/": b"<!doctype html><title>app</title>"}) as origin:
-        page = chromium.open_page(f"{origin}/")
+        page.goto(f"{origin}/")
         script = FETCH_JS % {
             "fields": json.dumps(post["fields"]),
             "text": json.dumps("sent by fetch"),
@@ -387,7 +376,7 @@ def test_cross_origin_fetch_of_the_form_needs_a_cors_rule_for_post(
         }
         # No CORS rule: the POST reaches S3 (a form POST is a simple request) but the
         # page may not read the answer.
-        assert "error" in page.evaluate(script, timeout=30)
+        assert "error" in page.evaluate(script)
         s3_v4.put_bucket_cors(
             Bucket=bucket,
             CORSConfiguration={
@@ -396,7 +385,7 @@ def test_cross_origin_fetch_of_the_form_needs_a_cors_rule_for_post(
                 ]
             },
         )
-        result = page.evaluate(script, timeout=30)
+        result = page.evaluate(script)
     assert result.get("status") == 204, result
     stored = s3_v4.get_object(Bucket=bucket, Key="fetched/fetched.txt")
     assert stored["Body"].read() == b"sent by fetch" and result["etag"] == stored["ETag"]
