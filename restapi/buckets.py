@@ -17,8 +17,9 @@ from restapi.files import RestServices, iso, owned_bucket
 from restapi.routing import json_route
 from s3proxy.access import public_read
 from s3proxy.access.policy import MalformedPolicy
+from s3proxy.store.cors_rules import check_rules
 from s3proxy.store.errors import StorageFull, StoreError
-from s3proxy.store.models import Bucket
+from s3proxy.store.models import Bucket, CorsRule, Retention
 
 _ERRORS = {
     "InvalidBucketName": 400,
@@ -28,6 +29,8 @@ _ERRORS = {
     "TooManyBuckets": 403,
     "NoSuchBucket": 404,
     "AccessDenied": 404,
+    "InvalidRequest": 400,
+    "MalformedXML": 400,
 }
 
 
@@ -99,6 +102,37 @@ async def update_bucket(
     except (StoreError, MalformedPolicy) as exc:
         raise _store_error(exc) from exc
     return _bucket_json(services, bucket, services.store.usage(caller.account.id).buckets.get(bucket.name))
+
+
+def check_cors(rules: tuple[CorsRule, ...]) -> None:
+    """Refuse CORS rules as PutBucketCors does (an empty set is fine: no CORS)."""
+    try:
+        if rules:
+            check_rules(rules)
+    except StoreError as exc:
+        raise _store_error(exc) from exc
+
+
+async def set_cors(services: RestServices, caller: Caller, name: str, rules: tuple[CorsRule, ...]) -> None:
+    """Replace the bucket's CORS rules (none: no CORS), checked as PutBucketCors checks them."""
+    check_cors(rules)
+    bucket = owned_bucket(services, caller, name)
+    try:
+        await services.store.update_settings(bucket, cors=rules)
+    except StoreError as exc:
+        raise _store_error(exc) from exc
+
+
+async def set_retention(services: RestServices, caller: Caller, name: str, keep: Retention | None) -> None:
+    """The bucket's own Time Machine retention (None: its plan's), as `folio admin
+    set-retention` sets it."""
+    if keep is not None and (keep.keep_versions < 0 or keep.keep_days < 0):
+        raise bad_request("Retention values cannot be negative.")
+    bucket = owned_bucket(services, caller, name)
+    try:
+        await services.store.set_retention(bucket, keep)
+    except StoreError as exc:
+        raise _store_error(exc) from exc
 
 
 async def delete_bucket(services: RestServices, caller: Caller, name: str, *, with_contents: bool = False) -> None:

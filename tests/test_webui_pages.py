@@ -328,3 +328,49 @@ def test_a_30_day_share_link_downloads_counts_and_dies_on_revoke(server: FolioPr
         page.get_by_role("button", name="Revoke the link to report.pdf").click()
         expect(page.get_by_role("row").filter(has_text="report.pdf")).to_contain_text("revoked")
         assert httpx.get(url, trust_env=False).status_code == 404
+
+
+def test_cors_rules_and_retention_edited_as_a_table(server: FolioProcess, browser: Browser) -> None:
+    with open_page(browser) as page:
+        access_key, secret_key = sign_up(page, server, new_email())
+        s3 = s3_client(server, access_key, secret_key)
+        bucket = s3.list_buckets()["Buckets"][0]["Name"]
+        page.goto(f"{server.web_url}/buckets/{bucket}/settings")
+        page.get_by_label("Rule 1 allowed origins").fill("https://app.example, https://admin.example")
+        page.locator("#cors-0-PUT").check()
+        page.get_by_label("Rule 1 allowed headers").fill("content-type x-amz-*")
+        page.get_by_label("Rule 1 exposed headers").fill("etag")
+        page.get_by_label("Rule 1 cache seconds").fill("600")
+        page.get_by_label("This bucket's own").check()
+        page.get_by_label("Versions kept per key").fill("3")
+        page.get_by_label("Days kept").fill("7")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        (rule,) = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+        assert rule["AllowedOrigins"] == ["https://app.example", "https://admin.example"]
+        assert rule["AllowedMethods"] == ["GET", "PUT"]
+        assert rule["AllowedHeaders"] == ["content-type", "x-amz-*"]
+        assert (rule["ExposeHeaders"], rule["MaxAgeSeconds"]) == (["etag"], 600)
+        expect(page.get_by_label("This bucket's own")).to_be_checked()
+        expect(page.get_by_label("Versions kept per key")).to_have_value("3")
+        check_page(page, "bucket-settings-cors")
+
+        # A rule S3 refuses: its message, and nothing saved (public read stays off too).
+        page.get_by_label("Rule 2 allowed origins").fill("https://*.*.example")
+        page.get_by_label("Anyone may read every object").check()
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("p.error")).to_contain_text("can not have more than one wildcard")
+        assert len(s3.get_bucket_cors(Bucket=bucket)["CORSRules"]) == 1
+        with pytest.raises(ClientError):
+            s3.get_bucket_policy(Bucket=bucket)
+
+        # Clearing the origins removes the rule: no CORS configuration left.
+        page.goto(f"{server.web_url}/buckets/{bucket}/settings")
+        page.get_by_label("Rule 1 allowed origins").fill("")
+        page.get_by_label("The plan's").check()
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        with pytest.raises(ClientError) as gone:
+            s3.get_bucket_cors(Bucket=bucket)
+        assert gone.value.response["Error"]["Code"] == "NoSuchCORSConfiguration"
+        expect(page.get_by_label("The plan's")).to_be_checked()

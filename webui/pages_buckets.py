@@ -9,14 +9,19 @@ from starlette.responses import Response
 
 from core.accounts import Account
 from core.jsonapi import ApiError
+from core.strictparse import ascii_int
 from restapi import buckets as bucket_api
 from restapi.auth import Caller
 from restapi.files import RestServices, owned_bucket
 from s3proxy.access.public_read import is_public_read
+from s3proxy.store.cors_rules import MAX_AGE_LIMIT, MAX_RULES
+from s3proxy.store.models import CorsRule, Retention
 from webui.render import page, redirect
 from webui.routing import form_of
 from webui.session import CSRF_FIELD, check_form, require_account
 
+# The methods a CORS rule may allow, in the order the table shows them.
+CORS_METHOD_ORDER = ("GET", "PUT", "POST", "DELETE", "HEAD")
 NAME_RULES = (
     "Bucket names are 3 to 63 characters: lowercase letters, digits, dots and hyphens, starting and "
     "ending with a letter or digit, not shaped like an IP address, unique across this Folio."
@@ -74,6 +79,48 @@ async def delete(request: Request, services: RestServices) -> Response:
     return redirect("/buckets")
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(word for word in text.replace(",", " ").split() if word)
+
+
+def _cors_from_form(fields: dict[str, str]) -> tuple[CorsRule, ...]:
+    """The CORS table's rows (a row without origins is left out: the blank row for a new
+    rule, or a rule cleared to delete it)."""
+    rows = ascii_int(fields.get("cors_rows", "0"), maximum=MAX_RULES + 1) or 0
+    rules = []
+    for i in range(rows):
+        origins = _words(fields.get(f"cors-{i}-origins", ""))
+        if not origins:
+            continue
+        max_age_text = fields.get(f"cors-{i}-max-age", "").strip()
+        max_age = ascii_int(max_age_text, maximum=MAX_AGE_LIMIT) if max_age_text else None
+        if max_age_text and max_age is None:
+            raise ApiError(400, "BadRequest", f"Rule {i + 1}: the cache time is a whole number of seconds.")
+        rules.append(
+            CorsRule(
+                allowed_origins=origins,
+                allowed_methods=tuple(m for m in CORS_METHOD_ORDER if fields.get(f"cors-{i}-{m}") == "on"),
+                allowed_headers=_words(fields.get(f"cors-{i}-headers", "")),
+                expose_headers=_words(fields.get(f"cors-{i}-expose", "")),
+                max_age_seconds=max_age,
+            )
+        )
+    return tuple(rules)
+
+
+def _retention_from_form(fields: dict[str, str]) -> Retention | None:
+    if fields.get("retention") != "own":
+        return None
+    versions = ascii_int(fields.get("keep_versions", "").strip())
+    try:
+        days = float(fields.get("keep_days", "").strip())
+    except ValueError:
+        days = -1.0
+    if versions is None or not 0 <= days <= 36500:
+        raise ApiError(400, "BadRequest", "Keep a whole number of versions and a number of days (0: no limit).")
+    return Retention(versions, days)
+
+
 async def settings(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
     name = request.path_params["name"]
@@ -85,10 +132,15 @@ async def settings(request: Request, services: RestServices) -> Response:
         await check_form(request, fields.get(CSRF_FIELD))
         versioning = fields.get("versioning")
         try:
+            # Everything is checked before anything changes: a bad CORS row saves nothing.
+            rules, keep = _cors_from_form(fields), _retention_from_form(fields)
+            bucket_api.check_cors(rules)
             await bucket_api.update_bucket(
                 services, caller, name, make_public=fields.get("public") == "on",
                 versioning=versioning if versioning in ("Enabled", "Suspended") else None,
             )  # fmt: skip
+            await bucket_api.set_cors(services, caller, name, rules)
+            await bucket_api.set_retention(services, caller, name, keep)
         except ApiError as exc:
             error = exc.message
         else:
@@ -98,10 +150,15 @@ async def settings(request: Request, services: RestServices) -> Response:
         request,
         "bucket_settings.html",
         account,
+        status=400 if error else 200,
         section="buckets",
         bucket=bucket,
         public=is_public_read(bucket),
         policy=bucket.settings.policy,
+        cors=bucket.settings.cors,
+        methods=CORS_METHOD_ORDER,
+        retention=services.store.retention_for(bucket),
+        own_retention=bucket.settings.retention is not None,
         error=error,
         saved=request.query_params.get("saved") == "1",
     )

@@ -12,10 +12,9 @@ from s3proxy.api.errors import S3Error
 from s3proxy.api.listing import MAX_INT32
 from s3proxy.api.services import Services
 from s3proxy.api.xml import child_text, children, document, element, local_name, parse
+from s3proxy.store.cors_rules import InvalidCorsRules, MalformedCorsRules, check_rules
 from s3proxy.store.models import Bucket, CorsRule
 
-CORS_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
-MAX_RULES = 100
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 
 
@@ -114,38 +113,26 @@ def _parse_rules(body: bytes) -> tuple[CorsRule, ...]:
         raise S3Error("MalformedXML")
     rules = []
     for node in children(root, "CORSRule"):
-        methods = tuple((m.text or "").strip() for m in children(node, "AllowedMethod"))
-        origins = tuple((o.text or "").strip() for o in children(node, "AllowedOrigin"))
-        if not methods or not origins:
-            raise S3Error("MalformedXML")
-        for method in methods:
-            if method not in CORS_METHODS:
-                raise S3Error(
-                    "InvalidRequest", f"Found unsupported HTTP method in CORS config. Unsupported method is {method}"
-                )
-        for pattern in origins:
-            if pattern.count("*") > 1:
-                raise S3Error("InvalidRequest", f'AllowedOrigin "{pattern}" can not have more than one wildcard.')
-        allowed_headers = tuple((h.text or "").strip() for h in children(node, "AllowedHeader"))
-        for pattern in allowed_headers:
-            if pattern.count("*") > 1:
-                raise S3Error("InvalidRequest", f'AllowedHeader "{pattern}" can not have more than one wildcard.')
         raw_max_age = child_text(node, "MaxAgeSeconds")
         max_age = ascii_int(raw_max_age, strip=True, maximum=MAX_INT32)
         if raw_max_age is not None and max_age is None:
             raise S3Error("MalformedXML")
         rules.append(
             CorsRule(
-                allowed_origins=origins,
-                allowed_methods=methods,
-                allowed_headers=allowed_headers,
+                allowed_origins=tuple((o.text or "").strip() for o in children(node, "AllowedOrigin")),
+                allowed_methods=tuple((m.text or "").strip() for m in children(node, "AllowedMethod")),
+                allowed_headers=tuple((h.text or "").strip() for h in children(node, "AllowedHeader")),
                 expose_headers=tuple((h.text or "").strip() for h in children(node, "ExposeHeader")),
                 max_age_seconds=max_age,
                 id=child_text(node, "ID"),
             )
         )
-    if not rules or len(rules) > MAX_RULES:
-        raise S3Error("MalformedXML")
+    try:
+        check_rules(tuple(rules))
+    except MalformedCorsRules as exc:
+        raise S3Error("MalformedXML") from exc
+    except InvalidCorsRules as exc:
+        raise S3Error("InvalidRequest", exc.message) from exc
     return tuple(rules)
 
 
