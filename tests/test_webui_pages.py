@@ -218,12 +218,14 @@ def test_usage_warns_from_80_percent_of_the_quota(server: FolioProcess, browser:
     s3 = s3_client(server, created["accessKey"], created["secretKey"])
     bucket = f"usage-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="big.bin", Body=b"x" * 850_000)
+    s3.put_object(Bucket=bucket, Key="big.bin", Body=b"x" * 650_000)
+    s3.put_object(Bucket=bucket, Key="big.bin", Body=b"y" * 200_000)  # the first is now a previous version
     with open_page(browser) as page:
         log_in(page, server, email)
         page.goto(f"{server.web_url}/usage")
         assert "85.0%" in page.locator("main").inner_text()
         expect(page.get_by_role("alert")).to_contain_text("over 80%")
+        expect(page.locator("#versions-share")).to_contain_text("in 1 version (76.5% of the storage used)")
         expect(page.get_by_role("link", name=bucket)).to_be_visible()
         check_page(page, "usage")
         page.goto(f"{server.web_url}/settings")

@@ -21,6 +21,8 @@ async def usage(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
     summary = dashboard.account_json(services, account)
     percent = summary["usage"]["percentUsed"]
+    versions_bytes, versions = await services.store.noncurrent_usage(account.id)
+    used = summary["usage"]["bytesUsed"]
     return page(
         request,
         "usage.html",
@@ -30,4 +32,7 @@ async def usage(request: Request, services: RestServices) -> Response:
         buckets=bucket_api.list_buckets(services, account.id),
         plan=asdict(services.config.plan(account.plan)),
         warn=percent is not None and percent >= WARN_PERCENT,
+        versions=versions,
+        versions_bytes=versions_bytes,
+        versions_percent=round(100 * versions_bytes / used, 1) if used else 0.0,
     )

@@ -280,6 +280,20 @@ class Store:
     def usage(self, account_id: str) -> Usage:
         return self.db.read(lambda c: quota.account_usage(c, account_id))
 
+    async def noncurrent_usage(self, account_id: str) -> tuple[int, int]:
+        """Bytes and count of the account's noncurrent versions (what Time Machine keeps):
+        a scan of its objects, so on a reader thread, not the event loop."""
+
+        def scan(c: sqlite3.Connection) -> tuple[int, int]:
+            row = c.execute(
+                "SELECT coalesce(sum(o.size), 0), count(*) FROM objects o JOIN buckets b ON o.bucket_id = b.id"
+                " WHERE b.account_id = ? AND o.is_latest = 0 AND o.is_delete_marker = 0",
+                (account_id,),
+            ).fetchone()
+            return int(row[0]), int(row[1])
+
+        return await self.db.read_async(scan)
+
     def retention_for(self, bucket: Bucket) -> Retention:
         if bucket.settings.retention is not None:
             return bucket.settings.retention
