@@ -7,7 +7,7 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.jsonapi import ApiError, storage_full
@@ -34,7 +34,9 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
         # launches, crashes) when Chromium is installed.
         return JSONResponse(doc_service.health())
 
-    async def not_found(_request: Request, _exc: Exception) -> JSONResponse:
+    async def not_found(request: Request, _exc: Exception) -> Response:
+        if webui_app.wants_page(request):
+            return webui_app.page_not_found(request, services)
         return ApiError(404, "NotFound", "No such endpoint.").response()
 
     async def not_allowed(_request: Request, _exc: Exception) -> JSONResponse:

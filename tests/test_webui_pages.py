@@ -376,3 +376,12 @@ def test_cors_rules_and_retention_edited_as_a_table(server: FolioProcess, browse
             s3.get_bucket_cors(Bucket=bucket)
         assert gone.value.response["Error"]["Code"] == "NoSuchCORSConfiguration"
         expect(page.get_by_label("The plan's")).to_be_checked()
+
+
+def test_a_missing_page_is_a_page_and_a_missing_api_path_stays_json(server: FolioProcess, browser: Browser) -> None:
+    with open_page(browser) as page:
+        response = page.goto(f"{server.web_url}/no/such/page")
+        assert response is not None and response.status == 404
+        expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    api = httpx.get(f"{server.web_url}/api/no-such-thing", headers={"accept": "text/html"}, trust_env=False)
+    assert api.status_code == 404 and api.json()["error"]["code"] == "NotFound"

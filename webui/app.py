@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from restapi.files import RestServices
 from webui import pages_account, pages_buckets, pages_keys, pages_objects, pages_shares, pages_usage, uploads
-from webui.render import HERE
+from webui.render import HERE, message_page
 from webui.routing import page_route
+from webui.session import current_account
 
 GET, POST, BOTH = ["GET"], ["POST"], ["GET", "POST"]
+# Paths of the JSON APIs and downloads: their 404 stays JSON whatever the client accepts.
+API_PREFIXES = ("/api/", "/v1/", "/v2/", "/s/", "/healthz", "/static/")
+
+
+def wants_page(request: Request) -> bool:
+    """A browser navigating to a page that does not exist (not an API client)."""
+    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(API_PREFIXES)
+
+
+def page_not_found(request: Request, services: RestServices) -> Response:
+    return message_page(
+        request, current_account(request, services), "Page not found", "There is no page at this address.", 404
+    )
 
 
 def routes(services: RestServices) -> list[BaseRoute]:
