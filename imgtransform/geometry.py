@@ -69,11 +69,21 @@ def layout(source: Size, t: Transform, max_side: int) -> Layout:
         fitted = _capped(source, max_side)
         return Layout(whole, fitted, canvas=fitted if t.fit == "pad" else None)
     w, h = box
-    if t.fit in ("fit", "pad"):
-        fitted = _scaled(source, min(w / width, h / height, 1.0))
+    if t.fit in ("fit", "pad", "contain"):
+        if t.w is None or t.h is None:
+            # One side given: the box has the source's aspect already (requested() derived
+            # the other side), and is the size. Fitting the source into it again would
+            # round twice and could lose the given side a pixel (w=111 of 1123x793: 110).
+            scale = w / width if t.h is None else h / height
+            fitted = box
+        else:
+            scale = min(w / width, h / height)
+            fitted = _scaled(source, scale)
+        if t.fit == "contain":
+            return Layout(whole, _capped(fitted, max_side))
+        if scale > 1.0:
+            fitted = source  # fit and pad never upscale
         return Layout(whole, fitted, canvas=box if t.fit == "pad" else None)
-    if t.fit == "contain":
-        return Layout(whole, _capped(_scaled(source, min(w / width, h / height)), max_side))
     if t.fit == "crop":
         kept = (min(w, width), min(h, height))
         return Layout((float(kept[0]), float(kept[1])), kept)

@@ -14,6 +14,8 @@ FITS = ("fit", "contain", "cover", "fill", "crop", "pad")
 GRAVITIES = ("ce", "no", "so", "ea", "we", "sm")
 FORMATS = {"webp": "webp", "avif": "avif", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 ROTATIONS = (0, 90, 180, 270)
+# No real PDF has a million pages; a larger `page` is refused from the query alone.
+MAX_PAGE = 1_000_000
 SIGNATURE_PARAMS = (urlsign.EXPIRES, urlsign.KEY_ID, urlsign.SIGNATURE)
 
 _INTEGER = re.compile(r"[0-9]{1,9}")
@@ -39,6 +41,8 @@ class Transform:
     blur: float = 0.0
     sharpen: float = 0.0
     rotate: int = 0
+    # 1-based page of a PDF source (an image is a one-page source).
+    page: int = 1
 
     def canonical(self) -> str:
         """Only what differs from the defaults, in a fixed order."""
@@ -100,11 +104,13 @@ def parse_query(items: list[tuple[str, str]], max_side: int) -> tuple[Transform,
             if not _INTEGER.fullmatch(raw) or int(raw) not in ROTATIONS:
                 raise InvalidParameter(name, f"rotate must be 0, 90, 180 or 270, not {raw!r}.")
             values[name] = int(raw)
+        elif name == "page":
+            values[name] = _integer(name, raw, 1, MAX_PAGE)
         elif name in SIGNATURE_PARAMS:
             signature[name] = raw
         else:
             raise InvalidParameter(
                 name,
-                f"Unknown parameter {name!r}. Known: w, h, fit, gravity, format, q, dpr, blur, sharpen, rotate.",
+                f"Unknown parameter {name!r}. Known: w, h, fit, gravity, format, q, dpr, blur, sharpen, rotate, page.",
             )
     return Transform(**values), signature  # type: ignore[arg-type]

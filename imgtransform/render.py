@@ -1,20 +1,22 @@
 """The pixel work of one transform, run in a worker thread (Pillow releases the GIL
-while it decodes, resizes and encodes): decode no more than the output needs, orient,
-resize, crop, convert to sRGB, pad, apply effects, encode without metadata."""
+while it decodes, resizes and encodes): decode no more than the output needs (or
+rasterize a PDF page at that size), orient, resize, crop, convert to sRGB, pad, apply
+effects, encode without metadata."""
 
 from __future__ import annotations
 
 import io
 import math
-import time
 import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageCms, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
 
-from imgtransform import geometry, smartcrop
+from imgtransform import geometry, pdf_pages, smartcrop
+from imgtransform.errors import Deadline, ImageError
 from imgtransform.negotiate import SOURCE
 from imgtransform.params import Transform
+from imgtransform.pdf_pages import PdfPages
 
 # No SVG, no PostScript, no exotic decoders: only what a web image is.
 DECODERS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF", "BMP", "TIFF")
@@ -38,14 +40,6 @@ def set_pixel_limit(pixels: int) -> None:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class ImageError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True)
 class Limits:
     max_source_pixels: int
@@ -66,20 +60,13 @@ class Rendered:
         return CONTENT_TYPES[self.format]
 
 
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-
-    def check(self) -> None:
-        if time.monotonic() > self.at:
-            raise ImageError(503, "TransformTimeout", "The transform took too long.")
-
-
 def _open(data: bytes, limits: Limits) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=DECODERS)
     except UnidentifiedImageError as exc:
-        raise ImageError(415, "UnsupportedImage", "The object is not an image Folio can transform.") from exc
+        raise ImageError(
+            415, "UnsupportedImage", "The object is not an image or a PDF Folio can transform."
+        ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_large(limits) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -212,9 +199,28 @@ def _cut_and_resize(
     return image.resize(plan.size, Image.Resampling.BICUBIC, box=box, reducing_gap=2.0 if shrinking else None)
 
 
-def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: float) -> Rendered:
-    deadline = Deadline(timeout)
+@dataclass
+class Decoded:
+    """A decoded source, before `rotate`: its pixels (possibly fewer than its size: JPEG
+    draft, a PDF page rendered at the output's resolution), its size oriented as the
+    output sees it, the layout on that size, and what the encoder needs of the file."""
+
+    image: Image.Image
+    oriented: geometry.Size
+    plan: geometry.Layout
+    format: str | None = None
+    icc: bytes | None = None
+
+
+def _decoded_image(data: bytes, t: Transform, limits: Limits) -> Decoded:
     image = _open(data, limits)
+    if t.page != 1:
+        raise ImageError(
+            400,
+            "InvalidParameter",
+            f"page {t.page} asked of an image: page is for PDF sources, and an image has one page.",
+            {"parameter": "page", "pages": 1},
+        )
     source_format = image.format
     sideways = _turns_sideways(image, t)
     oriented = (image.height, image.width) if sideways else image.size
@@ -241,18 +247,45 @@ def render(data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: f
         raise ImageError(
             422, "CorruptImage", "The image could not be decoded (truncated or damaged)."
         ) from exc
+    return Decoded(image, oriented, plan, source_format, icc)
+
+
+def _pdf_page(data: bytes, t: Transform, limits: Limits, pages: PdfPages, deadline: Deadline) -> Decoded:
+    """The page at the resolution the layout uses; its natural size (CSS pixels) is
+    the source size the parameters apply to, as an image's pixel size is."""
+
+    def size_for(natural: geometry.Size) -> geometry.Size:
+        return pdf_pages.bitmap_size(
+            natural, t, limits.max_output_side, limits.max_source_pixels, limits.max_source_side
+        )
+
+    image, natural = pages.rasterize(data, t.page, size_for, deadline)
+    oriented = (natural[1], natural[0]) if t.rotate in (90, 270) else natural
+    return Decoded(image, oriented, geometry.layout(oriented, t, limits.max_output_side))
+
+
+def render(
+    data: bytes, t: Transform, fmt_class: str, limits: Limits, timeout: float, pdf: PdfPages | None = None
+) -> Rendered:
+    """`pdf`: the rasterizers PDF sources go to; without it a PDF is not a source."""
+    deadline = Deadline(timeout)
+    if pdf is not None and pdf_pages.is_pdf(data):
+        source = _pdf_page(data, t, limits, pdf, deadline)
+    else:
+        source = _decoded_image(data, t, limits)
+    image, oriented, plan = source.image, source.oriented, source.plan
     deadline.check()
     if t.rotate:
         image = image.transpose(_ROTATIONS[t.rotate])
     image = _normalised_mode(image)
     image = _cut_and_resize(image, plan, t.gravity, oriented)
     deadline.check()
-    image = _to_srgb(image, icc)
+    image = _to_srgb(image, source.icc)
     alpha = _has_alpha(image)
     if not alpha and image.mode in ("RGBA", "LA"):
         image = image.convert(image.mode[:-1])
     output = plan.output
-    fmt = _output_format(fmt_class, source_format, alpha, output[0] * output[1], limits)
+    fmt = _output_format(fmt_class, source.format, alpha, output[0] * output[1], limits)
     if plan.canvas is not None and plan.canvas != image.size:
         transparent = fmt in _ALPHA_FORMATS
         canvas = Image.new(

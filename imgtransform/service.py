@@ -1,6 +1,7 @@
 """`GET /api/img/{bucket}/{key}`: who may see the image, which cached result
 answers, and the bounded pool that computes a missing one (identical concurrent
-requests computed once; a full queue answers 503 rather than piling up)."""
+requests computed once; a full queue answers 503 rather than piling up). A PDF
+source takes the same path: its page is rasterized inside the transform's job."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from core.jsonapi import ApiError, too_many_requests
 from core.ratelimit import RateLimiter
 from core.strictparse import ascii_int
 from imgtransform.cache import DiskCache
+from imgtransform.errors import ImageError
 from imgtransform.negotiate import format_class
 from imgtransform.params import InvalidParameter, Transform, parse_query
-from imgtransform.render import CONTENT_TYPES, ImageError, Limits, Rendered, render, set_pixel_limit
+from imgtransform.pdf_pages import PdfPages, memory_for
+from imgtransform.render import CONTENT_TYPES, Limits, Rendered, render, set_pixel_limit
 from s3proxy.access.decide import Caller, allowed
 from s3proxy.store.engine import Store
 from s3proxy.store.errors import StoreError
@@ -62,6 +65,10 @@ class ImageService:
         set_pixel_limit(self.settings.max_source_pixels)
         workers = self.settings.workers or (os.cpu_count() or 1) + 1
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="folio-img")
+        # PDF pages are rasterized in processes, each driven by one transform thread.
+        self.pdf_pages = PdfPages(
+            memory_for(self.settings.max_source_bytes, self.settings.max_source_pixels), keep=workers
+        )
         # Held from reading the source until its thread finishes (even past a timeout),
         # so at most `workers` sources are in memory at once.
         self._slots = asyncio.Semaphore(workers)
@@ -71,6 +78,7 @@ class ImageService:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.pdf_pages.close()
 
     # --- access -------------------------------------------------------------
 
@@ -136,7 +144,7 @@ class ImageService:
 
     def _work(self, data: bytes, t: Transform, fmt_class: str, digest: str) -> Rendered:
         """In a worker thread: the transform, and the cache entry's file."""
-        rendered = render(data, t, fmt_class, self.limits, self.settings.timeout_seconds)
+        rendered = render(data, t, fmt_class, self.limits, self.settings.timeout_seconds, self.pdf_pages)
         if self.cache.enabled:
             self.cache.write(digest, rendered.format, rendered.data)
         return rendered
@@ -246,7 +254,7 @@ class ImageService:
             rendered, how = await self._computed(source, t, fmt_class, digest)
         except ImageError as exc:
             retry = {"retry-after": "1"} if exc.status == 503 else None
-            raise ApiError(exc.status, exc.code, exc.message, headers=retry) from exc
+            raise ApiError(exc.status, exc.code, exc.message, exc.details, headers=retry) from exc
         headers["x-folio-cache"] = how
         return Response(rendered.data, media_type=rendered.content_type, headers=headers)
 
