@@ -41,6 +41,7 @@ LARGE = {"w": "1200", "h": "1200"}
 # that time, so the browser's cache (and /api/img's 304s) serve a page seen before.
 THUMBNAIL_WINDOW = 3600
 BUILDER_FIELDS = ("w", "h", "fit", "format", "q")
+BUILDER_START = {"w": "800"}
 EXPIRY_CHOICES = ((3600, "1 hour"), (86400, "1 day"), (7 * 86400, "7 days"))
 SELECTION_FORM_BYTES = 512 * 1024  # a page of 100 keys of up to 1,024 bytes, URL-encoded
 
@@ -72,6 +73,10 @@ HELPERS = {"iso": iso, "shown_time": shown_time}
 def listing_url(bucket: str, **params: str | None) -> str:
     query = urlencode({name: value for name, value in params.items() if value})
     return f"/buckets/{quote(bucket)}" + (f"?{query}" if query else "")
+
+
+def folder_urls(bucket: str) -> Callable[[str], str]:
+    return lambda prefix: listing_url(bucket, prefix=prefix)
 
 
 def object_url(bucket: str, key: str) -> str:
@@ -160,6 +165,7 @@ async def _listing_page(
         prefix=prefix,
         name_filter=name_filter,
         crumbs=browse.crumbs(prefix),
+        folder_url=folder_urls(bucket.name),
         listed=listed,
         objects=objects,
         thumbnails=thumbnails,
@@ -250,7 +256,7 @@ async def delete_objects(request: Request, services: RestServices) -> Response:
         return page(
             request, "objects_delete.html", account, section="buckets", bucket=bucket.name, prefix=prefix,
             keys=keys, folders=folders, versioned=bool(bucket.versioning), back=back,
-            crumbs=browse.crumbs(prefix),
+            crumbs=browse.crumbs(prefix), folder_url=folder_urls(bucket.name),
         )  # fmt: skip
     deleted = await browse.delete_selection(services.store, bucket, keys, folders)
     return redirect(listing_url(bucket.name, prefix=prefix, msg="deleted", n=str(deleted)))
@@ -291,6 +297,8 @@ def _key_of(request: Request) -> str:
 def _builder_params(source: dict[str, str], kind: str, max_side: int) -> tuple[dict[str, str], int]:
     """The URL builder's transform parameters (checked as /api/img checks them) and expiry."""
     params = {name: source[name].strip() for name in BUILDER_FIELDS if source.get(name, "").strip()}
+    if not any(name in source for name in BUILDER_FIELDS):
+        params = dict(BUILDER_START)  # never the whole original re-encoded as a first preview
     if kind == "pdf":
         params["page"] = source.get("page", "").strip() or "1"
     try:
@@ -348,7 +356,7 @@ async def object_page(request: Request, services: RestServices) -> Response:
             builder_error = exc.message
             params, expires_in = ({"page": "1"} if kind == "pdf" else {}), EXPIRY_CHOICES[0][0]
         builder = _builder_urls(request, services, signer, bucket, key, params, expires_in)
-        builder["values"] = {name: request.query_params.get(name, "") for name in (*BUILDER_FIELDS, "page")}
+        builder["values"] = {name: params.get(name, "") for name in (*BUILDER_FIELDS, "page")}
         builder["expiresIn"] = expires_in
     prefix = key.rpartition(browse.DELIMITER)[0] + browse.DELIMITER if browse.DELIMITER in key else ""
     longest = services.config.images.max_signed_seconds
@@ -363,6 +371,7 @@ async def object_page(request: Request, services: RestServices) -> Response:
         name=key[len(prefix) :],
         prefix=prefix,
         crumbs=browse.crumbs(prefix),
+        folder_url=folder_urls(bucket.name),
         version=version,
         kind=kind,
         content_type=version.content_type or "application/octet-stream",
