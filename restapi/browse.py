@@ -105,8 +105,8 @@ def preview_kind(key: str, content_type: str | None = None) -> str:
 
 
 def clean_prefix(prefix: str) -> str:
-    """A folder prefix as the listing wants it: no leading "/", one trailing "/"."""
-    prefix = prefix.lstrip("/")
+    """A folder prefix as the listing wants it: ending in "/" (a leading "/" is kept:
+    S3 keys may start with one, and their folder must stay reachable)."""
     return prefix if not prefix or prefix.endswith(DELIMITER) else prefix + DELIMITER
 
 
@@ -135,7 +135,7 @@ async def browse(
     listed = await store.list_objects(
         bucket, prefix=prefix + name_filter, delimiter=DELIMITER, after=after or None, max_keys=page_size
     )
-    folders = [FolderRow(p, p[len(prefix) :].rstrip(DELIMITER)) for p in listed.common_prefixes]
+    folders = [FolderRow(p, p[len(prefix) :].removesuffix(DELIMITER)) for p in listed.common_prefixes]
     objects = [
         ObjectRow(e.key, e.key[len(prefix) :], e.size, e.last_modified, e.etag, preview_kind(e.key))
         for e in listed.entries

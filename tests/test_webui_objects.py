@@ -127,12 +127,16 @@ def row_names(page: Page) -> list[str]:
 
 
 def check_page(page: Page, name: str) -> None:
-    """Screenshots in both themes and the accessibility check (labels, contrast)."""
+    """Screenshots in both themes, the accessibility check (labels, contrast), and no
+    script error or CSP refusal on the page so far."""
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
         screenshot(page, SCREENSHOTS, f"{name}-{scheme}", full_page=True)
         assert accessibility_problems(page) == [], (name, scheme)
     page.emulate_media(color_scheme="light")
+    log = page_log(page)
+    assert log.errors == [], name
+    assert not [text for kind, text in log.console if "Content Security Policy" in text], name
 
 
 def put_many(user: User, keys: list[str], threads: int = 24) -> None:
@@ -300,6 +304,29 @@ def test_breadcrumb_navigation(server: FolioProcess, page: Page, alice: User) ->
     page.get_by_role("link", name="crumbs/").click()
     page.get_by_role("link", name="two/").click()
     expect(page).to_have_url(listing(server, alice, "crumbs/two/"))
+
+
+def test_keys_with_odd_characters_are_listed_and_opened(
+    server: FolioProcess, page: Page, alice: User
+) -> None:
+    odd = {"odd/a&b #?%20.txt": b"ampersand", "odd/ünï cödé.txt": b"unicode", "/lead/x.txt": b"leading slash"}
+    for key, body in odd.items():
+        alice.s3.put_object(Bucket=alice.bucket, Key=key, Body=body, ContentType="text/plain")
+    page.goto(listing(server, alice, "odd/"))
+    assert row_names(page) == ["a&b #?%20.txt", "ünï cödé.txt"]
+    for name, body in (("a&b #?%20.txt", "ampersand"), ("ünï cödé.txt", "unicode")):
+        page.goto(listing(server, alice, "odd/"))
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+        expect(page.locator("pre.text-preview")).to_have_text(body)
+    # A key starting with "/" sits in a folder with an empty name, reachable like any other.
+    page.goto(listing(server, alice))
+    page.get_by_role("link", name="/", exact=True).click()
+    expect(page).to_have_url(listing(server, alice, "/"))
+    assert row_names(page) == ["lead/"]
+    page.get_by_role("link", name="lead/").click()
+    assert row_names(page) == ["x.txt"]
+    expect(page.get_by_role("navigation", name="Breadcrumb")).to_contain_text("(empty name) / lead")
 
 
 # ---------------------------------------------------------------- selection
