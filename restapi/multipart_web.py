@@ -49,7 +49,9 @@ def part_size_for(size: int) -> int:
     return max(PART_SIZE, -(-needed // MIB) * MIB)
 
 
-def _upload_error(exc: StoreError) -> ApiError:
+def upload_error(exc: StoreError) -> ApiError:
+    """A store refusal as the JSON APIs answer it (restapi.files.store_error), with a
+    finished or unknown upload as 404."""
     if isinstance(exc, NoSuchUpload):
         return ApiError(
             404, "NoSuchUpload", "This upload does not exist any more (completed, aborted or expired)."
@@ -76,14 +78,14 @@ async def start_upload(services: RestServices, bucket: Bucket, key: str, content
     try:
         return await services.store.create_upload(bucket, key, meta, None, None)
     except StoreError as exc:
-        raise _upload_error(exc) from exc
+        raise upload_error(exc) from exc
 
 
 def _upload(services: RestServices, bucket: Bucket, key: str, upload_id: str) -> Upload:
     try:
         return services.store.get_upload(bucket, key, upload_id)
     except StoreError as exc:
-        raise _upload_error(exc) from exc
+        raise upload_error(exc) from exc
 
 
 async def receive_part(
@@ -118,7 +120,7 @@ async def receive_part(
             await writer.aclose_pending()
             writer.abort()
             if isinstance(exc, StoreError):
-                raise _upload_error(exc) from exc
+                raise upload_error(exc) from exc
             raise
 
 
@@ -132,7 +134,7 @@ def stored_parts(services: RestServices, bucket: Bucket, key: str, upload_id: st
                 bucket, key, upload_id, after=after, max_parts=_LIST_PAGE
             )
         except StoreError as exc:
-            raise _upload_error(exc) from exc
+            raise upload_error(exc) from exc
         parts += page
         if not truncated or not page:
             return parts
@@ -161,7 +163,7 @@ async def complete(
     try:
         return await services.store.complete_upload(bucket, key, upload_id, requested, _finalize)
     except StoreError as exc:
-        raise _upload_error(exc) from exc
+        raise upload_error(exc) from exc
 
 
 async def abort(services: RestServices, bucket: Bucket, key: str, upload_id: str) -> None:
@@ -169,4 +171,4 @@ async def abort(services: RestServices, bucket: Bucket, key: str, upload_id: str
     try:
         await services.store.abort_upload(bucket, key, upload_id)
     except StoreError as exc:
-        raise _upload_error(exc) from exc
+        raise upload_error(exc) from exc

@@ -31,6 +31,7 @@ from core.strictparse import ascii_int
 from restapi import multipart_web
 from restapi.auth import Caller, rate_limit
 from restapi.files import RestServices, iso, owned_bucket, receive_upload
+from s3proxy.store.errors import StoreError
 from s3proxy.store.models import Bucket, ObjectVersion
 from webui.render import page
 from webui.routing import page_route
@@ -167,6 +168,8 @@ def _json_route(path: str, handler: Handler, services: RestServices, method: str
             return await handler(request, services, account, bucket)
         except ApiError as exc:
             return exc.response()
+        except StoreError as exc:  # QuotaExceeded before the body, among others
+            return multipart_web.upload_error(exc).response()
 
     return Route(path, endpoint, methods=[method])
 

@@ -182,7 +182,7 @@ class Item {
     this.inflight = new Map(); // part number -> bytes sent so far
     this.requests = new Set(); // XMLHttpRequests and AbortControllers in flight
     this.uploadId = null;
-    this.row = this.render();
+    this.render();
   }
 
   get loaded() {
@@ -193,7 +193,7 @@ class Item {
   }
 
   render() {
-    const li = document.createElement("li");
+    const li = (this.row = document.createElement("li"));
     li.className = "upload-item";
     const name = document.createElement("div");
     name.className = "upload-name";
@@ -226,7 +226,6 @@ class Item {
     actions.append(this.cancelButton, this.retryButton);
     li.append(name, this.progress, this.status, actions);
     this.setState("queued", "Queued");
-    return li;
   }
 
   setState(state, text, isError = false) {
@@ -433,6 +432,7 @@ class UploadManager {
       for (const [id, old] of this.records.batchesIn(this.bucket)) {
         if (Object.keys(old.done).every((k) => keys.has(k))) this.records.dropBatch(id);
       }
+      this.showResumable();
       return;
     }
     const done = {};
@@ -705,14 +705,16 @@ class UploadManager {
     await this.slots.take();
     try {
       if (item.canceled || item.failing) throw new Canceled();
-      // Read and hash the part once; the same bytes are sent on every attempt.
-      const bytes = await item.file.slice(start, end).arrayBuffer();
-      const digest = new Md5().update(bytes).digest();
+      // Hash the part, then send it as a slice of the file: the browser streams it from
+      // disk (the bytes read for the hash are let go), and the server refuses it if the
+      // file changed in between (Content-MD5).
+      const slice = item.file.slice(start, end);
+      const digest = new Md5().update(await slice.arrayBuffer()).digest();
       const url = this.multipartUrl(record.uploadId, item.key, `/${number}`);
       const answer = await this.withRetries(
         item,
         () =>
-          this.sendBody(item, "PUT", url, bytes, { "content-md5": toBase64(digest) }, (sent) => {
+          this.sendBody(item, "PUT", url, slice, { "content-md5": toBase64(digest) }, (sent) => {
             item.inflight.set(number, sent);
             this.draw();
           }),
