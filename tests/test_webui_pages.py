@@ -305,7 +305,8 @@ def test_a_30_day_share_link_downloads_counts_and_dies_on_revoke(server: FolioPr
         s3 = s3_client(server, access_key, secret_key)
         bucket = s3.list_buckets()["Buckets"][0]["Name"]
         s3.put_object(Bucket=bucket, Key="report.pdf", Body=b"%PDF-1.4 shared")
-        page.goto(f"{server.web_url}/shares?bucket={bucket}&key=report.pdf")
+        page.goto(f"{server.web_url}/buckets/{bucket}/object?key=report.pdf")
+        page.get_by_role("link", name="Share a link").click()
         expect(page.get_by_label("File (key)")).to_have_value("report.pdf")
         page.get_by_label("Expires after").select_option("30")
         page.get_by_role("button", name="Create link").click()
