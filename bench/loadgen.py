@@ -1039,6 +1039,18 @@ async def job_img_get(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+async def job_dashboard_upload(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    from bench.dashboard_upload import job_dashboard_upload as run  # it builds on this module
+
+    return await run(ep, job)
+
+
+async def job_aws_cp(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    from bench.dashboard_upload import job_aws_cp as run
+
+    return await run(ep, job)
+
+
 JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "create_bucket": job_create_bucket,
     "put": job_put,
@@ -1053,6 +1065,8 @@ JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]]
     "img_prepare": job_img_prepare,
     "img_probe": job_img_probe,
     "img_get": job_img_get,
+    "dashboard_upload": job_dashboard_upload,
+    "aws_cp": job_aws_cp,
 }
 
 

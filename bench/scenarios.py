@@ -22,6 +22,14 @@ its defaults (`thumbor`) and with a thread pool (`thumbor-pool`), every request 
 (each source served under `bench.images.COPIES` names, cycled); img-cachehit runs on Folio with the cache on
 (`folio-img-cache`), over a few URLs transformed once before. `IMAGE_SPEEDUP` and
 `CACHE_HIT_FACTOR` are the issue's targets.
+
+Issue 15's uploads (the group `uploads`, bench/dashboard_upload.py, on the `folio` target only, each
+on a fresh server): cli-upload1g is `aws s3 cp` of a 1 GiB file to the S3 port, dash-upload1g the
+same size through the dashboard's upload endpoints as upload.js sends it. Both report the server's
+peak RSS (the dashboard's target: under `UPLOAD_RSS_LIMIT_MIB`) with the upload's MB/s beside it
+(the dashboard's target: at least `UPLOAD_SPEED_FLOOR` times the CLI's):
+
+    python -m bench.run --only folio --scenarios uploads --runs 1
 """
 
 from __future__ import annotations
@@ -163,6 +171,13 @@ IMAGE_UNCACHED_TARGETS = frozenset({FOLIO_IMG, THUMBOR, THUMBOR_POOL})
 ALL_IMAGE_SCENARIOS = frozenset({*IMAGE_SCENARIOS, CACHE_HIT_SCENARIO})
 
 
+# Issue 15: one 1 GiB file through the dashboard's upload endpoints against `aws s3 cp` of the same
+# size to the S3 port (bench/dashboard_upload.py), each on a fresh server with its RSS watched.
+DASHBOARD_UPLOAD, CLI_UPLOAD = "dash-upload1g", "cli-upload1g"
+UPLOAD_SPEED_FLOOR = 0.7  # the issue: the dashboard path at least 0.7x the CLI's MB/s
+UPLOAD_RSS_LIMIT_MIB = 200
+
+
 def _img_prepare(copies: int) -> dict[str, Any]:
     """Folio: a public-read bucket holding `copies` copies of every source (thumbor: files written
     when it starts; the job does nothing there)."""
@@ -285,6 +300,12 @@ _JOBS = {
         for name, transform in IMAGE_SCENARIOS.items()
     },
     CACHE_HIT_SCENARIO: lambda run, d: _img_get(list(TRANSFORMS), CACHE_HIT_COPIES, IMAGE_CONCURRENCY, d),
+    DASHBOARD_UPLOAD: lambda run, d: {
+        "op": "dashboard_upload",
+        "key": f"{DASHBOARD_UPLOAD}/r{run}",
+        "size": GIB,
+    },
+    CLI_UPLOAD: lambda run, d: {"op": "aws_cp", "bucket": BUCKET, "key": f"{CLI_UPLOAD}/r{run}", "size": GIB},
     "complete1000-1m": lambda run, d: _complete(f"complete1000-1m/r{run}", KIB),
     "complete1000-1g": lambda run, d: _complete(f"complete1000-1g/r{run}", MIB),
 }
@@ -447,6 +468,33 @@ SCENARIOS: dict[str, Scenario] = {
             not_for=NOT_S3,
             extras=(("upload_mb_per_s", "the untimed upload of the parts", "MB/s"),),
         ),
+        Scenario(
+            CLI_UPLOAD,
+            "`aws s3 cp` of a 1 GiB file to the S3 port (the CLI's defaults: 8 MiB parts, 10 at a time), "
+            "timed as the whole command; server peak RSS (a fresh server)",
+            "peak_rss_mib",
+            "MiB",
+            None,
+            higher_is_better=False,
+            watch_rss=True,
+            fresh_server=True,
+            only_for=FOLIO_ONLY,
+            extras=(("mb_per_s", "the upload's speed", "MB/s"),),
+        ),
+        Scenario(
+            DASHBOARD_UPLOAD,
+            "a 1 GiB file through the dashboard's upload endpoints as upload.js sends it (a session, 8 MiB "
+            f"parts 3 at a time with Content-MD5), create to complete; server peak RSS (a fresh server); "
+            f"the issue: under {UPLOAD_RSS_LIMIT_MIB} MiB, and at least {UPLOAD_SPEED_FLOOR}x {CLI_UPLOAD}'s MB/s",
+            "peak_rss_mib",
+            "MiB",
+            UPLOAD_RSS_LIMIT_MIB,
+            higher_is_better=False,
+            watch_rss=True,
+            fresh_server=True,
+            only_for=FOLIO_ONLY,
+            extras=(("mb_per_s", "the upload's speed", "MB/s"),),
+        ),
         *(_image_scenario(name, transform) for name, transform in IMAGE_SCENARIOS.items()),
         Scenario(
             CACHE_HIT_SCENARIO,
@@ -472,6 +520,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     # Issue 5 with the S3 figures it is compared with, each REST scenario right after its twin.
     "issue5": (*(name for pair in REST_PAIRS for name in (pair[1], pair[0])), WEBHOOK_SCENARIO),
     "images": (*IMAGE_SCENARIOS, CACHE_HIT_SCENARIO),
+    # Issue 15: the dashboard's upload path against the CLI.
+    "uploads": (CLI_UPLOAD, DASHBOARD_UPLOAD),
 }
 
 RATIOS: tuple[Ratio, ...] = (
