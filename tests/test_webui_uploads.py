@@ -131,7 +131,8 @@ def make_folder(root: Path, name: str, count: int) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for i in range(count):
         sub = ("", "raw/", "raw/deep/", "notes/")[i % 4]
-        relative = f"{name}/{sub}file-{i:02d}.{('bin', 'txt', 'jpg')[i % 3]}"
+        stem = "día 1 & más #?" if i == 7 else f"file-{i:02d}"  # a key that needs encoding
+        relative = f"{name}/{sub}{stem}.{('bin', 'txt', 'jpg')[i % 3]}"
         data = os.urandom((0, 1, 1000, 65_537, 300 * 1024)[i % 5] + i)
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -401,6 +402,54 @@ def test_cancel_aborts_the_multipart_upload_on_the_server(
             time.sleep(0.2)
     assert account.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert keys_under(account, bucket, "") == set()
+
+
+def test_a_failed_part_is_retried_and_retry_resumes_a_failed_file(
+    server: FolioProcess, browser: Browser, tmp_path: Path
+) -> None:
+    account, bucket = signed_up(server)
+    size = 5 * PART - 1000
+    flaky = write_random_file(tmp_path / "flaky.zip", size)  # part 2's connection drops once
+    refused = write_random_file(tmp_path / "refused.zip", size)  # part 4 is refused once
+    attempts: dict[tuple[str, int], int] = {}
+
+    def interfere(route: Route) -> None:
+        found = re.search(r"/(\d+)\?key=([^&]+)", route.request.url)
+        assert found is not None
+        attempt = (found.group(2), int(found.group(1)))
+        attempts[attempt] = attempts.get(attempt, 0) + 1
+        if attempt == ("flaky.zip", 2) and attempts[attempt] == 1:
+            route.abort("connectionreset")  # a network error: the part is sent again after a second
+        elif attempt == ("refused.zip", 4) and attempts[attempt] == 1:
+            # A refusal that no retry cures: the file fails and waits for the user.
+            route.fulfill(
+                status=400, json={"error": {"code": "BadDigest", "message": "Part 4 arrived damaged."}}
+            )
+        else:
+            route.continue_()
+
+    with open_page(browser) as page:
+        log_in(page, server, account)
+        open_uploader(page, server, bucket, "")
+        page.route(PART_URL, interfere)
+        page.set_input_files("#upload-files", [flaky, refused])
+        assert wait_until_finished(page, 2) == {"flaky.zip": "done", "refused.zip": "failed"}
+        assert attempts[("flaky.zip", 2)] == 2, "the part whose connection dropped was sent again, once"
+        row = page.locator(".upload-item", has_text="refused.zip")
+        expect(row.locator(".upload-status")).to_contain_text("Part 4 arrived damaged.")
+        expect(page.locator("[data-messages]")).to_contain_text("refused.zip: Part 4 arrived damaged.")
+        records = json.loads(page.evaluate("() => localStorage.getItem('folio.uploads.v1')"))["uploads"]
+        (upload_id,) = [r["uploadId"] for r in records.values()]
+        listed = account.s3.list_parts(Bucket=bucket, Key="refused.zip", UploadId=upload_id)
+        stored = {part["PartNumber"] for part in listed.get("Parts", [])}
+        mark = len(page_log(page).exchanges)
+        page.get_by_role("button", name="Retry upload of refused.zip").click()
+        assert wait_until_finished(page, 2) == {"flaky.zip": "done", "refused.zip": "done"}
+        resent = part_numbers_sent(page, mark)
+    assert 4 in resent and not set(resent) & stored, "Retry sent only the parts the server did not have"
+    assert set(resent) | stored == {1, 2, 3, 4, 5}
+    for path in (flaky, refused):
+        assert sha256_of_object(account, bucket, path.name) == sha256_of_file(path)
 
 
 # ---------------------------------------------------------------- refusals
