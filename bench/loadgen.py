@@ -1051,6 +1051,18 @@ async def job_aws_cp(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
     return await run(ep, job)
 
 
+async def job_browse_seed(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    from bench.dashboard_listing import job_browse_seed as run  # it builds on this module
+
+    return await run(ep, job)
+
+
+async def job_browse_listing(ep: Endpoint, job: dict[str, Any]) -> dict[str, Any]:
+    from bench.dashboard_listing import job_browse_listing as run
+
+    return await run(ep, job)
+
+
 JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "create_bucket": job_create_bucket,
     "put": job_put,
@@ -1067,6 +1079,8 @@ JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]]
     "img_get": job_img_get,
     "dashboard_upload": job_dashboard_upload,
     "aws_cp": job_aws_cp,
+    "browse_seed": job_browse_seed,
+    "browse_listing": job_browse_listing,
 }
 
 

@@ -27,6 +27,7 @@ from bench.scenarios import (
     CACHE_HIT_COPIES,
     CACHE_HIT_FACTOR,
     CACHE_HIT_SCENARIO,
+    DASHBOARD_LISTING,
     FEATURE_COST_LIMIT,
     FEATURE_SCENARIOS,
     FEATURES_OFF,
@@ -38,6 +39,7 @@ from bench.scenarios import (
     IMAGE_SPEEDUP,
     ISSUE5_SCENARIOS,
     KEEP_VERSIONS,
+    LISTING_OBJECTS,
     OVERWRITE_KEYS,
     RATIOS,
     REST_PAIRS,
@@ -1026,6 +1028,8 @@ def render(results: dict[str, Any]) -> str:
         "# image transforms against thumbor (thumbor from PyPI in .venv-thumbor, made by make bench or on first use)",
         f".venv/bin/python -m bench.run --only {FOLIO_IMG},{FOLIO_IMG_CACHE},{THUMBOR},{THUMBOR_POOL} "
         "--scenarios images",
+        "# issue 15's object browser alone: the first page of a 100,000-object prefix (and a middle page)",
+        f".venv/bin/python -m bench.run --only folio --scenarios {DASHBOARD_LISTING}",
         "```",
         "",
         "A full run (all targets, all scenarios, not `--quick`) rewrites this file; the notes at the end are kept.",
@@ -1076,6 +1080,16 @@ def render(results: dict[str, Any]) -> str:
         f"`object.created` deliveries of a burst of {WEBHOOK_WRITES:,} 4 KiB S3 PUTs to a loopback receiver in "
         "the load generator. Both are reported in their own section below the scenarios.",
         "- Image transforms against thumbor: " + _images_method() + " Reported in their own section below.",
+        "- The dashboard's object browser (issue 15, `bench/dashboard_listing.py`), on the `folio` target only: "
+        f"*{DASHBOARD_LISTING}* signs up an account, creates a bucket and PUTs {LISTING_OBJECTS:,} empty objects "
+        "named like images (every row gets a signed thumbnail URL) under one prefix over S3 (set-up, untimed); "
+        "each run logs in (the `session` cookie) and, after 20 rounds of warm-up, times 200 rounds of four "
+        "requests taking turns on keep-alive connections: `GET /buckets/{bucket}?prefix=...` (the first page "
+        "of 100 rows, the whole HTML), the same with the `after=` marker that *Next page* carries after 500 "
+        "pages (page 501 of 1,000), and ListObjectsV2 (delimiter `/`, max-keys 100) of the prefix without and "
+        "with `start-after` that marker. Each time runs from sending the request to the last byte of the "
+        "answer; the pages' `Server-Timing: list;dur=` (the listing and thumbnail URLs, before rendering) is "
+        "recorded beside it. The figure is the first page's p50; the others are listed under its table.",
         "- Documents (issue 7, `bench/documents.py`): run after the others, on a Folio of its own; how it "
         "measures is said in its section below.",
         "- MB = 10^6 bytes. Each figure is the median of the runs, with min-max beside it. Latencies are the "

@@ -39,6 +39,12 @@ minutes more); to run just them (about 5 minutes with 3 runs):
     python -m bench.run --only folio-img,folio-img-cache,thumbor,thumbor-pool --scenarios images
     python -m bench.run --only folio-img,thumbor,thumbor-pool --scenarios img-avif800 --runs 1
 
+Issue 15's object browser (`dash-list100k`, bench/dashboard_listing.py, the `folio` target only):
+100,000 empty objects seeded over S3 (about 40 s here), then the dashboard's first page of that
+prefix, a middle page and ListObjectsV2 of both, 200 of each per run (about 10 s a run):
+
+    python -m bench.run --only folio --scenarios dash-list100k
+
 Within each round the targets go in `--only` order (the order of `TARGETS` by default): name
 `folio-features-on` first to check that going second does not favour or handicap a variant.
 """
@@ -172,6 +178,7 @@ def summarize(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         # image transforms
         "server_cpu_ms_per_op",
         "bytes_per_op",
+        *(key for key, _, _ in scenario.extras),  # the figures the report shows under its table
     ):
         present = [float(r[key]) for r in good if key in r]
         if present:

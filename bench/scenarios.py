@@ -177,6 +177,11 @@ DASHBOARD_UPLOAD, CLI_UPLOAD = "dash-upload1g", "cli-upload1g"
 UPLOAD_SPEED_FLOOR = 0.7  # the issue: the dashboard path at least 0.7x the CLI's MB/s
 UPLOAD_RSS_LIMIT_MIB = 200
 
+# Issue 15: the object browser's first page of a 100,000-object prefix (bench/dashboard_listing.py),
+# with a middle page and ListObjectsV2 of the same pages beside it.
+DASHBOARD_LISTING = "dash-list100k"
+LISTING_OBJECTS, LISTING_GOAL_MS = 100_000, 50.0  # the issue: first page, server time p50 < 50 ms
+
 
 def _img_prepare(copies: int) -> dict[str, Any]:
     """Folio: a public-read bucket holding `copies` copies of every source (thumbor: files written
@@ -306,6 +311,7 @@ _JOBS = {
         "size": GIB,
     },
     CLI_UPLOAD: lambda run, d: {"op": "aws_cp", "bucket": BUCKET, "key": f"{CLI_UPLOAD}/r{run}", "size": GIB},
+    DASHBOARD_LISTING: lambda run, d: {"op": "browse_listing"},
     "complete1000-1m": lambda run, d: _complete(f"complete1000-1m/r{run}", KIB),
     "complete1000-1g": lambda run, d: _complete(f"complete1000-1g/r{run}", MIB),
 }
@@ -494,6 +500,30 @@ SCENARIOS: dict[str, Scenario] = {
             fresh_server=True,
             only_for=FOLIO_ONLY,
             extras=(("mb_per_s", "the upload's speed", "MB/s"),),
+        ),
+        Scenario(
+            DASHBOARD_LISTING,
+            f"the object browser's first page (100 rows) of a prefix of {LISTING_OBJECTS:,} objects, signed in: "
+            "p50 of 200 requests on a keep-alive connection, request sent to last byte (a middle page and "
+            "ListObjectsV2 of the same pages beside it)",
+            "p50_ms",
+            "ms",
+            LISTING_GOAL_MS,
+            higher_is_better=False,
+            setup=({"op": "browse_seed", "count": LISTING_OBJECTS},),
+            only_for=FOLIO_ONLY,
+            extras=(
+                ("first_p90_ms", "the first page, p90", "ms"),
+                ("first_listing_p50_ms", "first page, Server-Timing `list` (listing, thumbnails), p50", "ms"),
+                ("middle_p50_ms", "a middle page (after=, page 501 of 1,000), p50", "ms"),
+                ("middle_p90_ms", "the middle page, p90", "ms"),
+                ("middle_listing_p50_ms", "the middle page's Server-Timing `list`, p50", "ms"),
+                ("s3_first_p50_ms", "ListObjectsV2 (delimiter /, max-keys 100), first page, p50", "ms"),
+                ("s3_first_p90_ms", "ListObjectsV2, first page, p90", "ms"),
+                ("s3_middle_p50_ms", "ListObjectsV2 with start-after the middle page's marker, p50", "ms"),
+                ("s3_middle_p90_ms", "ListObjectsV2 with start-after, p90", "ms"),
+                ("page_kb", "the first page's HTML", "KB"),
+            ),
         ),
         *(_image_scenario(name, transform) for name, transform in IMAGE_SCENARIOS.items()),
         Scenario(
