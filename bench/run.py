@@ -41,7 +41,7 @@ minutes more); to run just them (about 5 minutes with 3 runs):
 
 Issue 15's object browser (`dash-list100k`, bench/dashboard_listing.py, the `folio` target only):
 100,000 empty objects seeded over S3 (about 40 s here), then the dashboard's first page of that
-prefix, a middle page and ListObjectsV2 of both, 200 of each per run (about 10 s a run):
+prefix, a middle page and ListObjectsV2 of both, 200 of each per run (about 4 s a run):
 
     python -m bench.run --only folio --scenarios dash-list100k
 
