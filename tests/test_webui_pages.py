@@ -386,3 +386,31 @@ def test_a_missing_page_is_a_page_and_a_missing_api_path_stays_json(server: Foli
         expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     api = httpx.get(f"{server.web_url}/api/no-such-thing", headers={"accept": "text/html"}, trust_env=False)
     assert api.status_code == 404 and api.json()["error"]["code"] == "NotFound"
+
+
+def test_sign_up_and_create_a_bucket_with_the_keyboard_alone(server: FolioProcess, browser: Browser) -> None:
+    def tab_to(page: Page, selector: str, limit: int = 30) -> None:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate("(s) => document.activeElement === document.querySelector(s)", selector):
+                return
+        raise AssertionError(f"{selector} is not reachable with Tab")
+
+    with open_page(browser, f"{server.web_url}/signup") as page:
+        tab_to(page, "#email")
+        page.keyboard.type(new_email())
+        tab_to(page, "#password")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Welcome to Folio")).to_be_visible()
+        page.goto(f"{server.web_url}/buckets")
+        name = f"keys-{uuid.uuid4().hex[:12]}"
+        tab_to(page, "#bucket-name")
+        page.keyboard.type(name)
+        page.keyboard.press("Enter")
+        page.goto(f"{server.web_url}/buckets")
+        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+        # The skip link is the first stop and leads to the content.
+        page.evaluate("document.activeElement.blur()")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
