@@ -70,7 +70,10 @@ def log_in(page: Page, server: FolioProcess, email: str, password: str = PASSWOR
     page.goto(f"{server.web_url}/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
+    # Wait for the answer to the POST (a page, right or wrong): a goto right after the click
+    # would cancel the login, and the same message on the old page would pass an expect.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
 
 
 def check_page(page: Page, name: str) -> None:
@@ -153,6 +156,7 @@ def test_buckets_create_settings_and_typed_delete(server: FolioProcess, browser:
         page.goto(f"{server.web_url}/buckets")
         page.get_by_label("New bucket").fill(name)
         page.get_by_role("button", name="Create bucket").click()
+        expect(page).to_have_url(f"{server.web_url}/buckets/{name}")  # created: its object browser
         page.goto(f"{server.web_url}/buckets")
         expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
         assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
@@ -176,7 +180,8 @@ def test_buckets_create_settings_and_typed_delete(server: FolioProcess, browser:
         page.get_by_role("button", name=f"Delete bucket {name}").click()
         expect(page.locator("p.error")).to_contain_text("is not empty")
         page.get_by_label(f"Type {name} to delete it").fill("something else")
-        page.get_by_role("button", name="Delete bucket", exact=True).click()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Delete bucket", exact=True).click()
         assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
         page.get_by_label(f"Type {name} to delete it").fill(name)
         page.get_by_role("button", name="Delete bucket", exact=True).click()
@@ -408,6 +413,7 @@ def test_sign_up_and_create_a_bucket_with_the_keyboard_alone(server: FolioProces
         tab_to(page, "#bucket-name")
         page.keyboard.type(name)
         page.keyboard.press("Enter")
+        expect(page).to_have_url(f"{server.web_url}/buckets/{name}")  # created: its object browser
         page.goto(f"{server.web_url}/buckets")
         expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
         # The skip link is the first stop and leads to the content.
