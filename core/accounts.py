@@ -119,6 +119,13 @@ def _account(row: tuple) -> Account:
     return Account(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
 
 
+def remove_account_rows(conn: sqlite3.Connection, account_id: str) -> None:
+    """The account and all its access keys (revoked ones too), inside the transaction
+    that deletes the account (restapi.account_removal)."""
+    conn.execute("DELETE FROM access_keys WHERE account_id = ?", (account_id,))
+    conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+
+
 class UnknownAccount(LookupError):
     """No account has this email."""
 
@@ -223,6 +230,26 @@ class Accounts:
             lambda c: c.execute("SELECT password_hash FROM accounts WHERE email = ?", (email,)).fetchone()
         )
         return row[0] if row else None
+
+    def password_hash_of(self, account_id: str) -> str | None:
+        row = self.db.read(
+            lambda c: c.execute("SELECT password_hash FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        )
+        return row[0] if row else None
+
+    async def set_password(self, account_id: str, password: str) -> None:
+        # scrypt takes tens of milliseconds on purpose: hash off the event loop.
+        hashed = await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
+        await self.db.write(
+            lambda c: c.execute("UPDATE accounts SET password_hash = ? WHERE id = ?", (hashed, account_id))
+        )
+
+    def forget_account(self, account_id: str) -> None:
+        """Drop every cached lookup of a deleted account (its keys, its plan)."""
+        self._plan_cache.pop(account_id, None)
+        for access_key, cached in list(self._key_cache.items()):
+            if cached[1] is not None and cached[1].id == account_id:
+                self._key_cache.pop(access_key, None)
 
     def default_bucket(self, account_id: str) -> str | None:
         row = self.db.read(

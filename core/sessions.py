@@ -4,7 +4,9 @@ SHA-256 (a stolen database holds no usable session), expiring after a while."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
+from dataclasses import dataclass
 
 from core.db import Database, Migration
 from core.secrets import random_token
@@ -26,10 +28,31 @@ MIGRATIONS = [
 ]
 
 SESSION_SECONDS = 14 * 86400.0
+# A session's id on the settings page: the start of its token's hash. The hash is
+# one-way, so the id gives nothing towards the token, and 64 bits never collide
+# among one account's sessions (no migration, no second column to keep in step).
+ID_LENGTH = 16
 
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def session_id(token: str) -> str:
+    """The opaque id the settings page shows for the session of this token."""
+    return _hash(token)[:ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    created_at: float
+    expires_at: float
+
+
+def remove_account_sessions(conn: sqlite3.Connection, account_id: str) -> None:
+    """Inside the transaction that deletes the account."""
+    conn.execute("DELETE FROM sessions WHERE account_id = ?", (account_id,))
 
 
 class Sessions:
@@ -60,3 +83,37 @@ class Sessions:
 
     async def close(self, token: str) -> None:
         await self.db.write(lambda c: c.execute("DELETE FROM sessions WHERE token_hash = ?", (_hash(token),)))
+
+    def list(self, account_id: str) -> list[SessionInfo]:
+        """The account's sessions that have not expired, newest first."""
+        rows = self.db.read(
+            lambda c: c.execute(
+                "SELECT token_hash, created_at, expires_at FROM sessions WHERE account_id = ? AND expires_at > ?"
+                " ORDER BY created_at DESC",
+                (account_id, time.time()),
+            ).fetchall()
+        )
+        return [SessionInfo(row[0][:ID_LENGTH], row[1], row[2]) for row in rows]
+
+    async def end(self, account_id: str, session: str) -> bool:
+        """End one of the account's sessions by its id; False when it has none such."""
+        if len(session) != ID_LENGTH or not all(c in "0123456789abcdef" for c in session):
+            return False
+
+        def remove(c: sqlite3.Connection) -> int:
+            sql = "DELETE FROM sessions WHERE account_id = ? AND substr(token_hash, 1, ?) = ?"
+            return c.execute(sql, (account_id, ID_LENGTH, session)).rowcount
+
+        return bool(await self.db.write(remove))
+
+    async def end_others(self, account_id: str, keep_token: str | None) -> int:
+        """End every session of the account but the one of `keep_token` (all of them
+        when None); returns how many ended (expired ones not counted)."""
+        keep = _hash(keep_token) if keep_token else ""
+        now = time.time()
+
+        def remove(c: sqlite3.Connection) -> int:
+            sql = "DELETE FROM sessions WHERE account_id = ? AND token_hash != ? RETURNING expires_at > ?"
+            return [row[0] for row in c.execute(sql, (account_id, keep, now))].count(1)
+
+        return await self.db.write(remove)

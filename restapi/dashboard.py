@@ -25,6 +25,8 @@ from core.jsonapi import ApiError, bad_request
 from core.ratelimit import retry_after_header
 from core.requestbody import read_json_object
 from core.secrets import verify_password
+from core.sessions import session_id
+from restapi import account_removal
 from restapi.auth import Caller, authenticate
 from restapi.files import RestServices, default_bucket, iso
 from restapi.routing import json_route
@@ -210,8 +212,79 @@ async def logout(request: Request, services: RestServices) -> Response:
 
 
 async def account(request: Request, services: RestServices) -> Response:
-    caller = session_caller(request, services, write=False)
+    caller = session_caller(request, services, write=request.method == "DELETE")
+    if request.method == "DELETE":
+        body = await json_body(request)
+        await account_removal.delete_account(services, caller.account, _string(body, "confirm"))
+        response = JSONResponse({"success": True})
+        response.delete_cookie(COOKIE, path="/")
+        return response
     return JSONResponse(account_json(services, caller.account))
+
+
+# -- password and sessions (the settings page calls the same functions) ---------------------
+
+
+async def change_password(
+    request: Request, services: RestServices, account: Account, current: str, new: str
+) -> int:
+    """Set a new password once the current one is given; every other session of the
+    account ends (the request's own session, if it has one, stays). Returns how many
+    ended. Wrong guesses are throttled like logins."""
+    if len(new) < MIN_PASSWORD:
+        raise bad_request(f"The new password needs at least {MIN_PASSWORD} characters.", field="newPassword")
+    _login_limit(services, request, account.email)
+    stored = services.accounts.password_hash_of(account.id)
+    ok = stored is not None and await asyncio.get_running_loop().run_in_executor(
+        None, verify_password, current, stored
+    )
+    if not ok:
+        raise ApiError(
+            403, "WrongPassword", "The current password is not right.", {"field": "currentPassword"}
+        )
+    await services.accounts.set_password(account.id, new)
+    return await services.sessions.end_others(account.id, request.cookies.get(COOKIE))
+
+
+def sessions_json(services: RestServices, account_id: str, current_token: str | None) -> list[dict[str, Any]]:
+    """The account's live sessions, newest first; `current` marks the caller's own."""
+    current = session_id(current_token) if current_token else None
+    return [
+        {
+            "id": s.id,
+            "createdAt": iso(s.created_at),
+            "expiresAt": iso(s.expires_at),
+            "current": s.id == current,
+        }
+        for s in services.sessions.list(account_id)
+    ]
+
+
+async def end_session(services: RestServices, account_id: str, session: str) -> None:
+    if not await services.sessions.end(account_id, session):
+        raise ApiError(404, "NotFound", "No such session in your account.")
+
+
+async def password(request: Request, services: RestServices) -> Response:
+    caller = session_caller(request, services, write=True)
+    body = await json_body(request)
+    ended = await change_password(
+        request, services, caller.account, _string(body, "currentPassword"), _string(body, "newPassword")
+    )
+    return JSONResponse({"success": True, "sessionsEnded": ended})
+
+
+async def sessions(request: Request, services: RestServices) -> Response:
+    caller = session_caller(request, services, write=request.method == "DELETE")
+    if request.method == "GET":
+        return JSONResponse(
+            {"sessions": sessions_json(services, caller.account.id, request.cookies.get(COOKIE))}
+        )
+    target = request.query_params.get("id")
+    if not target:
+        raise bad_request("Name the session to end: DELETE /api/sessions?id=ID.")
+    await end_session(services, caller.account.id, target)
+    return JSONResponse({"success": True})
 
 
 def list_keys(services: RestServices, account_id: str) -> list[dict[str, Any]]:
@@ -221,7 +294,13 @@ def list_keys(services: RestServices, account_id: str) -> list[dict[str, Any]]:
         for k in services.accounts.list_keys(account_id)
     ]
     doc_keys = [
-        {"id": k.id, "type": "docgen", "name": k.name, "hint": f"cl-...{k.hint}", "createdAt": iso(k.created_at)}
+        {
+            "id": k.id,
+            "type": "docgen",
+            "name": k.name,
+            "hint": f"cl-...{k.hint}",
+            "createdAt": iso(k.created_at),
+        }
         for k in services.doc_keys.list(account_id)
     ]
     return s3_keys + doc_keys
@@ -236,7 +315,9 @@ async def create_key(services: RestServices, account: Account, name: str, key_ty
             doc_info, token = await services.doc_keys.create(account.id, name)
         except TooManyDocKeys as exc:
             raise ApiError(
-                403, "TooManyKeys", f"At most {MAX_DOC_KEYS} document API keys; delete one first.",
+                403,
+                "TooManyKeys",
+                f"At most {MAX_DOC_KEYS} document API keys; delete one first.",
                 {"limit": MAX_DOC_KEYS},
             ) from exc
         return {"id": doc_info.id, "name": doc_info.name, "apiKey": token, "type": "docgen",
@@ -294,6 +375,8 @@ def routes(services: RestServices) -> list[Route]:
         json_route("/api/auth/signup", signup, services, ["POST"]),
         json_route("/api/auth/login", login, services, ["POST"]),
         json_route("/api/auth/logout", logout, services, ["POST"]),
-        json_route("/api/account", account, services, ["GET"]),
+        json_route("/api/account", account, services, ["GET", "DELETE"]),
+        json_route("/api/account/password", password, services, ["POST"]),
+        json_route("/api/sessions", sessions, services, ["GET", "DELETE"]),
         json_route("/api/keys", keys, services, ["GET", "POST", "DELETE"]),
     ]

@@ -36,6 +36,7 @@ def routes(services: RestServices) -> list[BaseRoute]:
         page_route("/login", pages_account.login, services, BOTH),
         page_route("/logout", pages_account.logout, services, POST),
         page_route("/settings", pages_account.settings, services),
+        *pages_account.settings_routes(services),
         page_route("/buckets", pages_buckets.buckets, services, BOTH),
         page_route("/buckets/{name}/delete", pages_buckets.delete, services, POST),
         page_route("/buckets/{name}/settings", pages_buckets.settings, services, BOTH),

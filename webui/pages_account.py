@@ -1,15 +1,21 @@
-"""Sign-up, login, logout and the account's settings page."""
+"""Sign-up, login, logout and the account's settings page: the password, the sessions
+(listed, ended) and deleting the account, through the same functions as the JSON API
+(restapi.dashboard, restapi.account_removal)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
+from core.accounts import Account
 from core.jsonapi import ApiError
-from restapi import dashboard
+from restapi import account_removal, dashboard
 from restapi.files import RestServices
-from webui.render import page, redirect
-from webui.routing import form_of
+from webui.render import message_page, page, redirect
+from webui.routing import form_of, page_route
 from webui.session import CSRF_FIELD, check_form, current_account, require_account
 
 
@@ -34,7 +40,9 @@ async def signup(request: Request, services: RestServices) -> Response:
     try:
         done = await dashboard.sign_up(request, services, email, fields.get("password", ""))
     except ApiError as exc:
-        return page(request, "signup.html", None, status=exc.status, error=exc.message, email=email, section="signup")
+        return page(
+            request, "signup.html", None, status=exc.status, error=exc.message, email=email, section="signup"
+        )
     # The secret is in this answer only: it is kept encrypted and never shown again.
     response = page(
         request,
@@ -61,7 +69,9 @@ async def login(request: Request, services: RestServices) -> Response:
     try:
         _account, token = await dashboard.log_in(request, services, email, fields.get("password", ""))
     except ApiError as exc:
-        return page(request, "login.html", None, status=exc.status, error=exc.message, email=email, section="login")
+        return page(
+            request, "login.html", None, status=exc.status, error=exc.message, email=email, section="login"
+        )
     response = redirect(_next_path(request))
     dashboard.set_session_cookie(request, response, token)
     return response
@@ -79,9 +89,88 @@ async def logout(request: Request, services: RestServices) -> Response:
 
 
 async def settings(request: Request, services: RestServices) -> Response:
+    return _settings_page(request, services, require_account(request, services))
+
+
+def _settings_page(
+    request: Request, services: RestServices, account: Account, *, status: int = 200, **context: Any
+) -> Response:
+    return page(
+        request,
+        "settings.html",
+        account,
+        status=status,
+        section="settings",
+        summary=dashboard.account_json(services, account),
+        sessions=dashboard.sessions_json(services, account.id, request.cookies.get(dashboard.COOKIE)),
+        admin_refusal=account_removal.ADMIN_REFUSAL,
+        **context,
+    )
+
+
+async def _checked_form(request: Request, services: RestServices) -> tuple[Account, dict[str, str]]:
     account = require_account(request, services)
-    summary = dashboard.account_json(services, account)
-    return page(request, "settings.html", account, section="settings", summary=summary)
+    fields = await form_of(request)
+    await check_form(request, fields.get(CSRF_FIELD))
+    return account, fields
+
+
+async def change_password(request: Request, services: RestServices) -> Response:
+    account, fields = await _checked_form(request, services)
+    new = fields.get("new_password", "")
+    if new != fields.get("repeat_password", ""):
+        return _settings_page(
+            request, services, account, status=400, password_error="The two new passwords are not the same."
+        )
+    try:
+        ended = await dashboard.change_password(
+            request, services, account, fields.get("current_password", ""), new
+        )
+    except ApiError as exc:
+        return _settings_page(request, services, account, status=exc.status, password_error=exc.message)
+    others = (
+        "no other session was open" if not ended else f"{ended} other session{'s' if ended > 1 else ''} ended"
+    )
+    return _settings_page(request, services, account, password_notice=f"Your password was changed; {others}.")
+
+
+async def end_session(request: Request, services: RestServices) -> Response:
+    account, _fields = await _checked_form(request, services)
+    await dashboard.end_session(services, account.id, request.path_params["session_id"])
+    return redirect("/settings#sessions")
+
+
+async def end_other_sessions(request: Request, services: RestServices) -> Response:
+    account, _fields = await _checked_form(request, services)
+    await services.sessions.end_others(account.id, request.cookies.get(dashboard.COOKIE))
+    return redirect("/settings#sessions")
+
+
+async def delete_account(request: Request, services: RestServices) -> Response:
+    account, fields = await _checked_form(request, services)
+    try:
+        await account_removal.delete_account(services, account, fields.get("confirm", ""))
+    except ApiError as exc:
+        return _settings_page(request, services, account, status=exc.status, delete_error=exc.message)
+    response = message_page(
+        request,
+        None,
+        "Account deleted",
+        f"The account {account.email} and everything in it were deleted.",
+        200,
+    )
+    response.delete_cookie(dashboard.COOKIE, path="/")
+    return response
+
+
+def settings_routes(services: RestServices) -> list[Route]:
+    """The settings page's forms (the page itself is GET /settings)."""
+    return [
+        page_route("/settings/password", change_password, services, ["POST"]),
+        page_route("/settings/sessions/others/end", end_other_sessions, services, ["POST"]),
+        page_route("/settings/sessions/{session_id}/end", end_session, services, ["POST"]),
+        page_route("/settings/delete", delete_account, services, ["POST"]),
+    ]
 
 
 async def home(request: Request, services: RestServices) -> Response:
