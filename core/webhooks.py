@@ -80,6 +80,20 @@ MIGRATIONS = [
         ALTER TABLE deliveries ADD COLUMN account_id TEXT;
         """,
     ),
+    # What the dashboard shows: each attempt's latency and the first bytes of the answer,
+    # why a webhook is disabled, and redeliveries (one attempt, no retries).
+    Migration(
+        "core.webhooks",
+        3,
+        """
+        ALTER TABLE deliveries ADD COLUMN latency_ms REAL;
+        ALTER TABLE deliveries ADD COLUMN response_excerpt TEXT;
+        ALTER TABLE deliveries ADD COLUMN one_shot INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE webhooks ADD COLUMN last_error TEXT;
+        ALTER TABLE webhooks ADD COLUMN disabled_at REAL;
+        ALTER TABLE webhooks ADD COLUMN disabled_after INTEGER; -- the failure that disabled it; NULL: by hand
+        """,
+    ),
 ]
 
 EVENT_TYPES = (
@@ -96,10 +110,22 @@ EVENT_TYPES = (
     "share.downloaded",
 )
 RECENT_DELIVERIES = 10
+# The headers each delivery carries (sent lower-case; HTTP names are case-insensitive).
+SIGNATURE_HEADER = "X-CloudStorage-Signature"
+DELIVERY_HEADER = "X-CloudStorage-Delivery"
+EVENT_HEADER = "X-CloudStorage-Event"
+# The event "send test event" delivers (not one an account subscribes to).
+TEST_EVENT = "webhook.test"
+# Bytes of a receiver's answer kept with the delivery (enough to recognise an error page).
+EXCERPT_BYTES = 256
 
 
 class TooManyWebhooks(ValueError):
     pass
+
+
+class WebhookDisabled(ValueError):
+    """A test event or redelivery for a disabled webhook (it would wait until re-enabled)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,9 @@ class Webhook:
     active: bool
     failures: int
     created_at: float
+    last_error: str | None = None
+    disabled_at: float | None = None
+    disabled_after: int | None = None  # the consecutive failure that disabled it; None: by hand
 
 
 def iso(ts: float) -> str:
@@ -134,10 +163,68 @@ def _as_javascript_writes_it(value: Any) -> Any:
 
 
 def _webhook(row: tuple) -> Webhook:
-    return Webhook(row[0], row[1], row[2], tuple(json.loads(row[3])), bool(row[4]), row[5], row[6])
+    return Webhook(
+        row[0],
+        row[1],
+        row[2],
+        tuple(json.loads(row[3])),
+        bool(row[4]),
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+    )
 
 
-_COLUMNS = "id, account_id, url, events, active, failures, created_at"
+_COLUMNS = (
+    "id, account_id, url, events, active, failures, created_at, last_error, disabled_at, disabled_after"
+)
+_DELIVERY_COLUMNS = (
+    "id, event_type, status, attempts, last_status, last_error, created_at, finished_at, latency_ms,"
+    " response_excerpt"
+)
+
+
+def _delivery(r: tuple) -> dict[str, Any]:
+    return {
+        "id": r[0],
+        "event": r[1],
+        "status": r[2],
+        "attempts": r[3],
+        "responseStatus": r[4],
+        "error": r[5],
+        "createdAt": iso(r[6]),
+        "finishedAt": iso(r[7]) if r[7] else None,
+        "latencyMs": round(r[8], 1) if r[8] is not None else None,
+        "responseBody": r[9],
+    }
+
+
+def _compact(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+async def _first_bytes(response: httpx.Response, limit: int) -> str:
+    """Up to `limit` bytes of the answer, read no further (a receiver may answer a lot)."""
+    got = b""
+    async for chunk in response.aiter_bytes():
+        got += chunk
+        if len(got) >= limit:
+            break
+    return got[:limit].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt's outcome, as stored."""
+
+    attempts: int  # counting this one
+    status: int | None
+    error: str | None
+    latency_ms: float
+    excerpt: str | None
+    one_shot: bool  # a redelivery: no retries after it
 
 
 class Webhooks:
@@ -151,7 +238,9 @@ class Webhooks:
         self.listening: set[str] = set()
 
     def load(self) -> None:
-        rows = self.db.read(lambda c: c.execute("SELECT DISTINCT account_id FROM webhooks WHERE active = 1").fetchall())
+        rows = self.db.read(
+            lambda c: c.execute("SELECT DISTINCT account_id FROM webhooks WHERE active = 1").fetchall()
+        )
         # In place: the engine holds a reference to this set.
         self.listening.clear()
         self.listening.update(row[0] for row in rows)
@@ -202,7 +291,9 @@ class Webhooks:
         now = time.time()
 
         def insert(conn: sqlite3.Connection) -> Webhook:
-            count = conn.execute("SELECT count(*) FROM webhooks WHERE account_id = ?", (account_id,)).fetchone()[0]
+            count = conn.execute(
+                "SELECT count(*) FROM webhooks WHERE account_id = ?", (account_id,)
+            ).fetchone()[0]
             if self.config.max_per_account and count >= self.config.max_per_account:
                 raise TooManyWebhooks(self.config.max_per_account)
             conn.execute(
@@ -227,34 +318,109 @@ class Webhooks:
             out = []
             for hook in hooks:
                 rows = conn.execute(
-                    "SELECT id, event_type, status, attempts, last_status, last_error, created_at, finished_at"
-                    " FROM deliveries WHERE webhook_id = ? ORDER BY created_at DESC LIMIT ?",
+                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ?"
+                    " ORDER BY created_at DESC LIMIT ?",
                     (hook.id, RECENT_DELIVERIES),
                 ).fetchall()
-                out.append(
-                    (
-                        hook,
-                        [
-                            {
-                                "id": r[0],
-                                "event": r[1],
-                                "status": r[2],
-                                "attempts": r[3],
-                                "responseStatus": r[4],
-                                "error": r[5],
-                                "createdAt": iso(r[6]),
-                                "finishedAt": iso(r[7]) if r[7] else None,
-                            }
-                            for r in rows
-                        ],
-                    )
-                )
+                out.append((hook, [_delivery(r) for r in rows]))
             return out
 
         return self.db.read(read)
 
+    def get(self, account_id: str, webhook_id: str) -> Webhook | None:
+        row = self.db.read(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM webhooks WHERE id = ? AND account_id = ?", (webhook_id, account_id)
+            ).fetchone()
+        )
+        return _webhook(row) if row else None
+
+    def deliveries(self, account_id: str, webhook_id: str, limit: int = 50) -> list[dict[str, Any]] | None:
+        """The webhook's delivery log, newest first (None: no such webhook of this account)."""
+
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]] | None:
+            if not conn.execute(
+                "SELECT 1 FROM webhooks WHERE id = ? AND account_id = ?", (webhook_id, account_id)
+            ).fetchone():
+                return None
+            rows = conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ? ORDER BY created_at DESC LIMIT ?",
+                (webhook_id, limit),
+            ).fetchall()
+            return [_delivery(r) for r in rows]
+
+        return self.db.read(read)
+
+    async def send_test(self, account_id: str, webhook_id: str) -> str | None:
+        """Queue a signed `webhook.test` delivery to the webhook, whatever events it takes;
+        its delivery id (None: no such webhook)."""
+        delivery_id = "dlv_" + uuid.uuid4().hex
+        now = time.time()
+
+        def insert(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT url, active FROM webhooks WHERE id = ? AND account_id = ?", (webhook_id, account_id)
+            ).fetchone()
+            if row is None:
+                return None
+            if not row[1]:
+                raise WebhookDisabled(webhook_id)
+            body = {
+                "id": delivery_id,
+                "event": TEST_EVENT,
+                "timestamp": iso(now),
+                "data": {"webhookId": webhook_id, "url": row[0], "message": "A test event sent from Folio."},
+            }
+            conn.execute(
+                "INSERT INTO deliveries (id, webhook_id, event_type, body, status, attempts, next_attempt_at,"
+                " created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+                (delivery_id, webhook_id, TEST_EVENT, _compact(body), now, now),
+            )
+            return delivery_id
+
+        made = await self.db.write(insert)
+        self.wake.set()
+        return made
+
+    async def redeliver(self, account_id: str, delivery_id: str) -> bool:
+        """Send a delivery again now: the same id and the same signed bytes, so receivers
+        that drop duplicates see it as one. A finished delivery gets one attempt (no retries);
+        a pending one is just sent now. False: no such delivery of this account's webhooks."""
+
+        def again(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT d.status, w.active FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+                " WHERE d.id = ? AND w.account_id = ?",
+                (delivery_id, account_id),
+            ).fetchone()
+            if row is None:
+                return False
+            if not row[1]:
+                raise WebhookDisabled(delivery_id)
+            if row[0] == "pending":
+                conn.execute(
+                    "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?", (time.time(), delivery_id)
+                )
+            else:
+                conn.execute(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, finished_at = NULL, one_shot = 1"
+                    " WHERE id = ?",
+                    (time.time(), delivery_id),
+                )
+            return True
+
+        found = await self.db.write(again)
+        self.wake.set()
+        return found
+
     async def update(
-        self, account_id: str, webhook_id: str, *, active: bool | None, events: list[str] | None, url: str | None
+        self,
+        account_id: str,
+        webhook_id: str,
+        *,
+        active: bool | None,
+        events: list[str] | None,
+        url: str | None,
     ) -> Webhook | None:
         """PATCH: toggle `active` (re-enabling clears the failure count), change events or URL."""
         if url is not None:
@@ -266,10 +432,18 @@ class Webhooks:
             ).fetchone()
             if row is None:
                 return None
-            if active is not None:
+            if active and not row[4]:
                 conn.execute(
-                    "UPDATE webhooks SET active = ?, failures = CASE WHEN ? THEN 0 ELSE failures END WHERE id = ?",
-                    (int(active), int(active), webhook_id),
+                    "UPDATE webhooks SET active = 1, failures = 0, disabled_at = NULL, disabled_after = NULL"
+                    " WHERE id = ?",
+                    (webhook_id,),
+                )
+            elif active:
+                conn.execute("UPDATE webhooks SET failures = 0 WHERE id = ?", (webhook_id,))
+            elif active is not None and row[4]:
+                # Disabled by hand: disabled_after stays NULL.
+                conn.execute(
+                    "UPDATE webhooks SET active = 0, disabled_at = ? WHERE id = ?", (time.time(), webhook_id)
                 )
             if events is not None:
                 conn.execute("UPDATE webhooks SET events = ? WHERE id = ?", (json.dumps(events), webhook_id))
@@ -337,7 +511,7 @@ class Webhooks:
                         delivery_id,
                         hook.id,
                         event_type,
-                        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        _compact(body),
                         now,
                         now,
                     ),
@@ -381,7 +555,7 @@ class Webhooks:
         rows = self.db.read(
             lambda c: c.execute(
                 "SELECT d.id, d.webhook_id, d.body, d.attempts, coalesce(d.target_url, w.url), w.secret_enc,"
-                " d.account_id, d.event_type FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id"
+                " d.account_id, d.event_type, d.one_shot FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id"
                 " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
                 " AND (w.active = 1 OR d.target_url IS NOT NULL)"
                 " ORDER BY d.next_attempt_at LIMIT ?",
@@ -393,8 +567,17 @@ class Webhooks:
         return len(rows)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, delivery_id: str, webhook_id: str, body: str, attempts: int, url: str,
-        secret_enc: bytes | None, account_id: str | None, event_type: str,
+        self,
+        client: httpx.AsyncClient,
+        delivery_id: str,
+        webhook_id: str,
+        body: str,
+        attempts: int,
+        url: str,
+        secret_enc: bytes | None,
+        account_id: str | None,
+        event_type: str,
+        one_shot: int,
     ) -> None:
         raw = body.encode()
         if secret_enc is not None:
@@ -403,65 +586,78 @@ class Webhooks:
             secret = self.job_secret(account_id or "")
         status: int | None = None
         error: str | None = None
+        excerpt: str | None = None
+        started = time.monotonic()
         try:
             # The scheme again (settings change); the addresses are checked by the pinned
             # client as it connects, where a check still decides the address used.
             check_url_syntax(url, allow_http=self.config.allow_http)
-            response = await client.post(
+            async with client.stream(
+                "POST",
                 url,
                 content=raw,
                 headers={
                     "content-type": "application/json",
                     "user-agent": "Folio-Webhooks/1",
-                    "x-cloudstorage-signature": sign(secret, raw),
-                    "x-cloudstorage-delivery": delivery_id,
-                    "x-cloudstorage-event": event_type,
+                    SIGNATURE_HEADER.lower(): sign(secret, raw),
+                    DELIVERY_HEADER.lower(): delivery_id,
+                    EVENT_HEADER.lower(): event_type,
                 },
-            )
-            status = response.status_code
+            ) as response:
+                status = response.status_code
+                excerpt = await _first_bytes(response, EXCERPT_BYTES)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except BlockedTarget as exc:
             error = f"blocked: {exc}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-        disabled_account = await self.db.write(
-            lambda c: self._record(c, delivery_id, webhook_id, attempts + 1, status, error)
+        outcome = Attempt(
+            attempts + 1, status, error, (time.monotonic() - started) * 1000, excerpt, bool(one_shot)
         )
+        disabled_account = await self.db.write(lambda c: self._record(c, delivery_id, webhook_id, outcome))
         if disabled_account is not None:
             self._refresh(disabled_account)
 
     def _record(
-        self, conn: sqlite3.Connection, delivery_id: str, webhook_id: str, attempts: int, status: int | None,
-        error: str | None,
+        self, conn: sqlite3.Connection, delivery_id: str, webhook_id: str, outcome: Attempt
     ) -> str | None:
         """Store an attempt's outcome; returns the account id when this disabled the webhook."""
         now = time.time()
+        attempts, status, error = outcome.attempts, outcome.status, outcome.error
+        seen = (outcome.latency_ms, outcome.excerpt)
         if error is None:
             conn.execute(
                 "UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL,"
-                " finished_at = ? WHERE id = ?",
-                (attempts, status, now, delivery_id),
+                " finished_at = ?, latency_ms = ?, response_excerpt = ? WHERE id = ?",
+                (attempts, status, now, *seen, delivery_id),
             )
             conn.execute("UPDATE webhooks SET failures = 0 WHERE id = ?", (webhook_id,))
             return None
-        if attempts > self.config.retries:
+        if attempts > self.config.retries or outcome.one_shot:
             conn.execute(
                 "UPDATE deliveries SET status = 'failed', attempts = ?, last_status = ?, last_error = ?,"
-                " finished_at = ? WHERE id = ?",
-                (attempts, status, error, now, delivery_id),
+                " finished_at = ?, latency_ms = ?, response_excerpt = ? WHERE id = ?",
+                (attempts, status, error, now, *seen, delivery_id),
             )
         else:
             delay = self.config.backoff_seconds * 2 ** (attempts - 1)
             conn.execute(
-                "UPDATE deliveries SET attempts = ?, last_status = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
-                (attempts, status, error, now + delay, delivery_id),
+                "UPDATE deliveries SET attempts = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
+                " latency_ms = ?, response_excerpt = ? WHERE id = ?",
+                (attempts, status, error, now + delay, *seen, delivery_id),
             )
         failures = conn.execute(
-            "UPDATE webhooks SET failures = failures + 1 WHERE id = ? RETURNING failures, account_id", (webhook_id,)
+            "UPDATE webhooks SET failures = failures + 1, last_error = ? WHERE id = ? RETURNING failures, account_id",
+            (error, webhook_id),
         ).fetchone()
         if failures is not None and failures[0] >= self.config.disable_after_failures:
-            conn.execute("UPDATE webhooks SET active = 0 WHERE id = ?", (webhook_id,))
+            # Attempts of the same round may land after the one that disabled it: the first
+            # one is the failure the dashboard names.
+            conn.execute(
+                "UPDATE webhooks SET active = 0, disabled_at = ?, disabled_after = ? WHERE id = ? AND active = 1",
+                (now, failures[0], webhook_id),
+            )
             log.warning("webhook %s disabled after %d consecutive failures", webhook_id, failures[0])
             return failures[1]
         return None
