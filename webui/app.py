@@ -8,7 +8,16 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from restapi.files import RestServices
-from webui import pages_account, pages_buckets, pages_keys, pages_objects, pages_shares, pages_usage, uploads
+from webui import (
+    pages_account,
+    pages_buckets,
+    pages_keys,
+    pages_objects,
+    pages_shares,
+    pages_usage,
+    pages_webhooks,
+    uploads,
+)
 from webui.render import HERE, message_page
 from webui.routing import page_route
 from webui.session import current_account
@@ -47,5 +56,6 @@ def routes(services: RestServices) -> list[BaseRoute]:
         page_route("/shares/{share_id}/revoke", pages_shares.revoke, services, POST),
         *uploads.routes(services),
         *pages_objects.routes(services),
+        *pages_webhooks.routes(services),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
