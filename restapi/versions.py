@@ -23,8 +23,9 @@ from restapi.dashboard import json_body, session_caller
 from restapi.files import RestServices, iso, owned_bucket, receive_upload, store_error
 from restapi.routing import json_route
 from s3proxy.store import copy as copy_engine
+from s3proxy.store.engine import NO_CONDITIONS
 from s3proxy.store.errors import StoreError
-from s3proxy.store.models import Bucket, WriteConditions
+from s3proxy.store.models import Bucket, ObjectVersion, WriteConditions
 from s3proxy.store.version_listing import VersionEntry
 
 PREFIX = "ver_"
@@ -104,7 +105,7 @@ async def versions(request: Request, services: RestServices) -> Response:
                 return JSONResponse(
                     {"bucket": bucket.name, "key": key, "versions": _numbered(bucket, history)}
                 )
-            return JSONResponse({"bucket": bucket.name, "files": _versioned_files(services, bucket)})
+            return JSONResponse({"bucket": bucket.name, "files": versioned_files(services, bucket)})
         body = await json_body(request)
         wanted = body.get("versionId")
         if not isinstance(wanted, str) or not wanted:
@@ -113,22 +114,7 @@ async def versions(request: Request, services: RestServices) -> Response:
         bucket = services.store.bucket(bucket_name)
         if bucket is None or bucket.account_id != caller.account.id:
             raise not_found("No such version.")
-        try:
-            new, _source = await copy_engine.copy_object(
-                services.store,
-                source_bucket=bucket,
-                source_key=key,
-                source_version_id=s3_version,
-                dest_bucket=bucket,
-                dest_key=key,
-                meta=None,
-                conditions=copy_engine.CopyConditions(),
-                dest_conditions=WriteConditions(),
-            )
-        except copy_engine.IllegalCopy as exc:
-            if exc.message != copy_engine.SELF_COPY_MESSAGE:
-                raise not_found("No such version.") from exc  # a delete marker is no version to restore
-            raise bad_request("That version is already the current one.", versionId=wanted) from exc
+        new = await restore_version(services, bucket, key, s3_version, label=wanted)
         history = _history(services, bucket, key)
         return JSONResponse(
             {
@@ -144,6 +130,56 @@ async def versions(request: Request, services: RestServices) -> Response:
         raise store_error(exc) from exc
 
 
+async def restore_version(
+    services: RestServices,
+    bucket: Bucket,
+    key: str,
+    s3_version: str,
+    *,
+    label: str | None = None,
+    conditions: WriteConditions = NO_CONDITIONS,
+) -> ObjectVersion:
+    """Copy `s3_version` of `key` over the key as its new current version (history is
+    only added to). Also the dashboard's Restore button. `label`: the version as the
+    caller named it, for the error; `conditions`: on the key's current version (Rewind
+    overwrites only what it saw)."""
+    try:
+        new, _source = await copy_engine.copy_object(
+            services.store,
+            source_bucket=bucket,
+            source_key=key,
+            source_version_id=s3_version,
+            dest_bucket=bucket,
+            dest_key=key,
+            meta=None,
+            conditions=copy_engine.CopyConditions(),
+            dest_conditions=conditions,
+        )
+    except copy_engine.IllegalCopy as exc:
+        if exc.message != copy_engine.SELF_COPY_MESSAGE:
+            raise not_found("No such version.") from exc  # a delete marker is no version to restore
+        raise bad_request(
+            "That version is already the current one.", **({"versionId": label} if label else {})
+        ) from exc
+    except StoreError as exc:
+        if exc.code in ("NoSuchKey", "NoSuchVersion", "MethodNotAllowed"):
+            raise not_found("No such version.") from exc
+        raise store_error(exc) from exc
+    return new
+
+
+async def undelete(services: RestServices, bucket: Bucket, key: str) -> bool:
+    """Remove the delete marker that hides `key` (S3's way of undeleting: DeleteObject
+    of the marker's version id), so the version under it is current again. False when
+    the key's newest version is no delete marker."""
+    page = services.store.list_versions(bucket, prefix=key, max_keys=MAX_VERSIONS_LISTED)
+    latest = next((e for e in page.entries if e.key == key and e.is_latest), None)
+    if latest is None or not latest.is_delete_marker:
+        return False
+    await services.store.delete_object(bucket, key, latest.version_id)
+    return True
+
+
 def _entry_of(version) -> VersionEntry:
     return VersionEntry(
         version.key,
@@ -157,8 +193,10 @@ def _entry_of(version) -> VersionEntry:
     )
 
 
-def _versioned_files(services: RestServices, bucket: Bucket) -> list[dict[str, Any]]:
-    """Each key of the bucket with its version count and current version."""
+def versioned_files(services: RestServices, bucket: Bucket) -> list[dict[str, Any]]:
+    """Each key of the bucket with its version count and current version (None when
+    deleted); the first MAX_VERSIONS_LISTED versions of the bucket. Also the dashboard's
+    versions view."""
     page = services.store.list_versions(bucket, max_keys=MAX_VERSIONS_LISTED)
     files: dict[str, dict[str, Any]] = {}
     for entry in page.entries:
