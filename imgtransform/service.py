@@ -36,6 +36,7 @@ from s3proxy.store.errors import StoreError
 from s3proxy.store.models import Bucket, ObjectVersion
 
 CACHE_CONTROL = "public, max-age=604800"
+VERSION_PARAM = "versionId"
 _DENIED = ApiError(403, "AccessDenied", "Access denied.")
 
 
@@ -109,7 +110,14 @@ class ImageService:
         if wait:
             raise too_many_requests(wait)
 
-    def _source(self, request: Request, bucket_name: str, key: str, query: dict[str, str]) -> Source:
+    def _source(
+        self,
+        request: Request,
+        bucket_name: str,
+        key: str,
+        query: dict[str, str],
+        version_id: str | None = None,
+    ) -> Source:
         bucket = self.store.bucket(bucket_name)
         if bucket is None:
             raise _DENIED
@@ -122,12 +130,14 @@ class ImageService:
             owner = self._header_owner(request, bucket)
         client = request.client.host if request.client else "unknown"
         if not owner:
+            if version_id is not None:
+                raise _DENIED  # an older version is its owner's alone (S3: s3:GetObjectVersion)
             self._rate_limit(("ip", client), self.config.accounts.anonymous_plan)
         # Anyone but the owner sees exactly what an anonymous S3 GET may read: the same
         # decision (object ACL, bucket policy), with this request's address and scheme.
         anyone = Caller(None, None, client, secure_transport=request.url.scheme == "https")
         try:
-            version = self.store.head_object(bucket, key)
+            version = self.store.head_object(bucket, key, version_id)
         except StoreError as exc:
             if owner or allowed(anyone, bucket, "s3:ListBucket"):
                 raise ApiError(404, "NoSuchKey", "No such object.") from exc
@@ -213,12 +223,24 @@ class ImageService:
 
     async def handle(self, request: Request) -> Response:
         items = parse_qsl(request.url.query, keep_blank_values=True)
+        # `versionId` picks a version (the dashboard's Time Machine compares two): not a
+        # transform, but signed with the rest of the query like any parameter.
+        version_ids = [value for name, value in items if name == VERSION_PARAM]
+        if len(version_ids) > 1 or (version_ids and not version_ids[0]):
+            raise ApiError(400, "InvalidParameter", "versionId is given more than once or empty.",
+                           {"parameter": VERSION_PARAM})  # fmt: skip
         try:
-            t, signature = parse_query(items, self.settings.max_output_side)
+            t, signature = parse_query(
+                [item for item in items if item[0] != VERSION_PARAM], self.settings.max_output_side
+            )
         except InvalidParameter as exc:
             raise ApiError(400, "InvalidParameter", exc.message, {"parameter": exc.parameter}) from exc
         source = self._source(
-            request, request.path_params["bucket"], request.path_params["path"], {**dict(items), **signature}
+            request,
+            request.path_params["bucket"],
+            request.path_params["path"],
+            {**dict(items), **signature},
+            version_ids[0] if version_ids else None,
         )
         version = source.version
         if version.size > self.settings.max_source_bytes:
