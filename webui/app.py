@@ -11,6 +11,7 @@ from restapi.files import RestServices
 from webui import (
     pages_account,
     pages_buckets,
+    pages_history,
     pages_keys,
     pages_objects,
     pages_shares,
@@ -57,5 +58,6 @@ def routes(services: RestServices) -> list[BaseRoute]:
         *uploads.routes(services),
         *pages_objects.routes(services),
         *pages_webhooks.routes(services),
+        *pages_history.routes(services),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
