@@ -431,3 +431,27 @@ def test_rewind_restores_a_folder_to_a_moment(server: FolioProcess, page: Page, 
     assert alice.s3.get_object(Bucket=alice.bucket, Key="outside.txt")["Body"].read() == b"after"
     # Rewinding again finds nothing left to do.
     expect(page.get_by_text("0 file(s) changed or were deleted since, 20 unchanged")).to_be_visible()
+
+
+def test_history_and_compare_fit_a_375_pixel_screen(
+    server: FolioProcess, browser: Browser, alice: User
+) -> None:
+    key = "narrow/a-file-with-a-rather-long-name-that-has-to-wrap.txt"
+    for body in TEXTS:
+        alice.s3.put_object(Bucket=alice.bucket, Key=key, Body=body, ContentType="text/plain")
+    with open_page(browser, viewport=(375, 740)) as narrow:
+        narrow.goto(f"{server.web_url}/login")
+        narrow.get_by_label("Email").fill(alice.email)
+        narrow.get_by_label("Password").fill(PASSWORD)
+        narrow.get_by_role("button", name="Log in").click()
+        expect(narrow).to_have_url(f"{server.web_url}/buckets")
+        narrow.goto(history_url(server, alice, key))
+        expect(narrow.locator("table.history tbody tr.version")).to_have_count(3)
+        overflow = narrow.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the history page is {overflow} px wider than the screen"
+        check_page(narrow, "history-375")
+        narrow.get_by_role("button", name="Compare").click()
+        expect(narrow.locator("table.diff tr.add")).to_have_count(2)
+        overflow = narrow.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the compare page is {overflow} px wider than the screen"
+        check_page(narrow, "history-compare-375")
