@@ -120,67 +120,13 @@ class DocApi:
     # --- generation -------------------------------------------------------------
 
     async def _document_html(self, source: str, request: Request, account) -> tuple[dict[str, Any], RenderJob]:
-        settings = self.service.settings
         ctype = request.headers.get("content-type", "").lower()
         template_text = data = None
         if source == "template" and ctype.startswith("multipart/"):
             body, template_text, data = await self._multipart(request)
         else:
             body = await self._json_body(request)
-        html = url = None
-        if source == "html":
-            html = opts.base64_text("html", body.get("html"))
-        elif source == "url":
-            url = body.get("url")
-            if not isinstance(url, str) or not url:
-                raise bad("url", "url is required: the address of the page to render.")
-            try:
-                await check_url(
-                    url,
-                    allow_private=settings.allow_private_targets,
-                    allow_loopback=settings.allow_loopback_targets,
-                    allow_http=True,
-                )
-            except BlockedTarget as exc:
-                raise bad("url", f"That URL cannot be rendered: {exc}.") from exc
-        else:
-            if template_text is None:
-                if body.get("templateId"):
-                    template_id = str(body["templateId"])
-                    template_text = gallery_template(template_id) or self.service.db.read(
-                        lambda c: job_rows.template_body(c, account.id, template_id)
-                    )
-                    if template_text is None:
-                        raise bad("templateId", f"No template {template_id!r} (built in or saved in your account).")
-                else:
-                    template_text = opts.base64_text("template", body.get("template"))
-                data = body.get("data", {})
-                if isinstance(data, str):
-                    data = json_value(data, "data", field="data")
-            try:
-                html = await self.service.render_template(template_text, data)
-            except TemplateProblem as exc:
-                raise bad("template", str(exc)) from exc
-        choice = choose_engine(
-            body.get("engine"), source, html, self.service.chromium.available, settings.long_document_elements
-        )
-        chromium_options = opts.chromium_options(body)
-        if not choice.javascript:
-            # A static document Folio moved to Chromium renders as WeasyPrint would have:
-            # no scripts, nothing to wait for.
-            chromium_options.update(javascript=False, wait_for_selector=None, auto_scroll=False)
-        return body, RenderJob(
-            engine=choice.engine,
-            **chromium_options,
-            kind="pdf",
-            html=html,
-            url=url,
-            delay_ms=opts.delay_ms(body),
-            generate_preview=bool(body.get("generatePreview", False)),
-            allow_private=settings.allow_private_targets,
-            allow_loopback=settings.allow_loopback_targets,
-            max_resource_bytes=settings.max_fetch_bytes,
-        )
+        return body, await document_work(self.service, account, source, body, template_text, data)
 
     async def generate(self, request: Request, version: int, source: str, output: str) -> Response:
         account = self._account(request)
@@ -215,6 +161,10 @@ class DocApi:
             "webhook": webhook,
             "version": version,
             "baseUrl": self._base(request),
+            # For the dashboard's jobs list: the engine, and which key asked (its last
+            # characters, as the keys page shows them).
+            "engine": work.engine,
+            "apiKeyHint": (request.headers.get("x-api-key") or "").strip()[-4:],
         }
         job = self.service.new_job(account, f"{source}-{output}", job_rows.public_params(body), job_options)
         if asynchronous:
@@ -316,30 +266,7 @@ class DocApi:
     async def account(self, request: Request) -> Response:
         account = self._account(request)
         headers = self._limit(account, request)
-        plan = self.service.config.plan(account.plan)
-        counts = self.service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))
-        usage = self.service.store.usage(account.id)
-        return JSONResponse(
-            {
-                "email": account.email,
-                "calls": counts["calls"],
-                "callsLimit": plan.docgen_calls_per_month,
-                "bytesTotal": counts["bytesTotal"],
-                "bytesLimit": plan.storage_bytes,
-                "storageUsed": usage.bytes,
-                "storageLimit": plan.storage_bytes,
-                "computeTimeTotal": counts["computeTimeTotal"],
-                "computeTimeLimit": 0,
-                "subType": account.plan,
-                "subActive": True,
-                "successJobs": counts["successJobs"],
-                "errorJobs": counts["errorJobs"],
-                "totalJobs": counts["totalJobs"],
-                "bytesUsed": usage.bytes,
-                "webhookSigningSecret": self.service.webhooks.job_secret(account.id),
-            },
-            headers=headers,
-        )
+        return JSONResponse(documents_usage(self.service, account), headers=headers)
 
     async def templates(self, request: Request) -> Response:
         """The account's saved templates: POST {name, template (Base64)}, GET, DELETE {id}."""
@@ -353,13 +280,7 @@ class DocApi:
             if not isinstance(name, str) or not name.strip() or len(name) > 200:
                 raise bad("name", "name is required (up to 200 characters).")
             text = opts.base64_text("template", body.get("template"))
-            try:
-                await self.service.check_template(text)
-            except TemplateProblem as exc:
-                raise bad("template", str(exc)) from exc
-            saved = await db.write(lambda c: job_rows.save_template(c, account.id, name.strip(), text))
-            if saved is None:
-                raise ApiError(403, "TooManyTemplates", f"At most {job_rows.MAX_SAVED_TEMPLATES} saved templates.")
+            saved = await save_template(self.service, account, name, text)
             return JSONResponse(saved, status_code=201, headers=headers)
         if request.method == "GET" and not template_id:
             return JSONResponse(db.read(lambda c: job_rows.list_templates(c, account.id)), headers=headers)
@@ -387,19 +308,7 @@ class DocApi:
             return JSONResponse(
                 {"message": "Storage configuration deleted. Reverting to default cloud storage."}, headers=headers
             )
-        body = await self._json_body(request)
-        config = _storage_config(body)
-        if config.endpoint:
-            try:
-                await check_url(
-                    config.endpoint,
-                    allow_private=service.settings.allow_private_targets,
-                    allow_loopback=service.settings.allow_loopback_targets,
-                    allow_http=True,
-                )
-            except BlockedTarget as exc:
-                raise bad("endpoint", f"That endpoint cannot be used: {exc}.") from exc
-        await service.db.write(lambda c: user_storage.save(c, service.box, account.id, config))
+        config = await save_storage(service, account, await self._json_body(request))
         return JSONResponse(
             {
                 "message": "Storage configuration saved successfully.",
@@ -410,6 +319,125 @@ class DocApi:
             status_code=201,
             headers=headers,
         )
+
+
+async def document_work(
+    service: DocService, account, source: str, body: dict[str, Any], template_text: str | None = None, data: Any = None
+) -> RenderJob:
+    """What to render for a request's body (html, url or template; a multipart template
+    passes its text and data): the template evaluated, the engine chosen, the options
+    checked. The API and the dashboard's template preview both start here."""
+    settings = service.settings
+    html = url = None
+    if source == "html":
+        html = opts.base64_text("html", body.get("html"))
+    elif source == "url":
+        url = body.get("url")
+        if not isinstance(url, str) or not url:
+            raise bad("url", "url is required: the address of the page to render.")
+        try:
+            await check_url(
+                url,
+                allow_private=settings.allow_private_targets,
+                allow_loopback=settings.allow_loopback_targets,
+                allow_http=True,
+            )
+        except BlockedTarget as exc:
+            raise bad("url", f"That URL cannot be rendered: {exc}.") from exc
+    else:
+        if template_text is None:
+            if body.get("templateId"):
+                template_id = str(body["templateId"])
+                template_text = gallery_template(template_id) or service.db.read(
+                    lambda c: job_rows.template_body(c, account.id, template_id)
+                )
+                if template_text is None:
+                    raise bad("templateId", f"No template {template_id!r} (built in or saved in your account).")
+            else:
+                template_text = opts.base64_text("template", body.get("template"))
+            data = body.get("data", {})
+            if isinstance(data, str):
+                data = json_value(data, "data", field="data")
+        try:
+            html = await service.render_template(template_text, data)
+        except TemplateProblem as exc:
+            raise bad("template", str(exc)) from exc
+    choice = choose_engine(
+        body.get("engine"), source, html, service.chromium.available, settings.long_document_elements
+    )
+    chromium_options = opts.chromium_options(body)
+    if not choice.javascript:
+        # A static document Folio moved to Chromium renders as WeasyPrint would have:
+        # no scripts, nothing to wait for.
+        chromium_options.update(javascript=False, wait_for_selector=None, auto_scroll=False)
+    return RenderJob(
+        engine=choice.engine,
+        **chromium_options,
+        kind="pdf",
+        html=html,
+        url=url,
+        delay_ms=opts.delay_ms(body),
+        generate_preview=bool(body.get("generatePreview", False)),
+        allow_private=settings.allow_private_targets,
+        allow_loopback=settings.allow_loopback_targets,
+        max_resource_bytes=settings.max_fetch_bytes,
+    )
+
+
+def documents_usage(service: DocService, account) -> dict[str, Any]:
+    """The account's document figures (GET /v1/account, and the dashboard's usage)."""
+    plan = service.config.plan(account.plan)
+    counts = service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))
+    usage = service.store.usage(account.id)
+    return {
+        "email": account.email,
+        "calls": counts["calls"],
+        "callsLimit": plan.docgen_calls_per_month,
+        "bytesTotal": counts["bytesTotal"],
+        "bytesLimit": plan.storage_bytes,
+        "storageUsed": usage.bytes,
+        "storageLimit": plan.storage_bytes,
+        "computeTimeTotal": counts["computeTimeTotal"],
+        "computeTimeLimit": 0,
+        "subType": account.plan,
+        "subActive": True,
+        "successJobs": counts["successJobs"],
+        "errorJobs": counts["errorJobs"],
+        "totalJobs": counts["totalJobs"],
+        "bytesUsed": usage.bytes,
+        "webhookSigningSecret": service.webhooks.job_secret(account.id),
+    }
+
+
+async def save_template(service: DocService, account, name: object, text: str) -> dict[str, Any]:
+    """A new saved template (usable as templateId), checked to parse first."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise bad("name", "name is required (up to 200 characters).")
+    try:
+        await service.check_template(text)
+    except TemplateProblem as exc:
+        raise bad("template", str(exc)) from exc
+    saved = await service.db.write(lambda c: job_rows.save_template(c, account.id, name.strip(), text))
+    if saved is None:
+        raise ApiError(403, "TooManyTemplates", f"At most {job_rows.MAX_SAVED_TEMPLATES} saved templates.")
+    return saved
+
+
+async def save_storage(service: DocService, account, body: dict[str, Any]) -> user_storage.UserStorage:
+    """Check and save the account's own storage (POST /v2/storage, the dashboard's form)."""
+    config = _storage_config(body)
+    if config.endpoint:
+        try:
+            await check_url(
+                config.endpoint,
+                allow_private=service.settings.allow_private_targets,
+                allow_loopback=service.settings.allow_loopback_targets,
+                allow_http=True,
+            )
+        except BlockedTarget as exc:
+            raise bad("endpoint", f"That endpoint cannot be used: {exc}.") from exc
+    await service.db.write(lambda c: user_storage.save(c, service.box, account.id, config))
+    return config
 
 
 def _storage_config(body: dict[str, Any]) -> user_storage.UserStorage:

@@ -163,13 +163,42 @@ def get_job(conn: sqlite3.Connection, account_id: str, job_id: str) -> Job | Non
     return _job(row) if row else None
 
 
-def list_jobs(conn: sqlite3.Connection, account_id: str, limit: int, offset: int) -> list[Job]:
+def list_jobs(
+    conn: sqlite3.Connection,
+    account_id: str,
+    limit: int,
+    offset: int,
+    *,
+    status: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+) -> list[Job]:
+    """A page of the account's jobs, newest first; the dashboard narrows it by status
+    and by a time range (ms, `until_ms` excluded)."""
+    where, args = ["account_id = ?"], [account_id]
+    if status:
+        where.append("status = ?")
+        args.append(status)
+    if since_ms is not None:
+        where.append("timestamp >= ?")
+        args.append(since_ms)
+    if until_ms is not None:
+        where.append("timestamp < ?")
+        args.append(until_ms)
     rows = conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM docgen_jobs WHERE account_id = ? ORDER BY timestamp DESC, id DESC"
+        f"SELECT {_JOB_COLUMNS} FROM docgen_jobs WHERE {' AND '.join(where)} ORDER BY timestamp DESC, id DESC"
         " LIMIT ? OFFSET ?",
-        (account_id, limit, offset),
+        (*args, limit, offset),
     ).fetchall()
     return [_job(row) for row in rows]
+
+
+def has_running_jobs(conn: sqlite3.Connection, account_id: str) -> bool:
+    """Whether any of the account's jobs is still pending (the jobs page polls while so)."""
+    row = conn.execute(
+        "SELECT 1 FROM docgen_jobs WHERE status = 'pending' AND account_id = ? LIMIT 1", (account_id,)
+    ).fetchone()
+    return row is not None
 
 
 def pending_jobs(conn: sqlite3.Connection) -> list[tuple[Job, object]]:
@@ -267,6 +296,23 @@ def template_body(conn: sqlite3.Connection, account_id: str, template_id: str) -
         "SELECT body FROM docgen_templates WHERE id = ? AND account_id = ?", (template_id, account_id)
     ).fetchone()
     return row[0] if row else None
+
+
+def template_row(conn: sqlite3.Connection, account_id: str, template_id: str) -> dict[str, Any] | None:
+    """A saved template with its body (the dashboard's editor opens it)."""
+    row = conn.execute(
+        "SELECT id, account_id, name, body, created_at FROM docgen_templates WHERE id = ? AND account_id = ?",
+        (template_id, account_id),
+    ).fetchone()
+    return {**_template_json(row), "body": row[3]} if row else None
+
+
+def delete_asset(conn: sqlite3.Connection, account_id: str, asset_id: str) -> Asset | None:
+    """Forget an asset (its job keeps its record); the caller deletes the stored files."""
+    asset = get_asset(conn, asset_id, account_id)
+    if asset is not None:
+        conn.execute("DELETE FROM docgen_assets WHERE id = ? AND account_id = ?", (asset_id, account_id))
+    return asset
 
 
 def delete_template(conn: sqlite3.Connection, account_id: str, template_id: str) -> bool:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,14 @@ from s3proxy.store.errors import StoreError
 from s3proxy.store.models import ObjectMeta
 
 log = logging.getLogger("folio.docgen")
+
+# The document service running over each store: the dashboard's pages (webui/) are given
+# the REST services, which share the store, and find the document service through it.
+_BY_STORE: weakref.WeakValueDictionary[int, DocService] = weakref.WeakValueDictionary()
+
+
+def service_for(store: Store) -> DocService | None:
+    return _BY_STORE.get(id(store))
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class DocService:
         )
         self._link_key = box.derive("docgen-asset-links")
         self._tasks: set[asyncio.Task] = set()
+        _BY_STORE[id(store)] = self
 
     async def start(self) -> None:
         """Resume the jobs a previous run left pending (the workers start with the first)."""
@@ -176,11 +186,7 @@ class DocService:
         rendered: Rendered | None = None
         asset: Asset | None = None
         try:
-            timeout = job.options.get("timeout", 30000) / 1000
-            if work.engine == "chromium":
-                rendered = await self.chromium.render(work, timeout)
-            else:
-                rendered = await self.pool.run(work, timeout)
+            rendered = await self.render(work, job.options.get("timeout", 30000) / 1000)
             job.size = len(rendered.data)
             if store:
                 asset = await self._store(job, rendered)
@@ -209,6 +215,27 @@ class DocService:
         await self.db.write(record)
         await self._notify(job)
         return Outcome(job, rendered, asset)
+
+    async def render(self, work: RenderJob, timeout: float) -> Rendered:
+        """Render with the engine the work names (RenderError, RenderTimeout), nothing
+        stored or recorded: jobs, and the dashboard's template previews."""
+        if work.engine == "chromium":
+            return await self.chromium.render(work, timeout)
+        return await self.pool.run(work, timeout)
+
+    async def delete_asset(self, account_id: str, asset_id: str) -> bool:
+        """Delete an asset's record and its stored file and preview (gone already: fine)."""
+        asset = await self.db.write(lambda c: job_rows.delete_asset(c, account_id, asset_id))
+        if asset is None:
+            return False
+        bucket = self.store.bucket(asset.bucket)
+        if bucket is not None:
+            for key in filter(None, (asset.key, asset.preview_key)):
+                try:
+                    await self.store.delete_object(bucket, key)
+                except StoreError:
+                    log.info("asset %s: %s was already gone", asset_id, key)
+        return True
 
     async def _bucket(self, account_id: str):
         name = f"docs-{account_id[:12]}"

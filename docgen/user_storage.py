@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,18 +109,42 @@ def upload(
     """In a thread: PUT the file; the outcome as recorded on the job. The endpoint passes
     the outbound guard now, as the upload connects, not only when it was saved
     (settings and DNS change)."""
+    key = f"{storage.prefix}{filename}"
+
+    def put(client: Any) -> None:
+        client.put_object(Bucket=storage.bucket, Key=key, Body=data, ContentType=content_type, ACL=storage.acl)
+
+    error = _with_client(storage, put, allow_private=allow_private, allow_loopback=allow_loopback)
+    if error is not None:
+        return {"status": "failed", "bucket": storage.bucket, "key": key, "error": error}
+    return {"status": "delivered", "bucket": storage.bucket, "key": key}
+
+
+def check_connection(storage: UserStorage, *, allow_private: bool, allow_loopback: bool) -> str | None:
+    """In a thread: PUT a small object under the prefix and delete it again, as a
+    delivery would; None when both worked, else what went wrong."""
+    key = f"{storage.prefix}folio-connection-test-{uuid.uuid4().hex[:12]}.txt"
+
+    def put_and_delete(client: Any) -> None:
+        client.put_object(Bucket=storage.bucket, Key=key, Body=b"Folio connection test", ContentType="text/plain")
+        client.delete_object(Bucket=storage.bucket, Key=key)
+
+    return _with_client(storage, put_and_delete, allow_private=allow_private, allow_loopback=allow_loopback)
+
+
+def _with_client(storage: UserStorage, action: Any, *, allow_private: bool, allow_loopback: bool) -> str | None:
+    """Run `action(s3_client)` against the storage through the pinned, guarded
+    connection; the error's text, or None."""
     # Imported here: boto3 takes a while to import and only deliveries need it.
     import boto3
     from botocore.config import Config as BotoConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
-    key = f"{storage.prefix}{filename}"
-    refused = {"status": "failed", "bucket": storage.bucket, "key": key}
     if storage.endpoint:
         try:
             check_url_syntax(storage.endpoint, allow_http=True)
         except BlockedTarget as exc:
-            return {**refused, "error": f"endpoint refused: {exc}"}
+            return f"endpoint refused: {exc}"
     client = boto3.client(
         "s3",
         region_name=storage.region,
@@ -132,12 +157,12 @@ def upload(
     with pinned_client(allow_private=allow_private, allow_loopback=allow_loopback, timeout=timeout) as http:
         client.meta.events.register("before-send.s3", lambda request, **_: send_pinned(http, request))
         try:
-            client.put_object(Bucket=storage.bucket, Key=key, Body=data, ContentType=content_type, ACL=storage.acl)
+            action(client)
         except BlockedTarget as exc:
-            return {**refused, "error": f"endpoint refused: {exc}"}
+            return f"endpoint refused: {exc}"
         except (BotoCoreError, ClientError) as exc:
-            return {**refused, "error": str(exc)[:500]}
-    return {"status": "delivered", "bucket": storage.bucket, "key": key}
+            return str(exc)[:500]
+    return None
 
 
 _NOT_SENT = {"expect", "transfer-encoding"}

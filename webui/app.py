@@ -11,6 +11,7 @@ from restapi.files import RestServices
 from webui import (
     pages_account,
     pages_buckets,
+    pages_documents,
     pages_history,
     pages_keys,
     pages_objects,
@@ -57,6 +58,7 @@ def routes(services: RestServices) -> list[BaseRoute]:
         page_route("/shares/{share_id}/revoke", pages_shares.revoke, services, POST),
         *uploads.routes(services),
         *pages_objects.routes(services),
+        *pages_documents.routes(services),
         *pages_webhooks.routes(services),
         *pages_history.routes(services),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
