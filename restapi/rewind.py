@@ -15,6 +15,7 @@ pruned leaves no older one behind: such a key looks created after T and is left 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.jsonapi import ApiError
@@ -98,13 +99,24 @@ class RewindResult:
     failed: list[tuple[str, str]] | None = None
 
 
-async def rewind(services: RestServices, bucket: Bucket, prefix: str, at: float) -> RewindResult:
-    """Restore every key under `prefix` that changed since `at` to its version then."""
+async def rewind(
+    services: RestServices,
+    bucket: Bucket,
+    prefix: str,
+    at: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> RewindResult:
+    """Restore every key under `prefix` that changed since `at` to its version then.
+    `progress(done, total)` is called before the first restore and after each one."""
     todo = [item for item in plan(services, bucket, prefix, at).items if item.action == RESTORE]
     result = RewindResult(failed=[])
     gate = asyncio.Semaphore(CONCURRENCY)
+    finished = 0
+    if progress is not None:
+        progress(0, len(todo))
 
     async def one(item: RewindItem) -> None:
+        nonlocal finished
         assert item.then is not None
         if item.now.is_delete_marker:
             conditions = WriteConditions(if_none_match_any=True)
@@ -124,6 +136,9 @@ async def rewind(services: RestServices, bucket: Bucket, prefix: str, at: float)
                     result.failed.append((item.key, exc.message))
             else:
                 result.restored += 1
+            finished += 1
+            if progress is not None:
+                progress(finished, len(todo))
 
     await asyncio.gather(*(one(item) for item in todo))
     return result

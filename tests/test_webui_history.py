@@ -9,6 +9,7 @@ go to tests.conftest.SCREENSHOTS, with the accessibility check on each page."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 import uuid
@@ -21,7 +22,7 @@ import boto3
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from restapi.version_diff import diff_lines, retention_note
 from s3proxy.store.models import Retention
@@ -416,7 +417,23 @@ def test_rewind_restores_a_folder_to_a_moment(server: FolioProcess, page: Page, 
         page.get_by_text("14 file(s) changed or were deleted since, 6 unchanged, 2 created later")
     ).to_be_visible()
     check_page(page, "history-rewind")
+    # The page asks for the restores' progress: the answer is read on its way through (the
+    # page navigates away once it is done, and takes its body with it).
+    bodies: list[str] = []
+
+    def through(route: Route) -> None:
+        answer = route.fetch()
+        bodies.append(answer.text())
+        route.fulfill(response=answer)
+
+    page.route("**/rewind/restore", through)
     page.get_by_role("button", name="Restore 14 file(s) to this moment").click()
+    expect(page.get_by_role("status")).to_contain_text("Restored 14 file(s)")
+    page.unroute("**/rewind/restore")
+    steps = [json.loads(line) for line in bodies[0].splitlines()]
+    assert [step["done"] for step in steps[:-1]] == list(range(15)), steps
+    assert {step["total"] for step in steps[:-1]} == {14}
+    assert steps[-1]["restored"] == 14
     expect(page.get_by_role("status")).to_contain_text("Restored 14 file(s)")
 
     for name in names:

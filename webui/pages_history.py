@@ -8,17 +8,20 @@ from /api/img with `versionId`, signed as the object browser signs its previews.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from core.jsonapi import ApiError, bad_request
 from restapi import browse, rewind, version_diff, versions
 from restapi.files import RestServices, download
+from s3proxy.store.models import Bucket
 from webui.pages_objects import HELPERS, ImageSigner, _caller_bucket, folder_urls, object_url
 from webui.render import page, redirect
 from webui.routing import form_of, page_route
@@ -29,6 +32,7 @@ GET, POST = ["GET"], ["POST"]
 COMPARE_IMAGE = {"w": "560", "h": "420", "fit": "pad", "format": "png"}
 COMPARE_PAGE = {"w": "480"}
 PDF_PAGES = 3
+PROGRESS_TYPE = "application/x-ndjson"
 
 MESSAGES = {
     "restored": "Version {n} is current again, as a new version: nothing was overwritten.",
@@ -255,11 +259,42 @@ async def rewind_folder(request: Request, services: RestServices) -> Response:
     at = _moment(fields.get("at", ""))
     if at is None:
         raise bad_request("Choose the moment to rewind to.")
-    done = await rewind.rewind(services, bucket, prefix, at)
-    failed = done.failed or []
+    if PROGRESS_TYPE in request.headers.get("accept", ""):
+        # history.js asked for progress: one JSON line per restore, then where to go.
+        return StreamingResponse(
+            _rewind_progress(services, bucket, prefix, at),
+            media_type=PROGRESS_TYPE,
+            headers={"cache-control": "no-store"},
+        )
+    return redirect(_rewound_url(bucket.name, prefix, at, await rewind.rewind(services, bucket, prefix, at)))
+
+
+def _rewound_url(bucket: str, prefix: str, at: float, done: rewind.RewindResult) -> str:
     query = {"prefix": prefix, "at": _moment_value(at), "restored": str(done.restored), "skipped": str(done.skipped),
-             "failed": str(len(failed))}  # fmt: skip
-    return redirect(f"/buckets/{quote(bucket.name)}/rewind?{urlencode(query)}")
+             "failed": str(len(done.failed or []))}  # fmt: skip
+    return f"/buckets/{quote(bucket)}/rewind?{urlencode(query)}"
+
+
+async def _rewind_progress(
+    services: RestServices, bucket: Bucket, prefix: str, at: float
+) -> AsyncIterator[str]:
+    """The rewind's progress as NDJSON. The rewind runs as a task of its own: a page
+    closed halfway does not stop it (every restore it makes is a whole new version)."""
+    queue: asyncio.Queue[dict[str, int] | None] = asyncio.Queue()
+    task = asyncio.create_task(
+        rewind.rewind(
+            services, bucket, prefix, at, lambda done, total: queue.put_nowait({"done": done, "total": total})
+        )
+    )
+    task.add_done_callback(lambda _task: queue.put_nowait(None))
+    while (step := await queue.get()) is not None:
+        yield json.dumps(step) + "\n"
+    try:
+        done = task.result()
+    except ApiError as exc:
+        yield json.dumps({"error": exc.message}) + "\n"
+        return
+    yield json.dumps({"restored": done.restored, "next": _rewound_url(bucket.name, prefix, at, done)}) + "\n"
 
 
 def routes(services: RestServices) -> list[BaseRoute]:

@@ -23,10 +23,51 @@ if (slider && top) {
   show();
 }
 
-// Rewind: the restore runs on the server in one request; say so while it does.
+// Rewind: the restores run on the server; the form is sent with fetch asking for their
+// progress (one JSON line per restore), shown on a progress bar, and the page then goes
+// where the plain form would have redirected. Without this script the form posts as is.
 const rewindForm = document.getElementById("rewind-form");
-rewindForm?.addEventListener("submit", () => {
+rewindForm?.addEventListener("submit", async (event) => {
+  event.preventDefault();
   const button = rewindForm.querySelector("button[type=submit]");
+  const bar = document.getElementById("rewind-progress");
+  const status = document.getElementById("rewind-status");
   button.disabled = true;
-  document.getElementById("rewind-status").textContent = "Restoring… each file becomes a new version.";
+  bar.hidden = false;
+  status.textContent = "Restoring…";
+  const show = (step) => {
+    if (step.total !== undefined) {
+      bar.max = Math.max(step.total, 1);
+      bar.value = step.done;
+      status.textContent = `Restored ${step.done} of ${step.total} file(s)…`;
+    } else if (step.next) {
+      window.location.assign(step.next);
+    } else if (step.error) {
+      status.textContent = step.error;
+      button.disabled = false;
+    }
+  };
+  try {
+    const response = await fetch(rewindForm.action, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(rewindForm)),
+      headers: { accept: "application/x-ndjson" },
+    });
+    if (!response.ok) throw new Error(`The server answered ${response.status}.`);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n")) >= 0) {
+        show(JSON.parse(buffer.slice(0, end)));
+        buffer = buffer.slice(end + 1);
+      }
+    }
+  } catch (error) {
+    status.textContent = `${error.message} Reload the page to see what was restored.`;
+    button.disabled = false;
+  }
 });
