@@ -29,7 +29,7 @@ from docgen.service import DocService, service_for
 from docgen.templates import GALLERY, gallery_template
 from docgen.workers import RenderTimeout
 from restapi.files import RestServices
-from webui.pages_objects import HELPERS, THUMBNAIL, ImageSigner
+from webui.pages_objects import HELPERS, ImageSigner
 from webui.render import page, redirect
 from webui.routing import form_of, page_route
 from webui.session import CSRF_FIELD, check_form, require_account
@@ -41,6 +41,8 @@ GALLERY_IDS = ("invoice", "receipt", "report")
 # The preview is the first page as an A4 image at 96 dpi: the PDF's page size.
 PREVIEW_VIEWPORT = {"width": 794, "height": 1123, "deviceScaleFactor": 1}
 EDITOR_FORM_BYTES = 1024 * 1024
+# A page's thumbnail: portrait like A4 (1:1.41), rendered at twice the size it is shown.
+PAGE_THUMBNAIL = {"w": "136", "h": "192", "fit": "cover"}
 _SAMPLE = re.compile(r"Data:\s*(\{.*?\})\s*-?#}", re.S)
 
 
@@ -162,7 +164,7 @@ async def assets(request: Request, services: RestServices) -> Response:
         rows.append(
             {
                 "asset": asset,
-                "thumbnail": signer.preview(asset.key, kind, THUMBNAIL) if signer else None,
+                "thumbnail": signer.preview(asset.key, kind, PAGE_THUMBNAIL) if signer else None,
                 "url": service.asset_url(base, asset.id),
                 "expires": shown_ms(expires * 1000),
             }
