@@ -140,6 +140,17 @@ def test_a_failed_job_shows_its_error(server: FolioProcess, browser: Browser, ac
         page.goto(f"{server.web_url}/documents/jobs?status=error")
         expect(page.locator(f'tr[data-job="{job["id"]}"] .status')).to_have_text("error")
 
+        # One job a page: the newest (the failed one) first, the older one a page on.
+        page.goto(f"{server.web_url}/documents/jobs?limit=1")
+        expect(page.locator("tr[data-job]")).to_have_count(1)
+        expect(page.locator(f'tr[data-job="{job["id"]}"]')).to_have_count(1)
+        page.locator("#jobs-older").click()
+        expect(page.locator("tr[data-job]")).to_have_count(1)
+        expect(page.locator(f'tr[data-job="{job["id"]}"]')).to_have_count(0)
+        expect(page.locator("#jobs-newer")).to_be_visible()
+        page.goto(f"{server.web_url}/documents/jobs?limit=x&offset=%C2%B2")  # odd numbers: the first page
+        expect(page.locator(f'tr[data-job="{job["id"]}"]')).to_have_count(1)
+
 
 def editor_preview(page: Page) -> str:
     image = page.locator("#preview-image")

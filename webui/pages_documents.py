@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from core.accounts import Account
 from core.jsonapi import ApiError
+from core.strictparse import ascii_int
 from docgen import jobs as job_rows
 from docgen import options as opts
 from docgen import user_storage
@@ -35,7 +36,7 @@ from webui.routing import form_of, page_route
 from webui.session import CSRF_FIELD, check_form, require_account
 
 POST = ["POST"]
-PAGE_SIZE = 50
+PAGE_SIZE, MAX_PAGE = 50, 100
 STATUSES = ("pending", "success", "error")
 GALLERY_IDS = ("invoice", "receipt", "report")
 # The preview is the first page as an A4 image at 96 dpi: the PDF's page size.
@@ -84,21 +85,27 @@ def _docpage(request: Request, template: str, account: Account, tab: str, **cont
 def _job_filters(request: Request) -> dict[str, Any]:
     query = request.query_params
     status = query.get("status", "")
+    # ascii_int as the API pages: an odd number is the first page, not a 500.
+    offset = ascii_int(query.get("offset", "0"), maximum=2**63 - 1) or 0
+    limit = ascii_int(query.get("limit", str(PAGE_SIZE)), minimum=1, maximum=MAX_PAGE) or PAGE_SIZE
     return {
         "status": status if status in STATUSES else "",
         "from": query.get("from", ""),
         "to": query.get("to", ""),
+        "limit": limit if limit != PAGE_SIZE else None,
+        "offset": offset or None,
     }
 
 
 def _jobs_context(services: RestServices, account: Account, filters: dict[str, Any]) -> dict[str, Any]:
     service = _service(services)
+    limit, offset = filters["limit"] or PAGE_SIZE, filters["offset"] or 0
     found = service.db.read(
         lambda c: job_rows.list_jobs(
             c,
             account.id,
-            PAGE_SIZE,
-            0,
+            limit + 1,  # one more: is there an older page?
+            offset,
             status=filters["status"] or None,
             since_ms=_day_ms(filters["from"]),
             until_ms=_day_ms(filters["to"], end=True),
@@ -107,7 +114,19 @@ def _jobs_context(services: RestServices, account: Account, filters: dict[str, A
     names = {key.hint: key.name for key in services.doc_keys.list(account.id)}
     running = service.db.read(lambda c: job_rows.has_running_jobs(c, account.id))
     query = urlencode({name: value for name, value in filters.items() if value})
-    return {"jobs": found, "key_names": names, "running": running, "filters": filters, "query": query}
+
+    def page_url(at: int) -> str:
+        return "/documents/jobs?" + urlencode({**{k: v for k, v in filters.items() if v}, "offset": at})
+
+    return {
+        "jobs": found[:limit],
+        "key_names": names,
+        "running": running,
+        "filters": filters,
+        "query": query,
+        "older": page_url(offset + limit) if len(found) > limit else None,
+        "newer": page_url(max(0, offset - limit)) if offset else None,
+    }
 
 
 async def jobs(request: Request, services: RestServices) -> Response:
