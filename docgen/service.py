@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +34,6 @@ from s3proxy.store.errors import StoreError
 from s3proxy.store.models import ObjectMeta
 
 log = logging.getLogger("folio.docgen")
-
-# The document service running over each store: the dashboard's pages (webui/) are given
-# the REST services, which share the store, and find the document service through it.
-_BY_STORE: weakref.WeakValueDictionary[int, DocService] = weakref.WeakValueDictionary()
-
-
-def service_for(store: Store) -> DocService | None:
-    return _BY_STORE.get(id(store))
 
 
 @dataclass(frozen=True)
@@ -91,7 +82,6 @@ class DocService:
         )
         self._link_key = box.derive("docgen-asset-links")
         self._tasks: set[asyncio.Task] = set()
-        _BY_STORE[id(store)] = self
 
     async def start(self) -> None:
         """Resume the jobs a previous run left pending (the workers start with the first)."""

@@ -51,7 +51,7 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
             500, "InternalError", "An unexpected error occurred. Retry with exponential backoff."
         ).response()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/healthz/documents", document_engines),
@@ -70,3 +70,6 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
         exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
         middleware=[HEADER_GUARD],
     )
+    # The dashboard's document pages reach the document service through the app's state.
+    app.state.doc_service = doc_service
+    return app

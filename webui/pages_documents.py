@@ -26,7 +26,7 @@ from docgen import options as opts
 from docgen import user_storage
 from docgen.api import document_work, documents_usage, save_storage, save_template
 from docgen.output import RenderError
-from docgen.service import DocService, service_for
+from docgen.service import DocService
 from docgen.templates import GALLERY, gallery_template
 from docgen.workers import RenderTimeout
 from restapi.files import RestServices
@@ -47,8 +47,9 @@ PAGE_THUMBNAIL = {"w": "136", "h": "192", "fit": "cover"}
 _SAMPLE = re.compile(r"Data:\s*(\{.*?\})\s*-?#}", re.S)
 
 
-def _service(services: RestServices) -> DocService:
-    found = service_for(services.store)
+def _service(request: Request) -> DocService:
+    # Given by server/web.py as the web app's state (passed in, not a module global).
+    found = getattr(request.app.state, "doc_service", None)
     if found is None:
         raise ApiError(503, "Unavailable", "The document service is not running.")
     return found
@@ -97,8 +98,10 @@ def _job_filters(request: Request) -> dict[str, Any]:
     }
 
 
-def _jobs_context(services: RestServices, account: Account, filters: dict[str, Any]) -> dict[str, Any]:
-    service = _service(services)
+def _jobs_context(
+    request: Request, services: RestServices, account: Account, filters: dict[str, Any]
+) -> dict[str, Any]:
+    service = _service(request)
     limit, offset = filters["limit"] or PAGE_SIZE, filters["offset"] or 0
     found = service.db.read(
         lambda c: job_rows.list_jobs(
@@ -131,20 +134,20 @@ def _jobs_context(services: RestServices, account: Account, filters: dict[str, A
 
 async def jobs(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
-    context = _jobs_context(services, account, _job_filters(request))
+    context = _jobs_context(request, services, account, _job_filters(request))
     return _docpage(request, "documents_jobs.html", account, "jobs", statuses=STATUSES, **context)
 
 
 async def jobs_list(request: Request, services: RestServices) -> Response:
     """The list alone, for htmx's polling (it stops once nothing is pending)."""
     account = require_account(request, services)
-    context = _jobs_context(services, account, _job_filters(request))
+    context = _jobs_context(request, services, account, _job_filters(request))
     return page(request, "fragments/documents_jobs_list.html", account, shown_ms=shown_ms, **context)
 
 
 async def job(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
-    service = _service(services)
+    service = _service(request)
     job_id = request.path_params["job_id"]
     found = service.db.read(lambda c: job_rows.get_job(c, account.id, job_id))
     if found is None:
@@ -168,7 +171,7 @@ async def job(request: Request, services: RestServices) -> Response:
 
 async def assets(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
-    service = _service(services)
+    service = _service(request)
     found = service.db.read(lambda c: job_rows.list_assets(c, account.id, PAGE_SIZE, 0))
     base = _base(request)
     rows = []
@@ -195,7 +198,7 @@ async def delete_asset(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
     fields = await form_of(request)
     await check_form(request, fields.get(CSRF_FIELD))
-    if not await _service(services).delete_asset(account.id, request.path_params["asset_id"]):
+    if not await _service(request).delete_asset(account.id, request.path_params["asset_id"]):
         raise ApiError(404, "NotFound", "No such asset.")
     return redirect("/documents/assets")
 
@@ -216,7 +219,7 @@ def sample_data(template: str) -> str:
 
 async def templates(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
-    service = _service(services)
+    service = _service(request)
     saved = service.db.read(lambda c: job_rows.list_templates(c, account.id))
     gallery = [name for name in GALLERY_IDS if (GALLERY / f"{name}.njk").is_file()]
     return _docpage(request, "documents_templates.html", account, "templates", gallery=gallery, saved=saved)
@@ -224,7 +227,7 @@ async def templates(request: Request, services: RestServices) -> Response:
 
 async def editor(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
-    service = _service(services)
+    service = _service(request)
     query = request.query_params
     name, text, data, saved_id = "", "", "{}", ""
     if query.get("gallery"):
@@ -274,7 +277,7 @@ async def preview(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
     fields = await form_of(request, EDITOR_FORM_BYTES)
     await check_form(request, fields.get(CSRF_FIELD))
-    service = _service(services)
+    service = _service(request)
     image = error = engine = None
     try:
         body, _data = _editor_body(fields)
@@ -295,7 +298,7 @@ async def save(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
     fields = await form_of(request, EDITOR_FORM_BYTES)
     await check_form(request, fields.get(CSRF_FIELD))
-    service = _service(services)
+    service = _service(request)
     try:
         saved = await save_template(service, account, fields.get("name", ""), fields.get("template", ""))
     except ApiError as exc:
@@ -323,7 +326,7 @@ async def delete_template(request: Request, services: RestServices) -> Response:
     fields = await form_of(request)
     await check_form(request, fields.get(CSRF_FIELD))
     template_id = request.path_params["template_id"]
-    if not await _service(services).db.write(lambda c: job_rows.delete_template(c, account.id, template_id)):
+    if not await _service(request).db.write(lambda c: job_rows.delete_template(c, account.id, template_id)):
         raise ApiError(404, "NotFound", "No such template.")
     return redirect("/documents/templates")
 
@@ -334,7 +337,7 @@ STORAGE_FIELDS = ("bucket", "region", "accessKeyId", "secretAccessKey", "endpoin
 
 
 def _storage_page(request: Request, services: RestServices, account: Account, **extra: Any) -> Response:
-    service = _service(services)
+    service = _service(request)
     found = service.db.read(lambda c: user_storage.load(c, service.box, account.id))
     return _docpage(
         request,
@@ -356,7 +359,7 @@ async def storage(request: Request, services: RestServices) -> Response:
     body: dict[str, Any] = {name: fields.get(name, "") for name in STORAGE_FIELDS}
     body["endpoint"] = body["endpoint"] or None
     try:
-        await save_storage(_service(services), account, body)
+        await save_storage(_service(request), account, body)
     except ApiError as exc:
         # The secret is not sent back into the form.
         entered = {k: v for k, v in body.items() if k != "secretAccessKey"}
@@ -371,7 +374,7 @@ async def storage_test(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
     fields = await form_of(request)
     await check_form(request, fields.get(CSRF_FIELD))
-    service = _service(services)
+    service = _service(request)
     found = service.db.read(lambda c: user_storage.load(c, service.box, account.id))
     if found is None:
         return _storage_page(request, services, account, error="No storage is configured.", status=404)
@@ -393,7 +396,7 @@ async def storage_delete(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
     fields = await form_of(request)
     await check_form(request, fields.get(CSRF_FIELD))
-    await _service(services).db.write(lambda c: user_storage.delete(c, account.id))
+    await _service(request).db.write(lambda c: user_storage.delete(c, account.id))
     return redirect("/documents/storage?done=removed")
 
 
@@ -402,7 +405,7 @@ async def storage_delete(request: Request, services: RestServices) -> Response:
 
 async def usage(request: Request, services: RestServices) -> Response:
     account = require_account(request, services)
-    service = _service(services)
+    service = _service(request)
     figures = documents_usage(service, account)
     plan = services.config.plan(account.plan)
     return _docpage(
