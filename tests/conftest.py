@@ -104,6 +104,17 @@ def new_bucket(s3, prefix: str = "test") -> Iterator[str]:
         pass
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium (Playwright) for one test module of the dashboard. Module-scoped,
+    not session-scoped: Playwright's sync API holds an event loop on its thread while a
+    browser is open (tests/browser.py)."""
+    from tests.browser import running_chromium
+
+    with running_chromium() as launched:
+        yield launched
+
+
 # Where the browser tests put their screenshots of the dashboard (README: "Testing").
 SCREENSHOTS = Path(os.environ.get("FOLIO_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "test-screenshots")
 

@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import open_page, running_chromium, screenshot
+from tests.browser import open_page, screenshot
 from tests.conftest import SCREENSHOTS, TEST_CONFIG
 from tests.docgen_helpers import HELLO_B64, b64, wait_job
 from tests.folio_process import FolioProcess, running_server
@@ -42,12 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     )
     env = {"FOLIO_ROOT_EMAIL": ADMIN_EMAIL, "FOLIO_ROOT_PASSWORD": ADMIN_PASSWORD}
     yield from running_server(tmp_path_factory, "webui-account", config, env=env)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with running_chromium() as launched:
-        yield launched
 
 
 def database(server: FolioProcess) -> sqlite3.Connection:

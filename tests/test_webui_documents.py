@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.a11y import accessibility_problems
-from tests.browser import open_page, page_log, running_chromium, screenshot
+from tests.browser import open_page, page_log, screenshot
 from tests.conftest import SCREENSHOTS, TEST_CONFIG
 from tests.docgen_helpers import PASSWORD, DocAccount, b64, read_pdf, signed_up, wait_job
 from tests.folio_process import FolioProcess, running_server
@@ -37,12 +37,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
         + "\n[accounts]\nlogin_attempts_per_minute = 1000\n[docgen]\nallow_loopback_targets = true\n"
     )
     yield from running_server(tmp_path_factory, "webui-documents", config)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with running_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from restapi.version_diff import diff_lines, retention_note
 from s3proxy.store.models import Retention
 from s3proxy.store.version_listing import VersionEntry
 from tests.a11y import accessibility_problems
-from tests.browser import open_page, page_log, running_chromium, screenshot
+from tests.browser import open_page, page_log, screenshot
 from tests.conftest import SCREENSHOTS, TEST_CONFIG
 from tests.folio_process import FolioProcess, running_server
 
@@ -46,12 +46,6 @@ class User:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     yield from running_server(tmp_path_factory, "webui-history", TEST_CONFIG)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with running_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from restapi.zipstream import ZipMember, safe_name, stream_zip
 from tests.a11y import accessibility_problems
-from tests.browser import open_page, page_log, running_chromium, screenshot
+from tests.browser import open_page, page_log, screenshot
 from tests.conftest import SCREENSHOTS, TEST_CONFIG
 from tests.folio_process import FolioProcess, running_server
 
@@ -58,12 +58,6 @@ class User:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     yield from running_server(tmp_path_factory, "webui-objects", TEST_CONFIG)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with running_chromium() as launched:
-        yield launched
 
 
 def sign_up(server: FolioProcess, tag: str) -> User:

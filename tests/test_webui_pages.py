@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from playwright.sync_api import Browser, Page, expect
 
 from tests.a11y import accessibility_problems
-from tests.browser import open_page, running_chromium, screenshot
+from tests.browser import open_page, screenshot
 from tests.conftest import SCREENSHOTS, TEST_CONFIG
 from tests.folio_process import FolioProcess, running_server
 from tests.web_client import page_server
@@ -32,12 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     # minute (that throttling has its own test below).
     config = TEST_CONFIG + "\n[accounts]\nlogin_attempts_per_minute = 1000\n"
     yield from running_server(tmp_path_factory, "webui-pages", config)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with running_chromium() as launched:
-        yield launched
 
 
 def s3_client(server: FolioProcess, access_key: str, secret_key: str):

@@ -28,7 +28,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.a11y import accessibility_problems
-from tests.browser import open_page, page_log, running_chromium, screenshot
+from tests.browser import open_page, page_log, screenshot
 from tests.conftest import SCREENSHOTS, TEST_CONFIG
 from tests.folio_process import FolioProcess, running_server
 
@@ -57,12 +57,6 @@ FINISHED = ("done", "failed", "canceled", "skipped")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     yield from running_server(tmp_path_factory, "webui-uploads", CONFIG)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with running_chromium() as launched:
-        yield launched
 
 
 class Account:

@@ -29,7 +29,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import open_page, running_chromium
+from tests.browser import open_page
 from tests.conftest import TEST_CONFIG
 from tests.folio_process import FolioProcess, running_server
 from tests.test_webhooks import Receiver, wait_for
@@ -52,12 +52,6 @@ backoff_seconds = 0.05
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     yield from running_server(tmp_path_factory, "webui-webhooks", CONFIG)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with running_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
