@@ -185,6 +185,16 @@ class Accounts:
         )
         return [AccessKeyInfo(row[0], row[1], row[2]) for row in rows]
 
+    def key_names(self, account_id: str) -> dict[str, str]:
+        """Every key the account ever had, revoked ones included, by access key id: the
+        history names the key that wrote a version long after it was revoked."""
+        rows = self.db.read(
+            lambda c: c.execute(
+                "SELECT access_key, name FROM access_keys WHERE account_id = ?", (account_id,)
+            ).fetchall()
+        )
+        return dict(rows)
+
     async def create_key(self, account_id: str, name: str, max_keys: int) -> tuple[AccessKeyInfo, str]:
         """A new key pair (the secret is returned once, stored encrypted); at most
         `max_keys` active keys (0: no limit). Records `key.created`."""

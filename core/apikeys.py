@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from core.accounts import Account, Accounts
+from core.acting import act_as
 from core.jsonapi import ApiError
 
 
@@ -46,4 +47,5 @@ def authenticate(request: Request, accounts: Accounts) -> Caller:
     pair = accounts.lookup_key(access_key)
     if pair is None or not hmac.compare_digest(pair[1].encode(), secret.encode()):
         raise ApiError(401, "Unauthorized", "The access key or secret key is wrong, or the key was revoked.")
+    act_as(access_key)
     return Caller(pair[0], access_key)

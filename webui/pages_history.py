@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from functools import partial
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
@@ -26,6 +27,7 @@ from webui.pages_objects import HELPERS, ImageSigner, _caller_bucket, folder_url
 from webui.render import page, redirect
 from webui.routing import form_of, page_route
 from webui.session import CSRF_FIELD, check_form
+from webui.writers import writer_label
 
 GET, POST = ["GET"], ["POST"]
 # Both versions at one size, so the side-by-side and the overlay line up pixel for pixel.
@@ -98,6 +100,7 @@ async def history(request: Request, services: RestServices) -> Response:
         download_url=lambda version: version_download_url(bucket.name, key, version),
         compare_url=lambda a, b: compare_url(bucket.name, key, a, b),
         object_link=None if latest.is_delete_marker else object_url(bucket.name, key),
+        written_by=partial(writer_label, key_names=services.accounts.key_names(account.id)),
         **HELPERS,
     )
 

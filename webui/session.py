@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 
 from core.accounts import Account
+from core.acting import DASHBOARD, act_as
 from restapi.dashboard import COOKIE
 from restapi.files import RestServices
 
@@ -34,7 +35,10 @@ def current_account(request: Request, services: RestServices) -> Account | None:
     if not token:
         return None
     account_id = services.sessions.account_of(token)
-    return services.accounts.get(account_id) if account_id else None
+    account = services.accounts.get(account_id) if account_id else None
+    if account is not None:
+        act_as(DASHBOARD)  # what this request writes, the history shows as the dashboard's
+    return account
 
 
 def require_account(request: Request, services: RestServices) -> Account:

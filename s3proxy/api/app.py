@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
+from core.acting import ANONYMOUS, act_as
 from core.ratelimit import PLAN_RATE_FIELDS
 from core.strictparse import header_safe
 from s3proxy.api import (
@@ -297,6 +298,7 @@ class S3App:
             self.max_skew,
             virtual_host_bucket=ctx.bucket_name if ctx.virtual_host else None,
         )
+        act_as(ctx.auth.access_key if ctx.auth is not None else ANONYMOUS)
         if ctx.auth is None:
             anonymous_plan = self.services.config.accounts.anonymous_plan
             await self._rate_limit(ctx, operation, anonymous_plan, ("ip", self._client_address(ctx)))

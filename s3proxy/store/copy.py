@@ -15,6 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from core.acting import current_writer
 from s3proxy.store import versions as version_rows
 from s3proxy.store.errors import NoSuchKey, NoSuchVersion, PreconditionFailed, StoreError
 from s3proxy.store.models import Bucket, ObjectMeta, ObjectVersion, WriteConditions
@@ -144,6 +145,7 @@ def copy_in_transaction(
     allow_unchanged_self_copy: bool,
     now: float,
     acl: str | None = None,
+    writer: str | None = None,
 ) -> tuple[ObjectVersion, ObjectVersion, list[str]]:
     """The whole copy, inside the writer's transaction: (new version, source, blobs freed)."""
     source = read_source(conn, source_bucket, source_key, source_version_id)
@@ -196,6 +198,7 @@ def copy_in_transaction(
         now=now,
         # The copy keeps the multipart ETag, so it keeps the parts that ETag counts.
         parts=source.parts,
+        writer=writer,
     )
     return version, source, freed
 
@@ -228,6 +231,7 @@ async def copy_object(
     does not store (encryption, website redirect), which S3 accepts onto the same key.
     """
     now = time.time()
+    writer = current_writer()
     version, source, freed = await store.write_object(
         dest_bucket,
         encode_key(dest_key),
@@ -247,6 +251,7 @@ async def copy_object(
             allow_unchanged_self_copy=allow_unchanged_self_copy,
             now=now,
             acl=acl,
+            writer=writer,
         ),
         event="put",
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.acting import current_writer
 from core.config import Config, PlanConfig
 from core.db import Database
 from core.events import record_event
@@ -468,6 +469,7 @@ class Store:
                 blob_id = await loop.run_in_executor(self.executor, blob.publish)
                 segments = (Segment(blob_id, writer.size),)
             now = time.time()
+            writer_id = current_writer()
             version, freed = await self.write_object(
                 bucket,
                 raw_key,
@@ -482,6 +484,7 @@ class Store:
                     segments=segments,
                     conditions=conditions,
                     now=now,
+                    writer=writer_id,
                 ),
                 reservation,
                 "put",
@@ -562,10 +565,11 @@ class Store:
         version in the delete's transaction (S3's conditional delete)."""
         raw_key = encode_key(key)
         now = time.time()
+        writer_id = current_writer()
         affected, marker, freed = await self.write_object(
             bucket,
             raw_key,
-            lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now, conditions),
+            lambda c: version_rows.delete_key(c, bucket, raw_key, version_id, now, conditions, writer_id),
             event="delete",
             frees_space=True,
         )
@@ -750,6 +754,7 @@ class Store:
         the version it made, changing nothing."""
         raw_key = encode_key(key)
         now = time.time()
+        writer_id = current_writer()
         try:
             version, freed = await self.write_object(
                 bucket,
@@ -766,6 +771,7 @@ class Store:
                     now=now,
                     acl=acl,
                     acl_given=acl_given,
+                    writer=writer_id,
                 ),
                 event="put",
             )

@@ -179,6 +179,9 @@ class ObjectVersion:
     # Multipart objects: their parts in order; empty for single-PUT objects.
     parts: tuple[PartInfo, ...] = ()
     acl: str | None = None
+    # Who wrote it (core.acting): an access key id, "dashboard", "anonymous", or
+    # None (Folio itself, or a version older than the column).
+    writer: str | None = None
     # Set on a version just written: the key had versions before it (retention has
     # nothing to prune on a key's first write).
     had_history: bool = True
@@ -199,7 +202,7 @@ class ObjectVersion:
 
 OBJECT_COLUMNS = (
     "id, bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class,"
-    " content_type, headers, user_meta, checksums, inline_data, segments, parts, acl"
+    " content_type, headers, user_meta, checksums, inline_data, segments, parts, acl, writer"
 )
 
 
@@ -225,6 +228,7 @@ def object_from_row(row: tuple) -> ObjectVersion:
         if row[16]
         else (),
         acl=row[17],
+        writer=row[18],
     )
 
 

@@ -246,6 +246,7 @@ def complete_upload(
     now: float,
     acl: str | None = None,
     acl_given: bool = False,
+    writer: str | None = None,
 ) -> tuple[ObjectVersion, list[str]]:
     """Validate the part list as S3 does, make the object from the parts' blobs, and
     drop the upload (freeing parts that were not used). One transaction. A repeat of
@@ -305,6 +306,7 @@ def complete_upload(
         conditions=conditions,
         now=now,
         parts=tuple(PartInfo(part.size, part.etag, part.checksums) for part in chosen),
+        writer=writer,
     )
     conn.execute(
         "INSERT INTO completed_uploads"

@@ -185,4 +185,13 @@ MIGRATIONS = [
         WHERE json_extract(settings, '$.acl') = 'public-read';
         """,
     ),
+    Migration(
+        "s3proxy.store",
+        6,
+        """
+        -- Who wrote each version (core.acting): an access key id, 'dashboard',
+        -- 'anonymous'; NULL for Folio's own writes and for every version written before.
+        ALTER TABLE objects ADD COLUMN writer TEXT;
+        """,
+    ),
 ]

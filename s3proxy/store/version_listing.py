@@ -20,6 +20,8 @@ class VersionEntry:
     etag: str
     last_modified: float
     storage_class: str
+    # Who wrote it (core.acting); None for Folio itself and for old versions.
+    writer: str | None = None
 
 
 @dataclass
@@ -32,7 +34,7 @@ class VersionPage:
 
 
 _SQL = (
-    "SELECT key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class"
+    "SELECT key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class, writer"
     " FROM objects WHERE bucket_id = ? AND key >= ?{older}{upper} ORDER BY key, id DESC LIMIT ?"
 )
 # Resuming inside the key-marker's versions: the ones older (smaller row id) than the marker.
@@ -87,7 +89,7 @@ def list_versions(
         rows = conn.execute(sql, params).fetchall()
         skip_until_id = None
         restart = False
-        for key, version_id, is_latest, is_marker, size, etag, modified, storage_class in rows:
+        for key, version_id, is_latest, is_marker, size, etag, modified, storage_class, writer in rows:
             key = bytes(key)
             if delimiter:
                 at = key.find(delimiter, len(prefix))
@@ -116,6 +118,7 @@ def list_versions(
                     etag,
                     modified,
                     storage_class,
+                    writer,
                 )
             )
             count += 1

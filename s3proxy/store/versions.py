@@ -136,11 +136,12 @@ def _insert_row(
     inline_data: bytes | None,
     segments: tuple[Segment, ...],
     parts: tuple[PartInfo, ...] = (),
+    writer: str | None = None,
 ) -> int:
     cursor = conn.execute(
         "INSERT INTO objects (bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified,"
-        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts, acl)"
-        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts, acl, writer)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             bucket_id,
             key,
@@ -158,6 +159,7 @@ def _insert_row(
             segments_to_json(segments),
             json.dumps([[p.size, p.etag, p.checksums] for p in parts]) if parts else None,
             meta.acl,
+            writer,
         ),
     )
     return cursor.lastrowid
@@ -211,6 +213,7 @@ def put_version(
     conditions: WriteConditions,
     now: float,
     parts: tuple[PartInfo, ...] = (),
+    writer: str | None = None,
 ) -> tuple[ObjectVersion, list[str]]:
     # S3 times have whole seconds (Last-Modified has no fractions). Rounding up, not
     # down, keeps "modified after the local file" true for a file written in the same
@@ -235,6 +238,7 @@ def put_version(
         inline_data=inline_data,
         segments=segments,
         parts=parts,
+        writer=writer,
     )
     version = ObjectVersion(
         id=row_id,
@@ -255,6 +259,7 @@ def put_version(
         segments=segments,
         parts=parts,
         acl=meta.acl,
+        writer=writer,
         had_history=had_history,
     )
     return version, freed
@@ -267,6 +272,7 @@ def delete_key(
     version_id: str | None,
     now: float,
     conditions: WriteConditions | None = None,
+    writer: str | None = None,
 ) -> tuple[str | None, bool, list[str]]:
     """DeleteObject semantics. Returns (version id affected or created, whether it
     is a delete marker, blobs freed). Conditions are S3's conditional delete: they are
@@ -298,6 +304,7 @@ def delete_key(
         meta=ObjectMeta(),
         inline_data=None,
         segments=(),
+        writer=writer,
     )
     return marker_id, True, freed
 
