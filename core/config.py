@@ -32,6 +32,16 @@ class ServerConfig:
     # Request line and headers; more is answered 431.
     max_header_bytes: int = 65536
     log_level: str = "info"
+    # HTTPS on both listeners: PEM certificate chain and key files (both or neither).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Requests each listener serves at once; more get 503 SlowDown with Retry-After (S3 XML
+    # on the S3 listener, JSON on the web one). 0: no bound.
+    max_concurrent_requests: int = 256
+    # JSON-lines access log: "" off, "-" standard error, else a file path.
+    access_log: str = ""
+    # /metrics on the web listener; when set, it needs `Authorization: Bearer <token>`.
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,29 @@ class StorageConfig:
     # Disk space held in `reserve` (preallocated) and given up on a full disk so that deletes
     # can still be recorded; 0: none.
     reserve_bytes: int = 16 * 1024 * 1024
+    # Every GET checks the pieces it sends against the checksums recorded at write time.
+    verify_reads: bool = True
+    # The background scrub re-reads every object this often (0: never), at most this fast.
+    scrub_interval_seconds: float = 7 * 86400.0
+    scrub_bytes_per_second: int = 50 * 1024 * 1024
+    # Writes are refused (disk full) while free space is under the smaller of these two,
+    # before the disk is really full; 0 turns either off.
+    min_free_bytes: int = 1024**3
+    min_free_percent: float = 2.0
+
+
+@dataclass(frozen=True)
+class HousekeepingConfig:
+    """Tables that would only grow, pruned on a schedule."""
+
+    interval_seconds: float = 3600.0
+    # Dispatched events and webhook deliveries (the dashboard's delivery log) kept this long.
+    events_days: float = 7.0
+    deliveries_days: float = 30.0
+    # Finished document jobs (and their records) kept this long.
+    jobs_days: float = 30.0
+    # Expired sessions, share links and document assets are removed this long after expiry.
+    expired_grace_days: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -235,6 +268,7 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     docgen: DocgenConfig = field(default_factory=DocgenConfig)
+    housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
     plans: dict[str, PlanConfig] = field(default_factory=_default_plans)
 
     @property
@@ -308,6 +342,7 @@ def load_config(
         webhooks=_section(WebhooksConfig, raw.get("webhooks", {}), "webhooks"),
         images=_section(ImagesConfig, raw.get("images", {}), "images"),
         docgen=_section(DocgenConfig, raw.get("docgen", {}), "docgen"),
+        housekeeping=_section(HousekeepingConfig, raw.get("housekeeping", {}), "housekeeping"),
         plans=plans,
     )
     overrides = {
@@ -332,6 +367,14 @@ def _validate(config: Config) -> None:
         raise ConfigError('[storage] sync must be "full" or "normal"')
     for name in ("s3_listen", "web_listen"):
         parse_listen(getattr(config.server, name))
+    if bool(config.server.tls_cert) != bool(config.server.tls_key):
+        raise ConfigError("[server] tls_cert and tls_key go together: set both or neither")
+    if config.server.max_concurrent_requests < 0:
+        raise ConfigError("[server] max_concurrent_requests must be 0 (no bound) or more")
+    if not 0 <= config.storage.min_free_percent < 100 or config.storage.min_free_bytes < 0:
+        raise ConfigError("[storage] min_free_percent must be from 0 to 99 and min_free_bytes 0 or more")
+    if config.storage.scrub_interval_seconds < 0 or config.storage.scrub_bytes_per_second < 1:
+        raise ConfigError("[storage] scrub_interval_seconds must be 0 or more, scrub_bytes_per_second at least 1")
     if config.versioning.new_buckets not in ("Enabled", "Off"):
         raise ConfigError('[versioning] new_buckets must be "Enabled" or "Off"')
     if not 0 <= config.images.avif_speed <= 10:
