@@ -38,6 +38,7 @@ from webui.session import CSRF_FIELD, check_form, require_account
 POST = ["POST"]
 PAGE_SIZE, MAX_PAGE = 50, 100
 STATUSES = ("pending", "success", "error")
+FINISHED = ("success", "error")
 GALLERY_IDS = ("invoice", "receipt", "report")
 # The preview is the first page as an A4 image at 96 dpi: the PDF's page size.
 PREVIEW_VIEWPORT = {"width": 794, "height": 1123, "deviceScaleFactor": 1}
@@ -145,25 +146,35 @@ async def jobs_list(request: Request, services: RestServices) -> Response:
     return page(request, "fragments/documents_jobs_list.html", account, shown_ms=shown_ms, **context)
 
 
-async def job(request: Request, services: RestServices) -> Response:
-    account = require_account(request, services)
+def _job_context(request: Request, services: RestServices, account: Account) -> dict[str, Any]:
     service = _service(request)
     job_id = request.path_params["job_id"]
     found = service.db.read(lambda c: job_rows.get_job(c, account.id, job_id))
     if found is None:
         raise ApiError(404, "NotFound", "No such job.")
-    as_json = service.job_json(found, _base(request))
     names = {key.hint: key.name for key in services.doc_keys.list(account.id)}
-    return _docpage(
-        request,
-        "documents_job.html",
-        account,
-        "jobs",
-        job=found,
-        job_json=as_json,
-        params=json.dumps(found.params, indent=2, sort_keys=True),
-        key_names=names,
-    )
+    return {
+        "job": found,
+        "job_json": service.job_json(found, _base(request)),
+        "key_names": names,
+        # Anything not finished (pending, or a status a later version adds) is polled.
+        "running": found.status not in FINISHED,
+    }
+
+
+async def job(request: Request, services: RestServices) -> Response:
+    account = require_account(request, services)
+    context = _job_context(request, services, account)
+    params = json.dumps(context["job"].params, indent=2, sort_keys=True)
+    return _docpage(request, "documents_job.html", account, "jobs", params=params, **context)
+
+
+async def job_card(request: Request, services: RestServices) -> Response:
+    """A job's state alone, for its page's htmx polling: the fragment polls again only
+    while the job runs, so the finished one it swaps in ends the polling."""
+    account = require_account(request, services)
+    context = _job_context(request, services, account)
+    return page(request, "fragments/documents_job_card.html", account, shown_ms=shown_ms, **context)
 
 
 # --- assets ------------------------------------------------------------------------
@@ -429,6 +440,7 @@ def routes(services: RestServices) -> list[BaseRoute]:
         page_route("/documents/jobs", jobs, services),
         page_route("/documents/jobs/list", jobs_list, services),
         page_route("/documents/jobs/{job_id}", job, services),
+        page_route("/documents/jobs/{job_id}/card", job_card, services),
         page_route("/documents/assets", assets, services),
         page_route("/documents/assets/{asset_id}/delete", delete_asset, services, POST),
         page_route("/documents/templates", templates, services),
