@@ -32,47 +32,22 @@ from core.strictparse import ascii_int
 from docgen import jobs as job_rows
 from docgen import options as opts
 from docgen import user_storage
+from docgen.budget import retry_after
 from docgen.engine_choice import choose_engine
 from docgen.options import RenderJob, bad
 from docgen.service import DocService
 from docgen.templates import TemplateProblem, gallery_template
 
 DEFAULT_LIMIT, MAX_LIMIT = 25, 100
-UNLIMITED_REPORTED = 1000000
 OUTPUTS = {"pdf", "image"}
 SOURCES = {"html", "url", "template"}
-
-
-class MinuteBudget:
-    """Requests per account per calendar minute (the X-RateLimit-* figures)."""
-
-    def __init__(self) -> None:
-        self._windows: dict[str, tuple[int, int]] = {}
-
-    def take(self, account_id: str, limit: int) -> tuple[bool, dict[str, str]]:
-        now = time.time()
-        window = int(now // 60)
-        start, used = self._windows.get(account_id, (window, 0))
-        if start != window:
-            start, used = window, 0
-        allowed = not limit or used < limit
-        if allowed:
-            used += 1
-        if len(self._windows) > 100000:
-            self._windows.clear()
-        self._windows[account_id] = (start, used)
-        shown = limit or UNLIMITED_REPORTED
-        return allowed, {
-            "x-ratelimit-limit": str(shown),
-            "x-ratelimit-remaining": str(max(0, shown - used)),
-            "x-ratelimit-reset": str((window + 1) * 60),
-        }
 
 
 class DocApi:
     def __init__(self, service: DocService) -> None:
         self.service = service
-        self.budget = MinuteBudget()
+        # The service's budget: the dashboard's template previews spend the same one.
+        self.budget = service.budget
 
     # --- plumbing ---------------------------------------------------------------
 
@@ -190,7 +165,7 @@ class DocApi:
         if request is not None:
             request.state.rate_headers = headers  # for the errors answered after this point
         if not allowed:
-            headers["retry-after"] = str(max(1, int(headers["x-ratelimit-reset"]) - int(time.time())))
+            headers["retry-after"] = str(retry_after(headers))
             raise ApiError(429, "TooManyRequests", f"Your plan allows {per_minute} requests a minute.", headers=headers)
         return headers
 

@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,10 @@ from core.secrets import SecretBox
 from core.webhooks import Webhooks
 from docgen import jobs as job_rows
 from docgen import user_storage
+from docgen.budget import MinuteBudget
 from docgen.chromium import ChromiumEngine, find_chromium
 from docgen.jobs import Asset, Job
-from docgen.options import RenderJob
+from docgen.options import RenderJob, bad
 from docgen.output import Rendered, RenderError
 from docgen.templates import TemplateJob, TemplateProblem
 from docgen.workers import RenderTimeout, WorkerDied, WorkerPool
@@ -81,6 +83,9 @@ class DocService:
             self.settings.max_fetch_bytes,
         )
         self._link_key = box.derive("docgen-asset-links")
+        # The accounts' per-minute document budget: the API's endpoints and the
+        # dashboard's template previews spend the same one.
+        self.budget = MinuteBudget()
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -133,6 +138,26 @@ class DocService:
             ) from exc
         except RenderError as exc:
             raise TemplateProblem(str(exc)) from exc
+
+    async def replace_template(
+        self, account_id: str, template_id: str, name: object, text: str
+    ) -> dict[str, Any] | None:
+        """Replace a saved template's name and body in place (the dashboard's "Save"):
+        its id stays, so requests naming it as templateId render the new version. The
+        cloudlayer API has no update; this is not one of its routes.
+
+        Checked first (name, and that the template parses: an ApiError 400 otherwise),
+        then one UPDATE in one transaction: an invalid template, or a write that fails,
+        leaves the saved template exactly as it was. None: the account has no such
+        template (deleted meanwhile)."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise bad("name", "name is required (up to 200 characters).")
+        try:
+            await self.check_template(text)
+        except TemplateProblem as exc:
+            raise bad("template", str(exc)) from exc
+        clean = name.strip()
+        return await self.db.write(lambda c: _replace_template_row(c, account_id, template_id, clean, text))
 
     # --- links ---------------------------------------------------------------
 
@@ -309,3 +334,17 @@ class DocService:
             "url": self.asset_url(base, asset.id),
             "timestamp": job_rows.iso_ms(asset.timestamp),
         }
+
+
+def _replace_template_row(
+    conn: sqlite3.Connection, account_id: str, template_id: str, name: str, body: str
+) -> dict[str, Any] | None:
+    """The row of docgen_templates (docgen/jobs.py) replaced; its id and creation time kept."""
+    replaced = conn.execute(
+        "UPDATE docgen_templates SET name = ?, body = ? WHERE id = ? AND account_id = ?",
+        (name, body, template_id, account_id),
+    ).rowcount
+    if not replaced:
+        return None
+    row = job_rows.template_row(conn, account_id, template_id)
+    return {key: value for key, value in row.items() if key != "body"} if row else None

@@ -25,6 +25,7 @@ from docgen import jobs as job_rows
 from docgen import options as opts
 from docgen import user_storage
 from docgen.api import document_work, documents_usage, save_storage, save_template
+from docgen.budget import retry_after
 from docgen.output import RenderError
 from docgen.service import DocService
 from docgen.templates import GALLERY, gallery_template
@@ -252,19 +253,14 @@ async def editor(request: Request, services: RestServices) -> Response:
             raise ApiError(404, "NotFound", "No such template.")
         name, text, saved_id = found["name"], found["body"], found["id"]
         data = sample_data(text)
-    return _docpage(
+    return _editor_page(
         request,
-        "documents_editor.html",
         account,
-        "templates",
         name=name,
         template_text=text,
         data=data,
         saved_id=saved_id,
         saved=query.get("saved", ""),
-        engines=("auto", "weasyprint", "chromium"),
-        chromium=service.chromium.available,
-        base=_base(request),
     )
 
 
@@ -284,11 +280,26 @@ def _editor_body(fields: dict[str, str]) -> tuple[dict[str, Any], Any]:
 
 async def preview(request: Request, services: RestServices) -> Response:
     """The editor's preview: the template rendered as the API would (same template
-    limits, engine choice and timeout), its first page as a PNG; errors in place."""
+    limits, engine choice and timeout), its first page as a PNG; errors in place.
+    Each preview spends the account's per-minute document budget, the one the API's
+    requests spend: past it, the preview says when to retry (and the API answers 429)."""
     account = require_account(request, services)
     fields = await form_of(request, EDITOR_FORM_BYTES)
     await check_form(request, fields.get(CSRF_FIELD))
     service = _service(request)
+    per_minute = service.config.plan(account.plan).docgen_per_minute
+    allowed, rate_headers = service.budget.take(account.id, per_minute)
+    if not allowed:
+        # 200, not 429: htmx swaps only successful answers, and this one is the message.
+        response = page(
+            request,
+            "fragments/documents_preview.html",
+            account,
+            limited=retry_after(rate_headers),
+            per_minute=per_minute,
+        )
+        response.headers.update(rate_headers)
+        return response
     image = error = engine = None
     try:
         body, _data = _editor_body(fields)
@@ -302,34 +313,63 @@ async def preview(request: Request, services: RestServices) -> Response:
         error = exc.message
     except (RenderError, RenderTimeout) as exc:
         error = str(exc) or "The document could not be rendered in time."
-    return page(request, "fragments/documents_preview.html", account, image=image, error=error, engine=engine)
+    response = page(
+        request, "fragments/documents_preview.html", account, image=image, error=error, engine=engine
+    )
+    response.headers.update(rate_headers)
+    return response
+
+
+def _editor_page(request: Request, account: Account, **context: Any) -> Response:
+    service = _service(request)
+    return _docpage(
+        request,
+        "documents_editor.html",
+        account,
+        "templates",
+        engines=("auto", "weasyprint", "chromium"),
+        chromium=service.chromium.available,
+        base=_base(request),
+        **context,
+    )
 
 
 async def save(request: Request, services: RestServices) -> Response:
+    """The editor's save: a new saved template ("Save as template"); for one opened
+    from the saved ones, "Save" replaces it in place (same templateId) and "Save as
+    new" makes a copy with an id of its own."""
     account = require_account(request, services)
     fields = await form_of(request, EDITOR_FORM_BYTES)
     await check_form(request, fields.get(CSRF_FIELD))
     service = _service(request)
+    name, text = fields.get("name", ""), fields.get("template", "")
+    template_id = fields.get("id", "")
+    as_new = not template_id or fields.get("action") == "new"
     try:
-        saved = await save_template(service, account, fields.get("name", ""), fields.get("template", ""))
+        if as_new:
+            saved = await save_template(service, account, name, text)
+        else:
+            saved = await service.replace_template(account.id, template_id, name, text)
+            if saved is None:
+                raise ApiError(
+                    404,
+                    "NotFound",
+                    "This saved template no longer exists: use “Save as new” to keep your edits.",
+                )
     except ApiError as exc:
-        return _docpage(
+        # The edits stay in the editor; a failed save changed nothing that was saved.
+        return _editor_page(
             request,
-            "documents_editor.html",
             account,
-            "templates",
             status=exc.status,
             error=exc.message,
-            name=fields.get("name", ""),
-            template_text=fields.get("template", ""),
+            name=name,
+            template_text=text,
             data=fields.get("data", "{}"),
-            saved_id="",
+            saved_id=template_id,
             saved="",
-            engines=("auto", "weasyprint", "chromium"),
-            chromium=service.chromium.available,
-            base=_base(request),
         )
-    return redirect(f"/documents/templates/edit?id={saved['id']}&saved=1")
+    return redirect(f"/documents/templates/edit?id={saved['id']}&saved={'new' if as_new else 'updated'}")
 
 
 async def delete_template(request: Request, services: RestServices) -> Response:

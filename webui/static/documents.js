@@ -74,3 +74,19 @@ async function copy(make, what) {
 
 document.getElementById("copy-curl").addEventListener("click", () => copy(curlText, "curl"));
 document.getElementById("copy-fetch").addEventListener("click", () => copy(fetchText, "JavaScript fetch"));
+
+// A preview refused by the per-minute document limit says when to retry: count the
+// seconds down, then render the preview again by itself (a change, as an edit makes).
+setInterval(() => {
+  const notice = document.querySelector("#preview [data-retry-in]");
+  if (!notice || notice.dataset.retried) return;
+  if (!notice.dataset.deadline) {
+    notice.dataset.deadline = String(Date.now() + Number(notice.dataset.retryIn) * 1000);
+  }
+  const left = Math.max(0, Math.ceil((Number(notice.dataset.deadline) - Date.now()) / 1000));
+  notice.querySelector(".retry-seconds").textContent = String(left);
+  if (left === 0) {
+    notice.dataset.retried = "yes";
+    htmx.trigger(form, "change");
+  }
+}, 1000);
