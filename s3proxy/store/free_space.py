@@ -5,15 +5,16 @@ that the disk never actually fills: deletes, and the database's own commits (WAL
 checkpoints, sessions), always find the room they need.
 
 Only writes that add data ask (the bytes of an upload, as they arrive; see
-`ObjectWriter.write`); deletes and metadata commits never do. A writer also says how
-many of the bytes it was admitted for are still in its buffers: those are on their way
-to the disk, so they count although `statvfs` does not see them yet. (Concurrent
-uploads near the floor may each pass it by the few MiB they buffer: the floor is a
-margin, not an exact limit.) Asking costs no
-syscall most of the time: `statvfs` is called at most every `RECHECK_SECONDS`, or
-after `RECHECK_BYTES` were admitted, and in between the bytes admitted since are
-taken off the last answer. A refusal is always the filesystem's own word (a fresh
-`statvfs`, not the estimate), so writes are admitted again as soon as space is freed.
+`ObjectWriter.write`); deletes and metadata commits never do.
+
+Asking costs no syscall most of the time: `statvfs` is called at most every
+`RECHECK_SECONDS`, or after `RECHECK_BYTES` were admitted, and in between the bytes
+admitted since are taken off the last answer. A refusal is always the filesystem's own
+word (a fresh `statvfs`, not the estimate), so writes are admitted again as soon as
+space is freed. A writer also says how many of the bytes it was admitted for are still
+in its buffers: they are on their way to the disk, so they count although `statvfs`
+cannot see them yet. (Concurrent uploads near the floor may each pass it by the few MiB
+they buffer: the floor is a margin, not an exact limit.)
 """
 
 from __future__ import annotations
