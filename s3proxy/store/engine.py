@@ -34,6 +34,7 @@ from s3proxy.store.errors import (
     StorageFull,
     full_disk_refused,
 )
+from s3proxy.store.free_space import FreeSpaceFloor
 from s3proxy.store.listing import list_current
 from s3proxy.store.models import (
     Bucket,
@@ -75,6 +76,8 @@ class Store:
         self.db = db
         self.blobs = LocalBlobStore(Path(config.storage.data_dir))
         self.reserve = SpaceReserve(Path(config.storage.data_dir) / "reserve", config.storage.reserve_bytes)
+        storage = config.storage
+        self.floor = FreeSpaceFloor(Path(storage.data_dir), storage.min_free_bytes, storage.min_free_percent)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="folio-io")
         # name -> (expiry, bucket). Brief, so that settings an operator changes from the
         # command line (another process) reach a running server without a restart.
@@ -97,6 +100,7 @@ class Store:
         references (a crash between the blob's rename and its row's commit)."""
         tmp_removed = self.blobs.empty_tmp()
         self.reserve.restore()
+        self.floor.report_at_start()
         referenced = self.db.read(version_rows.referenced_blob_ids)
         blobs_removed = self.blobs.remove_unreferenced(referenced)
         if tmp_removed or blobs_removed:
@@ -439,12 +443,15 @@ class Store:
     # -- objects ------------------------------------------------------------------------------
 
     def new_writer(self, hashers: Sequence[Hasher] = ()) -> ObjectWriter:
+        # Under the free-space floor: refused before a byte of the body is read.
+        self.floor.admit(0)
         return ObjectWriter(
             self.blobs,
             self.executor,
             inline_threshold=self.config.storage.inline_threshold,
             chunk_bytes=self.config.storage.write_chunk_bytes,
             hashers=hashers,
+            floor=self.floor,
         )
 
     async def put_object(

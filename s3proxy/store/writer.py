@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from typing import Protocol
 
 from s3proxy.store.blobs import BlobFile, LocalBlobStore
+from s3proxy.store.free_space import FreeSpaceFloor
 
 Buffer = bytes | memoryview
 
@@ -43,7 +44,9 @@ class ObjectWriter:
         inline_threshold: int,
         chunk_bytes: int,
         hashers: Sequence[Hasher] = (),
+        floor: FreeSpaceFloor | None = None,
     ) -> None:
+        self._floor = floor
         self._blobs = blobs
         self._executor = executor
         self._inline_threshold = inline_threshold
@@ -61,6 +64,9 @@ class ObjectWriter:
     async def write(self, data: Buffer) -> None:
         if not data:
             return
+        if self._floor is not None:  # blob or inline, the bytes take space: none under the floor
+            on_disk = self.blob.size if self.blob is not None else 0
+            self._floor.admit(len(data), unwritten=self.size - on_disk)
         self._pieces.append(data)
         self._buffered += len(data)
         self.size += len(data)
