@@ -9,22 +9,34 @@ errors are the kernel's own ENOSPC and SQLite's own SQLITE_FULL, not simulated o
 Mounting needs root, as installing the suite's system packages does (`make test` runs
 as root in CI): without it the tests fail with that message rather than skip, since the
 finding is only shown fixed when a real full disk was tried.
+
+Those first tests turn the free-space floor off (`min_free_bytes = min_free_percent = 0`)
+so that the disk really fills: the kernel's and SQLite's own errors are the last line of
+defence. The floor itself (issue 17: writes refused while free space is under the smaller
+of `[storage] min_free_bytes` and `min_free_percent`, before the disk is full) has its own
+server below, on a 64 MiB tmpfs.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import os
 import subprocess
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from s3proxy.store.free_space import RECHECK_SECONDS
 from tests.conftest import TEST_CONFIG, make_s3_client
 from tests.folio_process import FolioProcess
 
@@ -37,15 +49,18 @@ STORAGE_FULL_MESSAGE = (
 )
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     if os.geteuid() != 0:
-        pytest.fail("the full-disk tests mount a 16 MiB tmpfs, which needs root: run make test as root", pytrace=False)
+        pytest.fail(
+            "the full-disk tests mount a 16 MiB tmpfs, which needs root: run make test as root", pytrace=False
+        )
     data_dir = tmp_path_factory.mktemp("disk-full") / "data"
     data_dir.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(data_dir)], check=True)
-    folio = FolioProcess(data_dir=data_dir, config_text=TEST_CONFIG + f"\n[storage]\nreserve_bytes = {RESERVE}\n")
+    # No free-space floor: these tests fill the disk to its last byte.
+    storage = f"\n[storage]\nreserve_bytes = {RESERVE}\nmin_free_bytes = 0\nmin_free_percent = 0\n"
+    folio = FolioProcess(data_dir=data_dir, config_text=TEST_CONFIG + storage)
     try:
         folio.start()
         yield folio
@@ -148,7 +163,9 @@ def test_s3_writes_on_a_full_disk_answer_507_and_keep_what_was_there(server: Fol
 
         # A part is a blob too.
         with pytest.raises(ClientError) as refused:
-            s3.upload_part(Bucket=bucket, Key="parts", UploadId=upload_id, PartNumber=1, Body=body_of(LARGE, 2))
+            s3.upload_part(
+                Bucket=bucket, Key="parts", UploadId=upload_id, PartNumber=1, Body=body_of(LARGE, 2)
+            )
         assert refused.value.response["Error"]["Code"] == "XMinioStorageFull"
         assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
         assert tmp_files(server) == []
@@ -171,7 +188,9 @@ def test_s3_writes_on_a_full_disk_answer_507_and_keep_what_was_there(server: Fol
     # Space again: every kind of write works.
     assert s3_put(s3, bucket, "large", body_of(LARGE, 3)) == 200
     assert s3_put(s3, bucket, "small", body_of(SMALL, 4)) == 200
-    part = s3.upload_part(Bucket=bucket, Key="parts", UploadId=upload_id, PartNumber=1, Body=body_of(LARGE, 5))
+    part = s3.upload_part(
+        Bucket=bucket, Key="parts", UploadId=upload_id, PartNumber=1, Body=body_of(LARGE, 5)
+    )
     s3.complete_multipart_upload(
         Bucket=bucket,
         Key="parts",
@@ -204,16 +223,22 @@ def test_rest_uploads_on_a_full_disk_answer_507_storage_full(server: FolioProces
         assert error["message"] and isinstance(error["details"], dict)
 
     def rest_put(i: int) -> int | str:
-        response = client.post(files, params={"bucket": bucket, "key": "note.txt"}, content=body_of(SMALL, 100 + i))
+        response = client.post(
+            files, params={"bucket": bucket, "key": "note.txt"}, content=body_of(SMALL, 100 + i)
+        )
         if response.status_code == 201:
             return 200
         storage_full(response)
         return "StorageFull"
 
     with disk_filled(server):
-        storage_full(client.post(files, params={"bucket": bucket, "key": "report.bin"}, content=body_of(LARGE, 1)))
+        storage_full(
+            client.post(files, params={"bucket": bucket, "key": "report.bin"}, content=body_of(LARGE, 1))
+        )
         assert tmp_files(server) == []
-        storage_full(client.post(files, params={"bucket": bucket}, files={"file": ("form.bin", body_of(LARGE, 2))}))
+        storage_full(
+            client.post(files, params={"bucket": bucket}, files={"file": ("form.bin", body_of(LARGE, 2))})
+        )
         assert tmp_files(server) == []
         until_full(rest_put)
 
@@ -229,3 +254,269 @@ def test_rest_uploads_on_a_full_disk_answer_507_storage_full(server: FolioProces
     assert reserve_restored(server)
     client.close()
     no_traceback_since(server, log_offset)
+
+
+# -- the free-space floor (issue 17) -----------------------------------------------------------
+
+FLOOR_DISK = 64 * 1024 * 1024
+# min_free_bytes stays at its default (1 GiB): the smaller limit, 25% of 64 MiB, applies.
+FLOOR_PERCENT = 25
+FLOOR = FLOOR_DISK * FLOOR_PERCENT // 100  # 16 MiB
+OBJECT = 3 * 1024 * 1024  # a blob of three write pieces
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def floor_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
+    if os.geteuid() != 0:
+        pytest.fail(
+            "the free-space floor tests mount a 64 MiB tmpfs, which needs root: run make test as root",
+            pytrace=False,
+        )
+    data_dir = tmp_path_factory.mktemp("disk-floor") / "data"
+    data_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FLOOR_DISK}", "tmpfs", str(data_dir)], check=True)
+    storage = f"\n[storage]\nreserve_bytes = {RESERVE}\nmin_free_percent = {FLOOR_PERCENT}\n"
+    folio = FolioProcess(data_dir=data_dir, config_text=TEST_CONFIG + storage)
+    try:
+        folio.start()
+        yield folio
+    finally:
+        folio.stop()
+        subprocess.run(["umount", str(data_dir)], check=True)
+
+
+def free_bytes(server: FolioProcess) -> int:
+    stats = os.statvfs(server.data_dir)
+    return stats.f_bavail * stats.f_frsize
+
+
+@contextmanager
+def free_space_at(server: FolioProcess, target: int) -> Iterator[None]:
+    """Take space with a file of the test's own until `target` bytes are free (something
+    else filling the disk); give it back afterwards."""
+    filler = server.data_dir / "floor-filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, free_bytes(server) - target)
+    finally:
+        os.close(fd)
+    # The server asks the filesystem at most every 100 ms (RECHECK_SECONDS) while its
+    # writes pass the floor: a change made by someone else is seen after that.
+    time.sleep(2 * RECHECK_SECONDS)
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
+def wait_for_free(server: FolioProcess, at_least: int, timeout: float = 5.0) -> int:
+    """Blob files are unlinked just after the delete that dropped them commits."""
+    deadline = time.monotonic() + timeout
+    while (free := free_bytes(server)) < at_least:
+        assert time.monotonic() < deadline, f"only {free} bytes free, {at_least} expected"
+        time.sleep(0.02)
+    return free
+
+
+def chunked_put(
+    server: FolioProcess,
+    bucket: str,
+    key: str,
+    data: bytes,
+    *,
+    piece: int = 64 * 1024,
+    look_after: int | None = None,
+    seen: list[str] | None = None,
+) -> httpx.Response:
+    """An aws-chunked PUT as the SDKs send it over HTTPS (STREAMING-UNSIGNED-PAYLOAD-TRAILER,
+    a CRC32 in the trailer), streamed in `piece`-byte chunks. With `look_after`, once that
+    many bytes are sent, the files in tmp/ (the blob being written) are put in `seen`."""
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    chunks = [
+        f"{len(data[i : i + piece]):x}\r\n".encode() + data[i : i + piece] + b"\r\n"
+        for i in range(0, len(data), piece)
+    ]
+    end = f"0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    url = f"{server.s3_url}/{bucket}/{key}"
+    request = AWSRequest(
+        method="PUT",
+        url=url,
+        headers={
+            "Content-Encoding": "aws-chunked",
+            "X-Amz-Content-SHA256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "X-Amz-Decoded-Content-Length": str(len(data)),
+            "X-Amz-Trailer": "x-amz-checksum-crc32",
+            "Content-Length": str(sum(map(len, chunks)) + len(end)),
+        },
+    )
+    SigV4Auth(Credentials(server.access_key, server.secret_key), "s3", "us-east-1").add_auth(request)
+
+    def body() -> Iterator[bytes]:
+        sent = 0
+        for chunk in chunks:
+            yield chunk
+            sent += len(chunk)
+            if look_after is not None and seen is not None and sent >= look_after and not seen:
+                deadline = time.monotonic() + 5
+                while not (found := tmp_files(server)) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                seen.extend(found)
+        yield end
+
+    try:
+        return httpx.put(url, content=body(), headers=dict(request.headers.items()), timeout=30)
+    except httpx.TransportError as exc:  # pragma: no cover - the assertion explains it
+        raise AssertionError(f"a refusal must be an answer, not a broken connection: {exc!r}") from exc
+
+
+def assert_storage_full_xml(response: httpx.Response) -> None:
+    assert response.status_code == 507, response.text
+    assert "<Code>XMinioStorageFull</Code>" in response.text
+
+
+def s3_error_of(call: Callable[[], object]) -> tuple[int, str]:
+    with pytest.raises(ClientError) as refused:
+        call()
+    return refused.value.response["ResponseMetadata"]["HTTPStatusCode"], refused.value.response["Error"][
+        "Code"
+    ]
+
+
+def test_writes_are_refused_at_the_free_space_floor_before_the_disk_is_full(
+    floor_server: FolioProcess,
+) -> None:
+    server = floor_server
+    pid = server.proc.pid if server.proc else None
+    s3 = make_s3_client(server)
+    bucket = f"floor-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    log_offset = len(server.log())
+
+    # Uploads that would cross the floor are refused in the middle of their bodies: what
+    # fitted above the floor was written to a blob in tmp/, which is then removed.
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
+    part_one = os.urandom(6 * MiB)
+    streamed = os.urandom(8 * MiB)
+    with free_space_at(server, FLOOR + 4 * MiB):
+        seen: list[str] = []
+        refused = chunked_put(server, bucket, "streamed", streamed, look_after=2 * MiB, seen=seen)
+        assert_storage_full_xml(refused)
+        assert seen, "no partial blob was being written when 2 MiB had been sent"
+        assert tmp_files(server) == []
+        assert s3_error_of(lambda: s3.head_object(Bucket=bucket, Key="streamed")) == (404, "404")
+
+        # Creating a multipart upload is metadata (allowed); a part that would cross is not.
+        refusal = s3_error_of(
+            lambda: s3.upload_part(
+                Bucket=bucket, Key="multi", UploadId=upload_id, PartNumber=1, Body=part_one
+            )
+        )
+        assert refusal == (507, "XMinioStorageFull")
+        assert "Parts" not in s3.list_parts(Bucket=bucket, Key="multi", UploadId=upload_id)
+        assert tmp_files(server) == []
+
+        assert s3_put(s3, bucket, "too-big", os.urandom(6 * MiB)) == "XMinioStorageFull"
+        assert tmp_files(server) == []
+
+    # boto3 (default configuration) PutObject until refused: the refused one is the write
+    # that would have taken free space under the floor, while the disk still had room.
+    stored: dict[str, bytes] = {}
+    for attempt in range(40):
+        body = os.urandom(OBJECT)
+        outcome = s3_put(s3, bucket, f"obj-{attempt:02d}", body)
+        if outcome != 200:
+            assert outcome == "XMinioStorageFull"
+            refused_key = f"obj-{attempt:02d}"
+            break
+        stored[f"obj-{attempt:02d}"] = body
+    else:
+        raise AssertionError("40 uploads of 3 MiB on a 64 MiB disk were all accepted")
+    assert len(stored) >= 8, len(stored)
+    assert tmp_files(server) == []  # the refused upload's partial blob is gone
+    assert s3_error_of(lambda: s3.head_object(Bucket=bucket, Key=refused_key)) == (404, "404")
+    free = free_bytes(server)
+    assert FLOOR - MiB < free < FLOOR + OBJECT + MiB, free  # refused near the floor, far from full
+
+    with free_space_at(server, FLOOR - 256 * 1024):
+        # Under the floor every write that adds data is refused before its body is read,
+        # small (inline, in the database) ones and the web API's uploads too.
+        assert s3_put(s3, bucket, "small", b"tiny") == "XMinioStorageFull"
+        assert_storage_full_xml(chunked_put(server, bucket, "streamed", streamed[:1000]))
+        web = httpx.post(
+            f"{server.web_url}/api/v1/files",
+            params={"bucket": bucket, "key": "web.bin"},
+            content=b"x" * 1000,
+            headers={"X-API-Key": f"{server.access_key}:{server.secret_key}"},
+            timeout=30,
+        )
+        assert web.status_code == 507 and web.json()["error"]["code"] == "StorageFull", web.text
+
+        # Reads and listings keep working, every earlier object intact.
+        for key, body in stored.items():
+            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+        listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+        assert [item["Key"] for item in listed] == sorted(stored)
+
+        # Deletes are never refused by the floor (they are how space comes back). In a
+        # versioned bucket the versions themselves go, which frees their blobs.
+        for key in sorted(stored)[:6]:
+            versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+            for version in versions:
+                s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+            del stored[key]
+        s3.abort_multipart_upload(Bucket=bucket, Key="multi", UploadId=upload_id)
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
+
+    # Space is back (the test's filler gone, six objects deleted): writes are accepted
+    # again by the same server process, no restart.
+    wait_for_free(server, FLOOR + 5 * OBJECT)
+    assert server.proc is not None and server.proc.poll() is None and server.proc.pid == pid
+    again = os.urandom(OBJECT)
+    assert s3_put(s3, bucket, "again", again) == 200
+    stored["again"] = again
+    assert s3_put(s3, bucket, "small", b"tiny") == 200
+    stored["small"] = b"tiny"
+    response = chunked_put(server, bucket, "streamed", streamed[: 4 * MiB])
+    assert response.status_code == 200, response.text
+    stored["streamed"] = streamed[: 4 * MiB]
+    parts = []
+    for number, data in ((1, part_one), (2, b"the last part")):
+        etag = s3.upload_part(Bucket=bucket, Key="multi", UploadId=upload_id, PartNumber=number, Body=data)[
+            "ETag"
+        ]
+        parts.append({"PartNumber": number, "ETag": etag})
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="multi", UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+    stored["multi"] = part_one + b"the last part"
+    for key, body in stored.items():
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+
+    log = server.log()[log_offset:]
+    assert "writes are refused until space is freed" in log
+    assert "writes are accepted" in log
+    no_traceback_since(server, log_offset)
+
+
+def test_a_server_started_under_the_floor_says_so_and_refuses_writes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # No tmpfs needed: a floor larger than any disk (1 PiB, percent off) is never met.
+    storage = "\n[storage]\nmin_free_bytes = 1125899906842624\nmin_free_percent = 0\n"
+    server = FolioProcess(
+        data_dir=tmp_path_factory.mktemp("floor-start") / "data", config_text=TEST_CONFIG + storage
+    )
+    server.start()
+    try:
+        log = server.log()
+        assert "under the floor of 1048576.0 GiB" in log, log
+        assert "every write will be refused with the disk-full error (507)" in log, log
+        s3 = make_s3_client(server)
+        s3.create_bucket(Bucket="metadata-still-works")
+        assert s3_put(s3, "metadata-still-works", "k", b"data") == "XMinioStorageFull"
+        assert s3.list_objects_v2(Bucket="metadata-still-works")["KeyCount"] == 0
+        assert tmp_files(server) == []
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log()
