@@ -6,21 +6,23 @@ is diffed line by line on the server; images and PDFs are compared as pictures t
 page gets from /api/img (so no bytes pass through here); anything else (binary, over
 the bound, or two different kinds) is compared by its metadata alone.
 
-The diff is the standard library's `difflib` (SequenceMatcher, the algorithm behind
-`diff -u`'s output format, with its "popular line" heuristic that keeps long files
-fast): no dependency to keep, and with inputs bounded to 2 MiB a diff takes well under
-a second in practice. It still runs in a worker thread (asyncio.to_thread) so a slow
-one never stalls the event loop, and its output is cut at MAX_DIFF_LINES rows."""
+The line diff is restapi.line_diff's: the standard library's `difflib` (no dependency
+to keep; its matching is what `diff -u` users expect) on pieces small enough for it,
+cut at unique lines first (patience diff) and under a deadline, because difflib alone
+is quadratic: on a 2 MiB file it could take most of an hour. It runs in a worker
+thread, and its rows are made as the page is sent (TextDiff.rows), cut at
+MAX_DIFF_LINES, either unified (as `diff -u`) or side by side."""
 
 from __future__ import annotations
 
-import asyncio
-import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 
 from core.jsonapi import bad_request, not_found
 from restapi.browse import as_text, preview_kind
+from restapi.line_diff import LineDiff, Opcode, line_diff
 from s3proxy.store.engine import Store
 from s3proxy.store.errors import ObjectIsDeleteMarker, StoreError
 from s3proxy.store.models import Bucket, ObjectVersion, Retention
@@ -29,6 +31,7 @@ from s3proxy.store.version_listing import VersionEntry
 TEXT_BOUND = 2 * 1024 * 1024
 MAX_DIFF_LINES = 20_000
 CONTEXT_LINES = 3
+VIEWS = ("unified", "split")
 MAX_HISTORY = 1000
 DAY = 86400.0
 
@@ -99,10 +102,24 @@ def history_rows(store: Store, bucket: Bucket, key: str) -> list[HistoryRow]:
 
 @dataclass(frozen=True)
 class DiffLine:
+    """A row of the unified view."""
+
     kind: str  # "add", "del", "ctx" or "hunk"
     old: int | None  # 1-based line numbers
     new: int | None
     text: str
+
+
+@dataclass(frozen=True)
+class SplitRow:
+    """A row of the side-by-side view: an old line and the new line facing it. A
+    change pairs removed with added lines in order; a side without one has None."""
+
+    kind: str  # "ctx", "change" or "hunk" (its header in old_text)
+    old: int | None
+    new: int | None
+    old_text: str | None
+    new_text: str | None
 
 
 @dataclass(frozen=True)
@@ -123,10 +140,9 @@ class Comparison:
     mode: str  # "text", "image", "pdf" or "meta"
     reason: str = ""  # why a "meta" comparison (or "" when the kinds call for it)
     meta: list[MetaRow] = field(default_factory=list)
-    lines: list[DiffLine] = field(default_factory=list)
-    added: int = 0
-    removed: int = 0
-    truncated: bool = False
+    # For "text": the two versions as text, for text_diff (each within TEXT_BOUND).
+    old_text: str = ""
+    new_text: str = ""
 
     @property
     def identical(self) -> bool:
@@ -190,34 +206,135 @@ def _looks_binary(data: bytes) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class TextDiff:
+    """Two texts' diff, ready to show: its counts, how exact it is, and its rows, made
+    one by one as they are sent (never all held), at most MAX_DIFF_LINES of them."""
+
+    old: list[str]
+    new: list[str]
+    result: LineDiff
+    groups: list[list[Opcode]]  # the changes with their context, one group per hunk
+    view: str  # "unified" or "split"
+    row_count: int  # all the rows the view has, shown or not
+
+    @property
+    def added(self) -> int:
+        return self.result.added
+
+    @property
+    def removed(self) -> int:
+        return self.result.removed
+
+    @property
+    def truncated(self) -> bool:
+        return self.row_count > MAX_DIFF_LINES
+
+    @property
+    def shown(self) -> int:
+        return min(self.row_count, MAX_DIFF_LINES)
+
+    def rows(self) -> Iterator[DiffLine] | Iterator[SplitRow]:
+        made = _split_rows if self.view == "split" else _unified_rows
+        return islice(made(self.groups, self.old, self.new), MAX_DIFF_LINES)
+
+
+def text_diff(old: str, new: str, view: str = "unified", context: int = CONTEXT_LINES) -> TextDiff:
+    """The diff of two texts (CPU-bound, bounded in time: run it in a worker thread)."""
+    a, b = old.splitlines(), new.splitlines()
+    result = line_diff(a, b)
+    groups = list(grouped_opcodes(result.opcodes, context))
+    return TextDiff(a, b, result, groups, view, sum(_row_count(group, view) for group in groups))
+
+
 def diff_lines(old: str, new: str, context: int = CONTEXT_LINES) -> tuple[list[DiffLine], int, int, bool]:
     """A unified diff (as `diff -u` groups it) of two texts: its rows, the lines added
     and removed, and whether the rows were cut at MAX_DIFF_LINES."""
-    a, b = old.splitlines(), new.splitlines()
-    rows: list[DiffLine] = []
-    added = removed = 0
-    for group in difflib.SequenceMatcher(None, a, b).get_grouped_opcodes(context):
-        first, last = group[0], group[-1]
-        rows.append(
-            DiffLine(
-                "hunk",
-                None,
-                None,
-                f"@@ -{first[1] + 1},{last[2] - first[1]} +{first[3] + 1},{last[4] - first[3]} @@",
-            )
-        )
+    diff = text_diff(old, new, "unified", context)
+    rows = list(islice(_unified_rows(diff.groups, diff.old, diff.new), MAX_DIFF_LINES))
+    return rows, diff.added, diff.removed, diff.truncated
+
+
+def grouped_opcodes(opcodes: list[Opcode], context: int) -> Iterator[list[Opcode]]:
+    """The changes with `context` equal lines around them, one list per hunk: what
+    difflib's SequenceMatcher.get_grouped_opcodes does with its own opcodes."""
+    codes = list(opcodes) or [("equal", 0, 1, 0, 1)]
+    tag, i1, i2, j1, j2 = codes[0]
+    if tag == "equal":
+        codes[0] = tag, max(i1, i2 - context), i2, max(j1, j2 - context), j2
+    tag, i1, i2, j1, j2 = codes[-1]
+    if tag == "equal":
+        codes[-1] = tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        # A long equal run ends one hunk and starts the next.
+        if tag == "equal" and i2 - i1 > 2 * context:
+            group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
+            yield group
+            group = []
+            i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        yield group
+
+
+def _range(start: int, stop: int) -> str:
+    # As `diff -u` writes a range: 1-based, an empty one at the line before it.
+    length = stop - start
+    if length == 1:
+        return str(start + 1)
+    return f"{start + 1 if length else start},{length}"
+
+
+def _hunk(group: list[Opcode]) -> str:
+    first, last = group[0], group[-1]
+    return f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@"
+
+
+def _row_count(group: list[Opcode], view: str) -> int:
+    rows = 1  # the hunk's header
+    for tag, i1, i2, j1, j2 in group:
+        if tag == "equal":
+            rows += i2 - i1
+        elif view == "split":
+            rows += max(i2 - i1, j2 - j1)
+        else:
+            rows += (i2 - i1) + (j2 - j1)
+    return rows
+
+
+def _unified_rows(groups: list[list[Opcode]], a: list[str], b: list[str]) -> Iterator[DiffLine]:
+    for group in groups:
+        yield DiffLine("hunk", None, None, _hunk(group))
         for tag, i1, i2, j1, j2 in group:
             if tag == "equal":
-                rows.extend(DiffLine("ctx", i1 + n + 1, j1 + n + 1, a[i1 + n]) for n in range(i2 - i1))
+                for n in range(i2 - i1):
+                    yield DiffLine("ctx", i1 + n + 1, j1 + n + 1, a[i1 + n])
                 continue
-            if tag in ("replace", "delete"):
-                removed += i2 - i1
-                rows.extend(DiffLine("del", i + 1, None, a[i]) for i in range(i1, i2))
-            if tag in ("replace", "insert"):
-                added += j2 - j1
-                rows.extend(DiffLine("add", None, j + 1, b[j]) for j in range(j1, j2))
-    truncated = len(rows) > MAX_DIFF_LINES
-    return rows[:MAX_DIFF_LINES], added, removed, truncated
+            for i in range(i1, i2):
+                yield DiffLine("del", i + 1, None, a[i])
+            for j in range(j1, j2):
+                yield DiffLine("add", None, j + 1, b[j])
+
+
+def _split_rows(groups: list[list[Opcode]], a: list[str], b: list[str]) -> Iterator[SplitRow]:
+    for group in groups:
+        yield SplitRow("hunk", None, None, _hunk(group), None)
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                for n in range(i2 - i1):
+                    yield SplitRow("ctx", i1 + n + 1, j1 + n + 1, a[i1 + n], b[j1 + n])
+                continue
+            # Removed lines face added ones in order; the longer side runs on alone.
+            for n in range(max(i2 - i1, j2 - j1)):
+                i, j = i1 + n, j1 + n
+                yield SplitRow(
+                    "change",
+                    i + 1 if i < i2 else None,
+                    j + 1 if j < j2 else None,
+                    a[i] if i < i2 else None,
+                    b[j] if j < j2 else None,
+                )
 
 
 async def compare(store: Store, bucket: Bucket, key: str, a_id: str, b_id: str) -> Comparison:
@@ -243,7 +360,5 @@ async def compare(store: Store, bucket: Bucket, key: str, a_id: str, b_id: str) 
         result.reason = "A binary file: compared by its metadata."
         return result
     result.mode = "text"
-    result.lines, result.added, result.removed, result.truncated = await asyncio.to_thread(
-        diff_lines, as_text(old), as_text(new)
-    )
+    result.old_text, result.new_text = as_text(old), as_text(new)
     return result

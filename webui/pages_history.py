@@ -23,6 +23,7 @@ from core.jsonapi import ApiError, bad_request
 from restapi import browse, rewind, version_diff, versions
 from restapi.files import RestServices, download
 from s3proxy.store.models import Bucket
+from webui.page_stream import streamed_page
 from webui.pages_objects import HELPERS, ImageSigner, _caller_bucket, folder_urls, object_url
 from webui.render import page, redirect
 from webui.routing import form_of, page_route
@@ -148,6 +149,9 @@ async def compare(request: Request, services: RestServices) -> Response:
     a_id, b_id = request.query_params.get("a", ""), request.query_params.get("b", "")
     if not a_id or not b_id:
         raise bad_request("Pick two versions to compare: &a= and &b=.")
+    view = request.query_params.get("view", "unified")
+    if view not in version_diff.VIEWS:
+        raise bad_request('Show the diff how? &view= is "unified" or "split" (side by side).')
     result = await version_diff.compare(services.store, bucket, key, a_id, b_id)
     numbers = {
         row.entry.version_id: row.number for row in version_diff.history_rows(services.store, bucket, key)
@@ -167,22 +171,37 @@ async def compare(request: Request, services: RestServices) -> Response:
             ]
             for side, vid in (("a", a_id), ("b", b_id))
         }
-    return page(
+
+    def viewed(a: str, b: str, shown: str) -> str:
+        url = compare_url(bucket.name, key, a, b)
+        return url if shown == "unified" else f"{url}&{urlencode({'view': shown})}"
+
+    context = {
+        **_place(bucket.name, key),
+        "result": result,
+        "label_a": f"Version {numbers.get(a_id) or a_id[:12]}",
+        "label_b": f"Version {numbers.get(b_id) or b_id[:12]}",
+        "pictures": pictures,
+        "signing": signer.key is not None,
+        "history": history_url(bucket.name, key),
+        "swap": viewed(b_id, a_id, view),
+        "view": view,
+        "view_urls": {shown: viewed(a_id, b_id, shown) for shown in version_diff.VIEWS},
+        "download_url": lambda version: version_download_url(bucket.name, key, version),
+        **HELPERS,
+    }
+    if result.mode != "text":
+        return page(request, "history_compare.html", account, section="buckets", **context)
+    # The page's frame goes out at once; the diff is made in a worker thread (bounded in
+    # time: restapi.line_diff) and its rows follow as they are rendered.
+    return streamed_page(
         request,
         "history_compare.html",
         account,
         section="buckets",
-        **_place(bucket.name, key),
-        result=result,
-        number_a=numbers.get(a_id),
-        number_b=numbers.get(b_id),
-        pictures=pictures,
-        signing=signer.key is not None,
-        history=history_url(bucket.name, key),
-        swap=compare_url(bucket.name, key, b_id, a_id),
-        download_url=lambda version: version_download_url(bucket.name, key, version),
-        text_bound=version_diff.TEXT_BOUND,
-        **HELPERS,
+        block="diff",
+        produce=lambda: {"diff": version_diff.text_diff(result.old_text, result.new_text, view)},
+        **context,
     )
 
 
