@@ -48,8 +48,12 @@ $(WKHTMLTOPDF):
 run: $(STAMP) system-libs
 	$(BIN)/folio serve --config config.toml
 
+# Test files run in TEST_WORKERS processes (pytest-xdist; a file's tests stay together, so
+# module fixtures start once); the server-log check reads every worker's logs at the end.
+TEST_WORKERS ?= 3
+
 test: $(TEST_STAMP) system-libs $(CHROMIUM)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Minutes of fuzzing (docs/fuzzing.md): each Hypothesis target runs FOLIO_FUZZ_FACTOR (50) times
 # its make test examples, over 20,000 requests against a real server; the last line says

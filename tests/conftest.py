@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from tests.folio_process import FolioProcess, free_port, running_server
+from tests.server_logs import log_report
 
 # The shared test server allows many buckets (tests each make their own) and
 # requests as fast as tests send them; its quota is on but out of reach, so every
@@ -44,6 +45,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The server-log check reads the logs of every server the run started: it goes last
     # (stable sort: every other test keeps its place).
     items.sort(key=lambda item: item.path.name == "test_zz_server_logs.py")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under pytest-xdist, on the controller once every worker has stopped its servers:
+    the server-log check of tests/test_zz_server_logs.py over every worker's servers (each
+    worker's own run of that test sees only its own). Workers keep their temporary
+    directories under the controller's, so one walk finds every log."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    root = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    logs = sorted(root.rglob("*-server.log"))
+    report = [found for found in map(log_report, logs) if found]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if report:
+        reporter.write_sep("=", "server logs with tracebacks or 500s", red=True)
+        reporter.write_line("\n\n".join(report))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        reporter.write_line(f"server logs: {len(logs)} read, no traceback or 500")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.server_logs import EXPECTED_SUFFIX
+
 ROOT_ACCESS_KEY = "FOLIOTESTROOTKEY0001"
 ROOT_SECRET_KEY = "folio-test-root-secret-key-0000000000001"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +110,8 @@ class FolioProcess:
         ]
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         STARTED[self.log_path] = self
+        if self.expect_tracebacks:  # for the log check of another process (pytest-xdist's controller)
+            self.log_path.with_suffix(EXPECTED_SUFFIX).touch()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(args, env=self._environment(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
