@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from s3proxy.store.errors import full_disk_refused
+from s3proxy.store.integrity import PieceChecksums
 
 
 def _fsync_dir(path: Path) -> None:
@@ -78,6 +79,9 @@ class BlobFile:
                 self.fd = os.open(self.tmp_path, flags, 0o600)
         self.size = 0
         self.published = False
+        # CRC32C per 1 MiB piece of the bytes exactly as they are handed to the file, on the
+        # write thread (the writer's MD5 and other hashes run on another thread meanwhile).
+        self.checksums = PieceChecksums()
         self._stage: mmap.mmap | None = store.buffers.get() if self.direct else None
         self._fill = 0
 
@@ -92,6 +96,8 @@ class BlobFile:
 
     def _write_pieces(self, pieces: list[bytes | memoryview]) -> None:
         assert self.fd is not None
+        for piece in pieces:
+            self.checksums.update(piece)
         if self._stage is None:
             self._write_buffered(pieces)
             return
@@ -238,7 +244,11 @@ class LocalBlobStore:
                     continue
                 for entry in os.scandir(second.path):
                     if entry.is_file() and len(entry.name) == 32:
-                        yield entry.name, entry.stat().st_mtime
+                        try:
+                            mtime = entry.stat().st_mtime
+                        except FileNotFoundError:  # deleted since the listing (a live server)
+                            continue
+                        yield entry.name, mtime
 
     def remove_unreferenced(self, referenced: set[str], grace_seconds: float = 0.0) -> int:
         cutoff = time.time() - grace_seconds

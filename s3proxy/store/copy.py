@@ -199,6 +199,9 @@ def copy_in_transaction(
         # The copy keeps the multipart ETag, so it keeps the parts that ETag counts.
         parts=source.parts,
         writer=writer,
+        # The source's own checksum, never one of the bytes as they are now: a copy of
+        # damaged inline bytes stays detectably damaged.
+        inline_crc32c=source.inline_crc32c,
     )
     return version, source, freed
 

@@ -20,7 +20,7 @@ from core.config import Config, PlanConfig
 from core.db import Database
 from core.events import record_event
 from s3proxy.store import buckets as bucket_rows
-from s3proxy.store import multipart, quota, retention
+from s3proxy.store import integrity, multipart, quota, retention
 from s3proxy.store import versions as version_rows
 from s3proxy.store.blobs import LocalBlobStore
 from s3proxy.store.errors import (
@@ -79,6 +79,8 @@ class Store:
         storage = config.storage
         self.floor = FreeSpaceFloor(Path(storage.data_dir), storage.min_free_bytes, storage.min_free_percent)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="folio-io")
+        # Checksums checked on read, damage counted and marked (s3proxy.store.integrity).
+        self.integrity = integrity.Integrity(db.read, self._write, verify_reads=config.storage.verify_reads)
         # name -> (expiry, bucket). Brief, so that settings an operator changes from the
         # command line (another process) reach a running server without a restart.
         self._buckets: dict[str, tuple[float, Bucket]] = {}
@@ -470,28 +472,36 @@ class Store:
         assert writer.finished, "finish() the writer first"
         loop = asyncio.get_running_loop()
         segments: tuple[Segment, ...] = ()
+        checksums: dict[str, bytes] = {}
+        inline_crc = integrity.crc32c(writer.inline_data) if writer.inline_data is not None else None
         try:
             if writer.blob is not None:
                 blob = writer.blob
                 blob_id = await loop.run_in_executor(self.executor, blob.publish)
                 segments = (Segment(blob_id, writer.size),)
+                checksums[blob_id] = blob.checksums.digest()
             now = time.time()
             writer_id = current_writer()
             version, freed = await self.write_object(
                 bucket,
                 raw_key,
-                lambda c: version_rows.put_version(
+                lambda c: integrity.with_checksums(
                     c,
-                    bucket,
-                    raw_key,
-                    size=writer.size,
-                    etag=writer.etag,
-                    meta=meta,
-                    inline_data=writer.inline_data,
-                    segments=segments,
-                    conditions=conditions,
-                    now=now,
-                    writer=writer_id,
+                    checksums,
+                    version_rows.put_version(
+                        c,
+                        bucket,
+                        raw_key,
+                        size=writer.size,
+                        etag=writer.etag,
+                        meta=meta,
+                        inline_data=writer.inline_data,
+                        segments=segments,
+                        conditions=conditions,
+                        now=now,
+                        writer=writer_id,
+                        inline_crc32c=inline_crc,
+                    ),
                 ),
                 reservation,
                 "put",
@@ -542,6 +552,7 @@ class Store:
         the blobs between reading the row and opening them: then read the row again."""
         for _attempt in range(5):
             version = self.head_object(bucket, key, version_id)
+            checks = self._read_checks(version)
             fds: list[int] = []
             try:
                 for blob_id in version.blob_ids:
@@ -550,8 +561,22 @@ class Store:
                 for fd in fds:
                     os.close(fd)
                 continue
-            return ObjectReader(version, fds, self.executor, self.blobs.buffers)
+            return ObjectReader(
+                version, fds, self.executor, self.blobs.buffers, checks, self.integrity.corrupt_read
+            )
         raise NoSuchKey(key=key)
+
+    def _read_checks(self, version: ObjectVersion) -> dict[str, integrity.BlobChecksums | None] | None:
+        """What a read of `version` is checked against ([storage] verify_reads): inline
+        bytes here and now (CorruptObject before any answer), blob pieces as they stream."""
+        if not self.integrity.verify_reads:
+            return None
+        if version.inline_data is not None:
+            self.integrity.check_inline(version)
+            return None
+        if not version.segments:
+            return None
+        return self.db.read(lambda c: integrity.blob_checksums(c, version.blob_ids))
 
     def check_write_conditions(self, bucket: Bucket, key: str, conditions: WriteConditions) -> None:
         """An early look at a conditional write's conditions (before its body is read, so
@@ -654,12 +679,14 @@ class Store:
         loop = asyncio.get_running_loop()
         try:
             segments: tuple[Segment, ...] = ()
+            new_checksums: dict[str, bytes] = {}
             if writer.size:
                 if writer.blob is None:  # a small part: parts are always blobs
                     writer.blob = self.blobs.new_file()
                     await loop.run_in_executor(self.executor, writer.blob.write, writer.inline_data or b"")
                 blob_id = await loop.run_in_executor(self.executor, writer.blob.publish)
                 segments = (Segment(blob_id, writer.size),)
+                new_checksums = {blob_id: writer.blob.checksums.digest()}
             await self.put_part_segments(
                 bucket,
                 key,
@@ -670,6 +697,7 @@ class Store:
                 checksums=checksums,
                 segments=segments,
                 reservation=reservation,
+                new_checksums=new_checksums,
             )
         except BaseException:
             writer.abort()
@@ -688,23 +716,30 @@ class Store:
         checksums: dict[str, str],
         segments: tuple[Segment, ...],
         reservation: Reservation | None = None,
+        new_checksums: dict[str, bytes] | None = None,
     ) -> None:
+        """`new_checksums`: the piece checksums of blobs this part writes (not of blobs
+        it shares with a copied source)."""
         raw_key = encode_key(key)
         now = time.time()
         freed = await self.write_object(
             bucket,
             None,
-            lambda c: multipart.put_part(
+            lambda c: integrity.with_checksums(
                 c,
-                bucket,
-                raw_key,
-                upload_id,
-                part_number,
-                size=size,
-                etag=etag,
-                checksums=checksums,
-                segments=segments,
-                now=now,
+                new_checksums,
+                multipart.put_part(
+                    c,
+                    bucket,
+                    raw_key,
+                    upload_id,
+                    part_number,
+                    size=size,
+                    etag=etag,
+                    checksums=checksums,
+                    segments=segments,
+                    now=now,
+                ),
             ),
             reservation,
         )

@@ -185,6 +185,9 @@ class ObjectVersion:
     # Set on a version just written: the key had versions before it (retention has
     # nothing to prune on a key's first write).
     had_history: bool = True
+    # CRC32C of `inline_data` (s3proxy.store.integrity); None for blob-backed versions and
+    # inline ones written before checksums were kept.
+    inline_crc32c: int | None = None
 
     @property
     def blob_ids(self) -> list[str]:
@@ -202,7 +205,7 @@ class ObjectVersion:
 
 OBJECT_COLUMNS = (
     "id, bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class,"
-    " content_type, headers, user_meta, checksums, inline_data, segments, parts, acl, writer"
+    " content_type, headers, user_meta, checksums, inline_data, segments, parts, acl, writer, crc32c"
 )
 
 
@@ -229,6 +232,7 @@ def object_from_row(row: tuple) -> ObjectVersion:
         else (),
         acl=row[17],
         writer=row[18],
+        inline_crc32c=row[19],
     )
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 
 from s3proxy.store.blobs import ALIGN, O_DIRECT, AlignedBuffers
+from s3proxy.store.integrity import PIECE_BYTES, BlobChecksums, CorruptObject, crc32c
 from s3proxy.store.models import ObjectVersion
 
 READ_CHUNK = 1024 * 1024
@@ -58,19 +59,39 @@ def read_direct(fd: int, length: int, offset: int, buffers: AlignedBuffers) -> b
     return bytes(out) if len(out) != length else out  # type: ignore[return-value]
 
 
+# The blob's checksums and the piece a read covers: what the read is checked against.
+PieceCheck = tuple[BlobChecksums, int]
+# (fd, length, offset) of a read (os.pread's arguments), the slice of it to hand out, and
+# the piece check when the read is one whole checked piece.
+Extent = tuple[int, int, int, int, int, "PieceCheck | None"]
+OnCorrupt = Callable[[ObjectVersion, str, str], Awaitable[Exception]]
+
+
 class ObjectReader:
+    """An object's bytes, from its row (inline) or its blobs' open descriptors.
+
+    With `checks` (blob id -> its piece checksums; [storage] verify_reads), every read of
+    a checked blob covers whole 1 MiB pieces and each is compared with its CRC32C before
+    any of its bytes is handed out; a range reads the whole pieces it touches. A piece that
+    fails stops the stream with `CorruptObject` (from `on_corrupt`, which counts and marks
+    it): the caller's response is aborted, never completed with wrong bytes."""
+
     def __init__(
         self,
         version: ObjectVersion,
         fds: list[int],
         executor: Executor,
         buffers: AlignedBuffers | None = None,
+        checks: dict[str, BlobChecksums | None] | None = None,
+        on_corrupt: OnCorrupt | None = None,
     ) -> None:
         self.version = version
         self._fds = fds
         self._executor = executor
         self._buffers = buffers
         self._direct: dict[int, int] = {}
+        self._checks = checks or {}
+        self._on_corrupt = on_corrupt
 
     def _read_uncached(self, fd: int, length: int, offset: int) -> bytes:
         """In a worker thread: O_DIRECT when the system has it, else a plain read."""
@@ -91,8 +112,13 @@ class ObjectReader:
                     pass
         return os.pread(fd, length, offset)
 
-    def _extents(self, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-        """(fd, length, offset) reads covering start..end inclusive: os.pread's arguments."""
+    def _read_and_sum(self, fd: int, length: int, offset: int) -> tuple[bytes, int]:
+        """In a worker thread: the read and its CRC32C (off the event loop, beside it)."""
+        data = self._read_uncached(fd, length, offset)
+        return data, crc32c(data)
+
+    def _extents(self, start: int, end: int) -> Iterator[Extent]:
+        """The reads covering bytes start..end inclusive, in order."""
         offset = 0
         for fd, segment in zip(self._fds, self.version.segments, strict=True):
             seg_start, seg_end = offset, offset + segment.length - 1
@@ -101,9 +127,18 @@ class ObjectReader:
                 continue
             pos = max(start, seg_start) - seg_start
             stop = min(end, seg_end) - seg_start + 1
-            while pos < stop:
+            check = self._checks.get(segment.blob_id)
+            first, last = segment.offset + pos, segment.offset + stop  # in the blob, last exclusive
+            if check is not None and last <= check.size:
+                for piece in range(first // PIECE_BYTES, (last - 1) // PIECE_BYTES + 1):
+                    piece_start, length = piece * PIECE_BYTES, check.piece_length(piece)
+                    keep_from = max(first, piece_start) - piece_start
+                    keep_to = min(last, piece_start + length) - piece_start
+                    yield fd, length, piece_start, keep_from, keep_to, (check, piece)
+                continue
+            while pos < stop:  # unchecked: a blob without checksums yet, or verify_reads off
                 n = min(READ_CHUNK, stop - pos)
-                yield fd, n, segment.offset + pos
+                yield fd, n, segment.offset + pos, 0, n, None
                 pos += n
 
     async def iter_range(self, start: int, end: int) -> AsyncIterator[bytes]:
@@ -113,15 +148,42 @@ class ObjectReader:
                 yield self.version.inline_data[start : end + 1]
                 return
             loop = asyncio.get_running_loop()
-            for fd, length, offset in self._extents(start, end):
+            for fd, length, offset, keep_from, keep_to, check in self._extents(start, end):
                 data: bytes | bytearray | None = read_if_cached(fd, length, offset)
+                crc: int | None = None
                 if data is None:
-                    data = await loop.run_in_executor(self._executor, self._read_uncached, fd, length, offset)
-                if len(data) != length:
+                    if check is None:
+                        data = await loop.run_in_executor(
+                            self._executor, self._read_uncached, fd, length, offset
+                        )
+                    else:
+                        data, crc = await loop.run_in_executor(
+                            self._executor, self._read_and_sum, fd, length, offset
+                        )
+                if check is not None:
+                    blobsums, piece = check
+                    if blobsums.damaged:
+                        raise await self._corrupt(
+                            blobsums.blob_id, piece, "a scrub found it damaged and it has no checksums"
+                        )
+                    if len(data) != length:
+                        raise await self._corrupt(
+                            blobsums.blob_id, piece, "the blob file is shorter than recorded"
+                        )
+                    if (crc32c(data) if crc is None else crc) != blobsums.expected(piece):
+                        raise await self._corrupt(blobsums.blob_id, piece, "it fails its CRC32C")
+                elif len(data) != length:
                     raise OSError("blob is shorter than its recorded size")
-                yield data
+                yield data if keep_from == 0 and keep_to == length else data[keep_from:keep_to]
         finally:
             self.close()
+
+    async def _corrupt(self, blob_id: str, piece: int, what: str) -> Exception:
+        first = piece * PIECE_BYTES
+        detail = f"piece {piece} (bytes {first}-{first + PIECE_BYTES - 1} of the blob): {what}"
+        if self._on_corrupt is None:
+            return CorruptObject(self.version.bucket_id, self.version.key, self.version.version_id, detail)
+        return await self._on_corrupt(self.version, blob_id, detail)
 
     def close(self) -> None:
         for fd in [*self._fds, *(d for d in self._direct.values() if d >= 0)]:

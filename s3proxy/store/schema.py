@@ -194,4 +194,34 @@ MIGRATIONS = [
         ALTER TABLE objects ADD COLUMN writer TEXT;
         """,
     ),
+    Migration(
+        "s3proxy.store",
+        7,
+        """
+        -- Integrity (s3proxy.store.integrity): the CRC32C of every 1 MiB piece of a blob, 4
+        -- big-endian bytes each, recorded when it is written and checked on every read. NULL for
+        -- blobs written before this migration until the scrub or `folio check` computes it.
+        ALTER TABLE blobs ADD COLUMN crc32c BLOB;
+        -- When a read or a scrub found the blob damaged (a piece failed its checksum, the file
+        -- is short or gone); cleared by a check that finds it sound again (restored from backup).
+        ALTER TABLE blobs ADD COLUMN damaged_at REAL;
+        -- Inline objects: the CRC32C of inline_data (NULL for blob-backed rows, and for inline
+        -- rows written before, until a scrub), and when it was found damaged.
+        ALTER TABLE objects ADD COLUMN crc32c INTEGER;
+        ALTER TABLE objects ADD COLUMN damaged_at REAL;
+        -- Normally empty: /healthz counts damage without a scan.
+        CREATE INDEX blobs_damaged ON blobs(damaged_at) WHERE damaged_at IS NOT NULL;
+        CREATE INDEX objects_damaged ON objects(damaged_at) WHERE damaged_at IS NOT NULL;
+
+        -- The summaries of the latest scrubs and checks (the last few are kept): when the next
+        -- background scrub is due, and what /healthz reports after a restart.
+        CREATE TABLE scrub_runs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                -- 'scrub' (background) or 'check' (folio check)
+            started_at REAL NOT NULL,
+            finished_at REAL NOT NULL,
+            report TEXT NOT NULL               -- JSON: s3proxy.store.integrity.ScrubSummary
+        );
+        """,
+    ),
 ]

@@ -137,11 +137,12 @@ def _insert_row(
     segments: tuple[Segment, ...],
     parts: tuple[PartInfo, ...] = (),
     writer: str | None = None,
+    inline_crc32c: int | None = None,
 ) -> int:
     cursor = conn.execute(
         "INSERT INTO objects (bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified,"
-        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts, acl, writer)"
-        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts, acl, writer,"
+        " crc32c) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             bucket_id,
             key,
@@ -160,6 +161,7 @@ def _insert_row(
             json.dumps([[p.size, p.etag, p.checksums] for p in parts]) if parts else None,
             meta.acl,
             writer,
+            inline_crc32c,
         ),
     )
     return cursor.lastrowid
@@ -214,7 +216,9 @@ def put_version(
     now: float,
     parts: tuple[PartInfo, ...] = (),
     writer: str | None = None,
+    inline_crc32c: int | None = None,
 ) -> tuple[ObjectVersion, list[str]]:
+    """`inline_crc32c`: the CRC32C of `inline_data` (s3proxy.store.integrity)."""
     # S3 times have whole seconds (Last-Modified has no fractions). Rounding up, not
     # down, keeps "modified after the local file" true for a file written in the same
     # second: `aws s3 sync` would otherwise upload it again.
@@ -239,6 +243,7 @@ def put_version(
         segments=segments,
         parts=parts,
         writer=writer,
+        inline_crc32c=inline_crc32c,
     )
     version = ObjectVersion(
         id=row_id,
@@ -261,6 +266,7 @@ def put_version(
         acl=meta.acl,
         writer=writer,
         had_history=had_history,
+        inline_crc32c=inline_crc32c,
     )
     return version, freed
 
