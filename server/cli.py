@@ -20,7 +20,8 @@ from restapi.files import RestServices
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
 from s3proxy.store.models import Retention
-from server.background import prune_versions, sweep_incomplete_uploads
+from server.background import prune_versions, scrub_periodically, sweep_incomplete_uploads
+from server.check import add_check_command, run_check
 from server.fdlimit import raise_fd_limit
 from server.memory import tune_malloc
 from server.runtime import ensure_admin_account, open_runtime
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gc = commands.add_parser("gc", help="remove blobs no object references (older than the grace period)")
     _common(gc)
+    add_check_command(commands, _common)
     return parser
 
 
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         _serve(config)
     elif args.command == "admin":
         _admin(args, config)
+    elif args.command == "check":
+        sys.exit(run_check(args, config))
     elif args.command == "gc":
         runtime = open_runtime(config, recover=False)
         try:
@@ -163,6 +167,7 @@ def _serve(config) -> None:
             [
                 lambda: sweep_incomplete_uploads(runtime.store, config),
                 lambda: prune_versions(runtime.store, config),
+                lambda: scrub_periodically(runtime.store, config),
                 runtime.webhooks.run,
                 doc_service.run,
             ],

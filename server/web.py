@@ -26,8 +26,10 @@ log = logging.getLogger("folio.web")
 
 def build_web_app(services: RestServices, image_service: ImageService, doc_service: DocService) -> Starlette:
     async def healthz(_request: Request) -> JSONResponse:
-        # Served only once the store is open: the listener starts after recovery.
-        return JSONResponse({"status": "ok"})
+        # Served only once the store is open: the listener starts after recovery. "status"
+        # stays "ok" on damage (the process serves); the integrity figures say what a scrub
+        # or a read found (s3proxy/store/integrity.py).
+        return JSONResponse({"status": "ok", "integrity": services.store.integrity.health()})
 
     async def document_engines(_request: Request) -> JSONResponse:
         # The document engines' state: worker processes, and the browser (running,
