@@ -45,6 +45,11 @@ prefix, a middle page and ListObjectsV2 of both, 200 of each per run (about 4 s 
 
     python -m bench.run --only folio --scenarios dash-list100k
 
+Issue 17, the cost of verifying every piece a GET sends (CRC32C per 1 MiB): get1m and get256m on
+`folio` (verify_reads on, the default) and `folio-verify-off` side by side (about 3 minutes with 5 runs):
+
+    python -m bench.run --only folio,folio-verify-off --scenarios integrity --runs 5
+
 Within each round the targets go in `--only` order (the order of `TARGETS` by default): name
 `folio-features-on` first to check that going second does not favour or handicap a variant.
 """

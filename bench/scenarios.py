@@ -146,6 +146,12 @@ FEATURE_COST_LIMIT = 0.10  # the issue: features on must lose under 10% of the o
 # versioning on every key already has its 10 noncurrent versions and each measured PUT prunes one.
 OVERWRITE_PREFIX, OVERWRITE_KEYS, KEEP_VERSIONS = "put4k-overwrite/", 100, 10
 
+# Issue 17: the cost of checking every piece a GET sends against its CRC32C. The `folio` target
+# verifies (the default); `folio-verify-off` is the same Folio with `[storage] verify_reads = false`.
+VERIFY_OFF = "folio-verify-off"
+INTEGRITY_SCENARIOS = ("get1m", "get256m")
+VERIFY_COST_LIMIT = 0.10  # the issue: under 10% slower with verification on
+
 
 # Issue 5: the REST file API against S3 on the same Folio, and webhook delivery under a burst.
 FOLIO_ONLY = frozenset({"folio"})
@@ -552,6 +558,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "images": (*IMAGE_SCENARIOS, CACHE_HIT_SCENARIO),
     # Issue 15: the dashboard's upload path against the CLI.
     "uploads": (CLI_UPLOAD, DASHBOARD_UPLOAD),
+    # Issue 17: GETs with read verification on (`folio`) and off (`folio-verify-off`).
+    "integrity": INTEGRITY_SCENARIOS,
 }
 
 RATIOS: tuple[Ratio, ...] = (

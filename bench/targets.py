@@ -37,8 +37,10 @@ from bench.scenarios import (
     FOLIO_IMG,
     FOLIO_IMG_CACHE,
     IMAGE_SCENARIOS,
+    INTEGRITY_SCENARIOS,
     THUMBOR,
     THUMBOR_POOL,
+    VERIFY_OFF,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -259,6 +261,18 @@ class FolioFeaturesOn(FolioTarget):
         super().__init__(FEATURES_ON_CONFIG)
 
 
+class FolioVerifyOff(FolioTarget):
+    """Folio with `[storage] verify_reads = false`: GETs send blob pieces unchecked (issue 17's
+    baseline for the cost of checking every piece against its CRC32C)."""
+
+    name = VERIFY_OFF
+    label = "Folio, verify_reads off"
+    scenarios = frozenset(INTEGRITY_SCENARIOS)
+
+    def __init__(self) -> None:
+        super().__init__(BENCH_PLAN + "\n[storage]\nverify_reads = false\n")
+
+
 # Image transforms: the same Folio with the image cache off (every request a transform: the
 # image section's `cache_max_bytes = 0` means "do not cache") and with its default cache (1 GiB).
 IMAGES_CACHE_OFF_CONFIG = BENCH_PLAN + "\n[images]\ncache_max_bytes = 0\n"
@@ -419,6 +433,7 @@ TARGETS: dict[str, type[Target]] = {
     "ceiling": CeilingTarget,
     FEATURES_OFF: FolioFeaturesOff,
     FEATURES_ON: FolioFeaturesOn,
+    VERIFY_OFF: FolioVerifyOff,
     FOLIO_IMG: FolioImages,
     FOLIO_IMG_CACHE: FolioImagesCached,
     THUMBOR: ThumborTarget,
