@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ class CorkedTransport:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def idle(self) -> bool:
+        """Nothing written is still waiting to be sent (here or in the transport's buffer)."""
+        return not self._pending and self._transport.get_write_buffer_size() == 0
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._transport, name)
@@ -166,7 +171,7 @@ def _protocol_class(limits: ConnectionLimits) -> type:
         _stalled_since: float | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(transport)  # sets self.scheme: "https" on a TLS transport
             self.transport = CorkedTransport(transport, self.loop)  # type: ignore[assignment]
             if len(self.connections) > limits.max_connections:
                 watch.refused(self.client)
@@ -232,7 +237,7 @@ def _protocol_class(limits: ConnectionLimits) -> type:
                 return
             if self._head_since is not None and now - self._head_since > limits.header_timeout:
                 # Everything the client sent was read: close() ends with a clean EOF.
-                self.transport.close()
+                self._close_idle()
                 return
             waiting_for_body = (
                 self._body_since is not None
@@ -245,6 +250,29 @@ def _protocol_class(limits: ConnectionLimits) -> type:
                 # abort(): close() would wait for a write buffer the client is not reading.
                 self.transport.abort()
 
+        def shutdown(self) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self._close_idle()
+            else:
+                super().shutdown()
+
+        def timeout_keep_alive_handler(self) -> None:
+            if not self.transport.is_closing():
+                self._close_idle()
+
+        def _close_idle(self) -> None:
+            """Close a connection with no request in progress (keep-alive timeout, header
+            timeout, server shutdown). Over TLS, close() sends close_notify and then waits
+            for the client's, which a client holding the connection idle in its pool never
+            sends: the connection would stay open for the SSL shutdown timeout (30 s),
+            holding a connection slot and the server's graceful shutdown. With nothing left
+            to send it is aborted instead; the client sees the connection closed, as it
+            would after close()."""
+            if self.scheme == "https" and self.transport.idle():
+                self.transport.abort()
+            else:
+                self.transport.close()
+
         def send_400_response(self, msg: str) -> None:
             cycle = getattr(self, "cycle", None)
             if cycle is not None and not cycle.response_complete:
@@ -255,7 +283,9 @@ def _protocol_class(limits: ConnectionLimits) -> type:
     return FolioHttpToolsProtocol
 
 
-async def _serve_uvicorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: asyncio.Event) -> None:
+async def _serve_uvicorn(
+    apps: list[tuple[ASGIApp, str]], config: Config, stop: asyncio.Event, tls: ssl.SSLContext | None
+) -> None:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -280,6 +310,9 @@ async def _serve_uvicorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: 
             log_level=config.server.log_level,
             timeout_graceful_shutdown=int(config.server.shutdown_grace_seconds),
             server_header=False,
+            # The context checked at start-up (server/tls.py), not one uvicorn builds from
+            # the files: asyncio wraps the transport, so the protocol class above is unchanged.
+            ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
         )
         servers.append(_Server(uv_config))
 
@@ -295,15 +328,24 @@ async def _serve_uvicorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: 
         stop_task.cancel()
 
 
-async def _serve_hypercorn(apps: list[tuple[ASGIApp, str]], config: Config, stop: asyncio.Event) -> None:
+async def _serve_hypercorn(
+    apps: list[tuple[ASGIApp, str]], config: Config, stop: asyncio.Event, tls: ssl.SSLContext | None
+) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config as HypercornConfig
 
+    class _Config(HypercornConfig):
+        def create_ssl_context(self) -> ssl.SSLContext | None:
+            return tls  # the context checked at start-up (server/tls.py)
+
     tasks = []
     for app, listen in apps:
-        hc = HypercornConfig()
+        hc = _Config()
         host, port = parse_listen(listen)
         hc.bind = [f"{host}:{port}"]
+        if tls is not None:
+            # Hypercorn serves TLS when both are set; the context above is what it uses.
+            hc.certfile, hc.keyfile = config.server.tls_cert, config.server.tls_key
         hc.graceful_timeout = config.server.shutdown_grace_seconds
         hc.accesslog = None
         hc.loglevel = config.server.log_level.upper()
@@ -317,10 +359,41 @@ async def _serve_hypercorn(apps: list[tuple[ASGIApp, str]], config: Config, stop
     await asyncio.gather(*tasks)
 
 
+# Under Hypercorn, how long a closing TLS connection may take to send what it still has
+# and get the client's close_notify (asyncio's default is 30 s). Hypercorn closes idle
+# keep-alive connections with close(), and a client holding one in its pool never answers
+# close_notify: every such connection would hold Hypercorn's shutdown for the full time.
+HYPERCORN_TLS_SHUTDOWN_SECONDS = 5.0
+
+
+class _HypercornLoop(asyncio.SelectorEventLoop):
+    """The event loop Hypercorn runs on: its listeners' TLS shutdown timeout shortened."""
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:  # type: ignore[override]
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_shutdown_timeout", HYPERCORN_TLS_SHUTDOWN_SECONDS)
+        return await super().create_server(*args, **kwargs)
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        # Hypercorn lets the timeout above escape from its connection task, and asyncio
+        # would log it as an unhandled error with a traceback. It is the expected end of an
+        # idle connection whose client never answered close_notify: closed, nothing lost.
+        exc = context.get("exception")
+        if isinstance(exc, TimeoutError) and str(exc) == "SSL shutdown timed out":
+            log.debug("TLS connection closed without the client's close_notify")
+            return
+        super().default_exception_handler(context)
+
+
 Background = Callable[[], Coroutine[Any, Any, None]]
 
 
-async def serve_apps(apps: list[tuple[ASGIApp, str]], config: Config, background: list[Background]) -> None:
+async def serve_apps(
+    apps: list[tuple[ASGIApp, str]],
+    config: Config,
+    background: list[Background],
+    tls: ssl.SSLContext | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -328,21 +401,28 @@ async def serve_apps(apps: list[tuple[ASGIApp, str]], config: Config, background
     tasks = [asyncio.create_task(job()) for job in background]
     try:
         if config.server.engine == "hypercorn":
-            await _serve_hypercorn(apps, config, stop)
+            await _serve_hypercorn(apps, config, stop, tls)
         else:
-            await _serve_uvicorn(apps, config, stop)
+            await _serve_uvicorn(apps, config, stop, tls)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run(apps: list[tuple[ASGIApp, str]], config: Config, background: Sequence[Background] = ()) -> None:
-    """Serve until SIGTERM/SIGINT, with the background jobs running alongside."""
+def run(
+    apps: list[tuple[ASGIApp, str]],
+    config: Config,
+    background: Sequence[Background] = (),
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, with the background jobs running alongside; over
+    HTTPS on both listeners when `tls` is given (server/tls.py)."""
     jobs = list(background)
     if config.server.engine == "uvicorn":
         import uvloop
 
-        uvloop.run(serve_apps(apps, config, jobs))
+        uvloop.run(serve_apps(apps, config, jobs, tls))
     else:
-        asyncio.run(serve_apps(apps, config, jobs))
+        with asyncio.Runner(loop_factory=_HypercornLoop) as runner:
+            runner.run(serve_apps(apps, config, jobs, tls))
