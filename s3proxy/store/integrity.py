@@ -81,12 +81,6 @@ def piece_count(size: int) -> int:
     return -(-size // PIECE_BYTES)
 
 
-def checksums_of(data: bytes | bytearray | memoryview) -> bytes:
-    pieces = PieceChecksums()
-    pieces.update(data)
-    return pieces.digest()
-
-
 @dataclass(frozen=True)
 class BlobChecksums:
     """What a reader checks one blob against."""

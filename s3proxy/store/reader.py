@@ -2,6 +2,8 @@
 
 Bytes already in the page cache are read on the event loop (a memcpy); anything
 that needs the disk is read in a worker thread, so a cold disk never blocks it.
+Blob pieces are checked against their CRC32C as they are read (s3proxy.store.integrity):
+in the worker thread beside the read, or on the loop for a cached piece.
 """
 
 from __future__ import annotations
