@@ -18,6 +18,7 @@ import pytest
 
 from tests.folio_process import FolioProcess, free_port, running_server
 from tests.server_logs import log_report
+from tests.tls_ca import TlsFiles, make_test_ca
 
 # The shared test server allows many buckets (tests each make their own) and
 # requests as fast as tests send them; its quota is on but out of reach, so every
@@ -73,6 +74,19 @@ def folio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     yield from running_server(tmp_path_factory, "folio", TEST_CONFIG)
 
 
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A test CA and a server certificate for 127.0.0.1 signed by it (tests/tls_ca.py)."""
+    return make_test_ca(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def folio_https(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[FolioProcess]:
+    """The same as `folio`, over HTTPS on both listeners (tests/transport.py runs whole
+    modules against both)."""
+    yield from running_server(tmp_path_factory, "folio-https", TEST_CONFIG, tls=tls_files)
+
+
 # The same, with new buckets unversioned as in AWS (`[versioning] new_buckets = "Off"`):
 # for tests of S3's own versioning rules and comparisons with moto.
 AWS_LIKE_CONFIG = TEST_CONFIG + '\n[versioning]\nnew_buckets = "Off"\n'
@@ -97,7 +111,10 @@ def unversioned_bucket(s3_aws_like) -> Iterator[str]:
 def make_s3_client(
     server: FolioProcess, access_key: str | None = None, secret_key: str | None = None, **kwargs
 ):
-    """boto3 with its default configuration, pointed at Folio."""
+    """boto3 with its default configuration, pointed at Folio (trusting its test CA when
+    it serves HTTPS)."""
+    if server.tls:
+        kwargs.setdefault("verify", str(server.tls.ca))
     return boto3.client(
         "s3",
         endpoint_url=server.s3_url,
@@ -199,6 +216,8 @@ def aws(folio: FolioProcess, tmp_path: Path) -> AwsRunner:
             "AWS_PAGER": "",
         }
     )
+    if folio.tls:
+        env["AWS_CA_BUNDLE"] = str(folio.tls.ca)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(

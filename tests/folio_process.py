@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 from tests.server_logs import EXPECTED_SUFFIX
+from tests.tls_ca import TlsFiles
 
 ROOT_ACCESS_KEY = "FOLIOTESTROOTKEY0001"
 ROOT_SECRET_KEY = "folio-test-root-secret-key-0000000000001"
@@ -56,14 +58,25 @@ class FolioProcess:
     # Set by tests that break the server on purpose (a traceback in its log is theirs,
     # not a client's): the end-of-run log check skips this server's log.
     expect_tracebacks: bool = False
+    # Serve both listeners over HTTPS with these files (`--tls-cert/--tls-key`).
+    tls: TlsFiles | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def s3_url(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"{self.scheme}://127.0.0.1:{self.s3_port}"
 
     @property
     def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"{self.scheme}://127.0.0.1:{self.web_port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify=` for this server: its test CA when it serves HTTPS."""
+        return self.tls.client_context() if self.tls else True
 
     @property
     def config_path(self) -> Path:
@@ -108,6 +121,8 @@ class FolioProcess:
             "--web-listen",
             f"127.0.0.1:{self.web_port}",
         ]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         STARTED[self.log_path] = self
         if self.expect_tracebacks:  # for the log check of another process (pytest-xdist's controller)
@@ -120,7 +135,7 @@ class FolioProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"folio exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.web_url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.web_url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
