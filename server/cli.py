@@ -23,6 +23,7 @@ from s3proxy.api.services import Services
 from s3proxy.store.models import Retention
 from server import tls
 from server.background import prune_versions, scrub_periodically, sweep_incomplete_uploads
+from server.backup_cli import add_backup_commands, run_backup_command
 from server.check import add_check_command, run_check
 from server.fdlimit import raise_fd_limit
 from server.memory import tune_malloc
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     gc = commands.add_parser("gc", help="remove blobs no object references (older than the grace period)")
     _common(gc)
     add_check_command(commands, _common)
+    add_backup_commands(commands, _common)
     return parser
 
 
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"removedBlobs": removed}))
         finally:
             runtime.close()
+    elif args.command in ("backup", "restore"):
+        sys.exit(run_backup_command(args, config.data_dir))
 
 
 def _serve(config, context: ssl.SSLContext | None) -> None:
