@@ -24,7 +24,15 @@ MIGRATIONS = [
         ) WITHOUT ROWID;
         CREATE INDEX sessions_by_account ON sessions(account_id);
         """,
-    )
+    ),
+    # Housekeeping finds expired sessions by their expiry, not by a scan of them all.
+    Migration(
+        "core.sessions",
+        2,
+        """
+        CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+        """,
+    ),
 ]
 
 SESSION_SECONDS = 14 * 86400.0
@@ -53,6 +61,16 @@ class SessionInfo:
 def remove_account_sessions(conn: sqlite3.Connection, account_id: str) -> None:
     """Inside the transaction that deletes the account."""
     conn.execute("DELETE FROM sessions WHERE account_id = ?", (account_id,))
+
+
+def prune_sessions(conn: sqlite3.Connection, expired_before: float, limit: int) -> int:
+    """Delete up to `limit` sessions that expired before `expired_before` (one batch of
+    housekeeping; an expired session already logs nobody in). Returns how many went."""
+    return conn.execute(
+        "DELETE FROM sessions WHERE token_hash IN"
+        " (SELECT token_hash FROM sessions WHERE expires_at < ? ORDER BY expires_at LIMIT ?)",
+        (expired_before, limit),
+    ).rowcount
 
 
 class Sessions:
