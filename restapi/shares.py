@@ -58,6 +58,21 @@ MIGRATIONS = [
         ALTER TABLE shares ADD COLUMN max_downloads INTEGER;
         """,
     ),
+    Migration(
+        "restapi.shares",
+        3,
+        """
+        -- When a link's last allowed download happened: housekeeping removes used-up links
+        -- a grace period after it, as it does expired and revoked ones (links used up before
+        -- this migration count from now).
+        ALTER TABLE shares ADD COLUMN used_up_at REAL;
+        UPDATE shares SET used_up_at = (julianday('now') - 2440587.5) * 86400.0
+            WHERE max_downloads IS NOT NULL AND downloads >= max_downloads;
+        CREATE INDEX shares_by_expiry ON shares(expires_at);
+        CREATE INDEX shares_revoked ON shares(revoked_at) WHERE revoked_at IS NOT NULL;
+        CREATE INDEX shares_used_up ON shares(used_up_at) WHERE used_up_at IS NOT NULL;
+        """,
+    ),
 ]
 
 DEFAULT_SECONDS = 7 * 86400
@@ -87,6 +102,17 @@ def _share_json(request: Request, row: tuple, token: str | None = None) -> dict[
         out["token"] = token
         out["url"] = str(request.base_url).rstrip("/") + f"/s/{token}"
     return out
+
+
+def prune_shares(conn: sqlite3.Connection, dead_before: float, limit: int) -> int:
+    """Delete up to `limit` links that stopped working before `dead_before`: expired,
+    revoked or used up (one batch of housekeeping; a dead link serves nothing, and the
+    dashboard lists it until then). Returns how many went."""
+    return conn.execute(
+        "DELETE FROM shares WHERE id IN (SELECT id FROM shares"
+        " WHERE expires_at < ? OR revoked_at < ? OR used_up_at < ? LIMIT ?)",
+        (dead_before, dead_before, dead_before, limit),
+    ).rowcount
 
 
 def list_shares(request: Request, services: RestServices, account_id: str) -> list[dict[str, Any]]:
@@ -199,10 +225,12 @@ async def download(request: Request, services: RestServices) -> Response:
     def count(conn: sqlite3.Connection) -> int | None:
         # Counted and checked against the limit in one statement: two downloads racing
         # for the last one cannot both get it.
+        # The download that reaches the limit stamps used_up_at (housekeeping's clock).
         counted = conn.execute(
-            "UPDATE shares SET downloads = downloads + 1 WHERE id = ?"
-            " AND (max_downloads IS NULL OR downloads < max_downloads) RETURNING downloads",
-            (share_id,),
+            "UPDATE shares SET downloads = downloads + 1,"
+            " used_up_at = CASE WHEN downloads + 1 >= max_downloads THEN ? ELSE used_up_at END"
+            " WHERE id = ? AND (max_downloads IS NULL OR downloads < max_downloads) RETURNING downloads",
+            (now, share_id),
         ).fetchone()
         if counted is None:
             return None
