@@ -53,7 +53,16 @@ MIGRATIONS = [
         ) WITHOUT ROWID;
         CREATE INDEX docgen_assets_by_account ON docgen_assets(account_id, timestamp);
         """,
-    )
+    ),
+    # Housekeeping finds expired assets and old finished jobs by age, without a scan.
+    Migration(
+        "docgen.jobs",
+        2,
+        """
+        CREATE INDEX docgen_assets_by_time ON docgen_assets(timestamp);
+        CREATE INDEX docgen_jobs_finished ON docgen_jobs(timestamp) WHERE status != 'pending';
+        """,
+    ),
 ]
 
 # Fields of a request that are the document itself: not repeated in the job's params.
@@ -232,6 +241,33 @@ def list_assets(conn: sqlite3.Connection, account_id: str, limit: int, offset: i
         (account_id, limit, offset),
     ).fetchall()
     return [_asset(row) for row in rows]
+
+
+def expired_assets(conn: sqlite3.Connection, made_before_ms: int, limit: int) -> list[tuple[str, str]]:
+    """(account id, asset id) of up to `limit` assets made before `made_before_ms`, oldest
+    first: housekeeping deletes each with its stored files (DocService.delete_asset)."""
+    return conn.execute(
+        "SELECT account_id, id FROM docgen_assets WHERE timestamp < ? ORDER BY timestamp LIMIT ?",
+        (made_before_ms, limit),
+    ).fetchall()
+
+
+def month_start_ms(now: float) -> int:
+    """The start (UTC) of the calendar month `now` falls in, in ms."""
+    day = datetime.fromtimestamp(now, UTC)
+    return int(datetime(day.year, day.month, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def prune_jobs(conn: sqlite3.Connection, finished_before_ms: int, limit: int) -> int:
+    """Delete up to `limit` finished jobs accepted before `finished_before_ms` (one batch
+    of housekeeping); a pending job is never touched. The caller keeps the current
+    month's jobs: the plan's monthly document calls are counted from these rows
+    (job_counts). Returns how many went."""
+    return conn.execute(
+        "DELETE FROM docgen_jobs WHERE id IN (SELECT id FROM docgen_jobs"
+        " WHERE timestamp < ? AND status != 'pending' ORDER BY timestamp LIMIT ?)",
+        (finished_before_ms, limit),
+    ).rowcount
 
 
 def job_counts(conn: sqlite3.Connection, account_id: str, since_ms: int) -> dict[str, int]:
