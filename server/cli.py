@@ -26,6 +26,7 @@ from server.background import prune_versions, scrub_periodically, sweep_incomple
 from server.backup_cli import add_backup_commands, run_backup_command
 from server.check import add_check_command, run_check
 from server.fdlimit import raise_fd_limit
+from server.housekeeping import Housekeeping, add_housekeeping_command, housekeeping_now
 from server.memory import tune_malloc
 from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
