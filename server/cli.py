@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
         "--now", type=float, help="evaluate retention as if the clock read this Unix time (default: now)"
     )
 
+    add_housekeeping_command(admin_commands, _common)
+
     gc = commands.add_parser("gc", help="remove blobs no object references (older than the grace period)")
     _common(gc)
     add_check_command(commands, _common)
