@@ -189,6 +189,7 @@ def _serve(config, context: ssl.SSLContext | None) -> None:
                 lambda: scrub_periodically(runtime.store, config),
                 runtime.webhooks.run,
                 doc_service.run,
+                Housekeeping(runtime.db, config, doc_service.delete_asset).run,
             ],
             context,
         )
