@@ -259,6 +259,8 @@ def _admin(args: argparse.Namespace, config) -> None:
         elif args.admin_command == "prune-versions":
             removed = asyncio.run(runtime.store.prune_versions(now=args.now))
             print(json.dumps({"prunedVersions": removed}))
+        elif args.admin_command == "housekeeping":
+            print(json.dumps(asyncio.run(housekeeping_now(runtime, config, args.now))))
     finally:
         runtime.close()
 
