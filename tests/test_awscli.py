@@ -1,5 +1,7 @@
 """The aws CLI (v1, from PyPI) against Folio through `--endpoint-url`: the high-level
-`s3` commands and `s3api head-object`, with exit codes and bytes compared exactly."""
+`s3` commands and `s3api head-object`, with exit codes and bytes compared exactly. Every
+test runs over plain HTTP and over HTTPS (tests/transport.py; the CLI gets the test CA as
+AWS_CA_BUNDLE)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import filecmp
 import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AwsRunner, new_bucket
+from tests.folio_process import FolioProcess
+from tests.transport import folio_over_both, s3_over_both  # noqa: F401 - every test: http and https
 
 
 @pytest.fixture
@@ -155,3 +160,23 @@ def test_s3api_head_object_reports_size_etag_and_metadata(
     missing = aws("s3api", "head-object", "--bucket", cli_bucket, "--key", "absent", check=False)
     assert missing.returncode != 0
     assert "404" in missing.stderr
+
+
+def test_cp_sends_its_bodies_in_the_payload_mode_of_the_transport(
+    aws: AwsRunner, folio: FolioProcess, cli_bucket: str, tmp_path: Path
+) -> None:
+    # Over HTTPS the CLI, like boto3, sends bodies aws-chunked and unsigned with a trailing
+    # checksum; over HTTP it signs them. Its --debug log shows the header it sent.
+    src = tmp_path / "mode.bin"
+    src.write_bytes(os.urandom(200_000))
+    out = aws("--debug", "s3", "cp", str(src), f"s3://{cli_bucket}/mode.bin")
+    sent = re.findall(r"'x-amz-content-sha256': b'([^']+)'", out.stderr, flags=re.IGNORECASE)
+    assert sent, out.stderr[-2000:]
+    if folio.tls:
+        assert set(sent) == {"STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
+    else:
+        assert "STREAMING-UNSIGNED-PAYLOAD-TRAILER" not in sent
+    assert f"{folio.scheme}://127.0.0.1:{folio.s3_port}/{cli_bucket}/mode.bin" in out.stderr
+    back = tmp_path / "back.bin"
+    aws("s3", "cp", f"s3://{cli_bucket}/mode.bin", str(back))
+    assert back.read_bytes() == src.read_bytes()

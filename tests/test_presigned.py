@@ -3,7 +3,9 @@
 URLs come from boto3's `generate_presigned_url` (SigV2 query auth, what the default client
 makes for us-east-1 with a custom endpoint, and SigV4 with `signature_version="s3v4"`)
 and from `aws s3 presign`. Covers GET (with response-* overrides), HEAD, DELETE, PUT
-with a signed Content-Type (the seed's curl example), expiry and tampering.
+with a signed Content-Type (the seed's curl example), expiry and tampering. Every test
+runs over plain HTTP and over HTTPS (tests/transport.py), where httpx and curl are given
+the test CA.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +25,7 @@ from lxml import etree
 
 from tests.conftest import AwsRunner, make_s3_client
 from tests.folio_process import FolioProcess
+from tests.transport import folio_over_both, s3_over_both  # noqa: F401 - every test: http and https
 
 KEY = "photos/my photo é+1.jpg"
 SIGNERS = ["sigv2-default", "sigv4"]
@@ -52,11 +56,31 @@ def error_of(response: httpx.Response) -> tuple[int, str, str]:
     return response.status_code, root.findtext("Code"), root.findtext("Message")
 
 
-def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    """curl with the response body on stdout and the status code as the last line."""
-    return subprocess.run(
-        ["curl", "-sS", "-w", "\n%{http_code}", *args], capture_output=True, timeout=60, check=True
-    )
+Curl = Callable[..., subprocess.CompletedProcess[bytes]]
+
+
+@pytest.fixture(scope="module")
+def http(folio: FolioProcess) -> Iterator[httpx.Client]:
+    """httpx as a user would run it, trusting the server's test CA over HTTPS."""
+    with httpx.Client(verify=folio.verify, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def curl(folio: FolioProcess) -> Curl:
+    """curl with the response body on stdout and the status code as the last line (and the
+    test CA as its CA bundle over HTTPS)."""
+    trust = ["--cacert", str(folio.tls.ca)] if folio.tls else []
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["curl", "-sS", "-w", "\n%{http_code}", *trust, *args],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+
+    return run
 
 
 def curl_status_and_body(out: subprocess.CompletedProcess[bytes]) -> tuple[int, bytes]:
@@ -70,15 +94,27 @@ def test_sigv2_is_what_the_default_client_presigns(signers: dict, bucket: str) -
     assert "X-Amz-Signature=" in presign(signers["sigv4"], "get_object", bucket)
 
 
+def test_presigned_urls_name_the_servers_scheme(
+    signers: dict, aws: AwsRunner, folio: FolioProcess, bucket: str
+) -> None:
+    # Over TLS every presigned URL is an https one (the endpoint the clients were given).
+    urls = [presign(client, "get_object", bucket) for client in signers.values()]
+    urls.append(aws("s3", "presign", f"s3://{bucket}/{KEY}").stdout.strip())
+    for url in urls:
+        assert url.startswith(f"{folio.scheme}://127.0.0.1:{folio.s3_port}/{bucket}/"), url
+
+
 # ---------------------------------------------------------------- GET, HEAD, DELETE
 
 
-def test_presigned_get_works_with_httpx_and_curl(s3, signer, bucket: str) -> None:
+def test_presigned_get_works_with_httpx_and_curl(
+    s3, signer, bucket: str, http: httpx.Client, curl: Curl
+) -> None:
     data = os.urandom(150 * 1024)
     s3.put_object(Bucket=bucket, Key=KEY, Body=data, ContentType="image/jpeg")
     url = presign(signer, "get_object", bucket)
 
-    response = httpx.get(url)
+    response = http.get(url)
     assert response.status_code == 200
     assert response.content == data
     assert response.headers["content-type"] == "image/jpeg"
@@ -87,7 +123,9 @@ def test_presigned_get_works_with_httpx_and_curl(s3, signer, bucket: str) -> Non
     assert (status, body) == (200, data)
 
 
-def test_presigned_get_honours_response_overrides(s3, signer, bucket: str) -> None:
+def test_presigned_get_honours_response_overrides(
+    s3, signer, bucket: str, http: httpx.Client, curl: Curl
+) -> None:
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"report", ContentType="text/plain")
     url = presign(
         signer,
@@ -96,7 +134,7 @@ def test_presigned_get_honours_response_overrides(s3, signer, bucket: str) -> No
         ResponseContentType="application/pdf",
         ResponseContentDisposition='attachment; filename="report 2024.pdf"',
     )
-    response = httpx.get(url)
+    response = http.get(url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/pdf"
     assert response.headers["content-disposition"] == 'attachment; filename="report 2024.pdf"'
@@ -107,10 +145,10 @@ def test_presigned_get_honours_response_overrides(s3, signer, bucket: str) -> No
     assert 'content-disposition: attachment; filename="report 2024.pdf"' in headers
 
 
-def test_presigned_head_works(s3, signer, bucket: str) -> None:
+def test_presigned_head_works(s3, signer, bucket: str, http: httpx.Client, curl: Curl) -> None:
     put = s3.put_object(Bucket=bucket, Key=KEY, Body=b"12345", ContentType="image/gif")
     url = presign(signer, "head_object", bucket)
-    response = httpx.head(url)
+    response = http.head(url)
     assert response.status_code == 200
     assert response.headers["etag"] == put["ETag"]
     assert response.headers["content-length"] == "5"
@@ -119,11 +157,13 @@ def test_presigned_head_works(s3, signer, bucket: str) -> None:
 
 
 @pytest.mark.parametrize("tool", ["httpx", "curl"])
-def test_presigned_delete_removes_the_object(s3, signer, bucket: str, tool: str) -> None:
+def test_presigned_delete_removes_the_object(
+    s3, signer, bucket: str, tool: str, http: httpx.Client, curl: Curl
+) -> None:
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"to delete")
     url = presign(signer, "delete_object", bucket)
     if tool == "httpx":
-        assert httpx.delete(url).status_code == 204
+        assert http.delete(url).status_code == 204
     else:
         assert curl_status_and_body(curl("-X", "DELETE", url))[0] == 204
     with pytest.raises(ClientError) as exc:
@@ -135,7 +175,7 @@ def test_presigned_delete_removes_the_object(s3, signer, bucket: str, tool: str)
 
 
 def test_seed_curl_example_for_a_presigned_put_with_content_type(
-    s3, signer, bucket: str, tmp_path: Path
+    s3, signer, bucket: str, tmp_path: Path, curl: Curl
 ) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(300 * 1024))
@@ -149,18 +189,20 @@ def test_seed_curl_example_for_a_presigned_put_with_content_type(
     assert got["Body"].read() == photo.read_bytes()
 
 
-def test_presigned_put_works_with_httpx(s3, signer, bucket: str) -> None:
+def test_presigned_put_works_with_httpx(s3, signer, bucket: str, http: httpx.Client) -> None:
     data = os.urandom(100 * 1024)
     url = presign(signer, "put_object", bucket, ContentType="image/jpeg")
-    response = httpx.put(url, content=data, headers={"content-type": "image/jpeg"})
+    response = http.put(url, content=data, headers={"content-type": "image/jpeg"})
     assert response.status_code == 200, response.text
     got = s3.get_object(Bucket=bucket, Key=KEY)
     assert (got["ContentType"], got["Body"].read()) == ("image/jpeg", data)
 
 
-def test_presigned_put_with_another_content_type_than_signed_is_refused(s3, signer, bucket: str) -> None:
+def test_presigned_put_with_another_content_type_than_signed_is_refused(
+    s3, signer, bucket: str, http: httpx.Client
+) -> None:
     url = presign(signer, "put_object", bucket, ContentType="image/jpeg")
-    response = httpx.put(url, content=b"not a jpeg", headers={"content-type": "text/html"})
+    response = http.put(url, content=b"not a jpeg", headers={"content-type": "text/html"})
     assert error_of(response)[:2] == (403, "SignatureDoesNotMatch")
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key=KEY)
@@ -169,10 +211,10 @@ def test_presigned_put_with_another_content_type_than_signed_is_refused(s3, sign
 # ---------------------------------------------------------------- aws s3 presign
 
 
-def test_aws_cli_presign_url_works_with_httpx(aws: AwsRunner, s3, bucket: str) -> None:
+def test_aws_cli_presign_url_works_with_httpx(aws: AwsRunner, s3, bucket: str, http: httpx.Client) -> None:
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"shared with the cli")
     url = aws("s3", "presign", f"s3://{bucket}/{KEY}", "--expires-in", "120").stdout.strip()
-    response = httpx.get(url)
+    response = http.get(url)
     assert response.status_code == 200, response.text
     assert response.content == b"shared with the cli"
 
@@ -180,12 +222,12 @@ def test_aws_cli_presign_url_works_with_httpx(aws: AwsRunner, s3, bucket: str) -
 # ---------------------------------------------------------------- refused URLs
 
 
-def test_expired_presigned_url_is_access_denied(s3, signers: dict, bucket: str) -> None:
+def test_expired_presigned_url_is_access_denied(s3, signers: dict, bucket: str, http: httpx.Client) -> None:
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"too late")
     urls = {name: presign(client, "get_object", bucket, expires=1) for name, client in signers.items()}
     time.sleep(2)
     for name, url in urls.items():
-        status, code, message = error_of(httpx.get(url))
+        status, code, message = error_of(http.get(url))
         assert (status, code) == (403, "AccessDenied"), name
         assert "Request has expired" in message, name
 
@@ -202,7 +244,9 @@ def _flip(text: str) -> str:
 
 
 @pytest.mark.parametrize("part", ["key", "signature"])
-def test_tampered_presigned_url_is_signature_does_not_match(s3, signer, bucket: str, part: str) -> None:
+def test_tampered_presigned_url_is_signature_does_not_match(
+    s3, signer, bucket: str, part: str, http: httpx.Client, curl: Curl
+) -> None:
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"original")
     s3.put_object(Bucket=bucket, Key=KEY.replace("1", "2"), Body=b"another")
     url = presign(signer, "get_object", bucket)
@@ -212,17 +256,19 @@ def test_tampered_presigned_url_is_signature_does_not_match(s3, signer, bucket: 
         name = "X-Amz-Signature" if "X-Amz-Signature=" in url else "Signature"
         tampered = _replace_query_value(url, name, _flip)
     assert tampered != url
-    status, code, _message = error_of(httpx.get(tampered))
+    status, code, _message = error_of(http.get(tampered))
     assert (status, code) == (403, "SignatureDoesNotMatch")
     status, body = curl_status_and_body(curl(tampered))
     assert status == 403 and b"SignatureDoesNotMatch" in body
 
 
-def test_presigned_url_valid_for_more_than_a_week_is_refused(s3, signers: dict, bucket: str) -> None:
+def test_presigned_url_valid_for_more_than_a_week_is_refused(
+    s3, signers: dict, bucket: str, http: httpx.Client
+) -> None:
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"x")
     url = presign(signers["sigv4"], "get_object", bucket, expires=604801)
     assert "X-Amz-Expires=604801" in url
-    status, code, _message = error_of(httpx.get(url))
+    status, code, _message = error_of(http.get(url))
     assert (status, code) == (400, "AuthorizationQueryParametersError")
     # A week exactly is allowed.
-    assert httpx.get(presign(signers["sigv4"], "get_object", bucket, expires=604800)).status_code == 200
+    assert http.get(presign(signers["sigv4"], "get_object", bucket, expires=604800)).status_code == 200

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.transport import folio_over_both, payload_modes, s3_over_both  # noqa: F401 - http and https
 
 
 def s3_error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
@@ -359,6 +360,37 @@ def test_default_client_checksum_is_stored_without_asking(s3, bucket: str) -> No
     s3.put_object(Bucket=bucket, Key="default", Body=body)
     head = s3.head_object(Bucket=bucket, Key="default", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32"] == local_checksum("CRC32", body)
+
+
+def test_bodies_go_in_the_payload_mode_of_the_transport_and_their_checksums_are_kept(
+    s3, folio: FolioProcess, bucket: str, tmp_path: Path
+) -> None:
+    # What makes this module's [https] run more than the [http] one: over HTTPS the
+    # default client sends every body aws-chunked, unsigned, with its CRC32 in a trailer
+    # (STREAMING-UNSIGNED-PAYLOAD-TRAILER); over HTTP it signs the body's SHA-256.
+    sent = payload_modes(s3)
+    first = len(sent)
+    small = os.urandom(300_000)
+    s3.put_object(Bucket=bucket, Key="single", Body=small)
+    large = tmp_path / "large.bin"
+    large.write_bytes(os.urandom(12 * 1024 * 1024))
+    s3.upload_file(str(large), bucket, "multipart")  # two parts (boto3 splits at 8 MiB)
+
+    puts = [mode for method, mode in sent[first:] if method == "PUT"]
+    assert len(puts) == 3, sent[first:]
+    if folio.tls:
+        assert set(puts) == {"STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
+    else:
+        assert all(len(mode) == 64 and set(mode) <= set("0123456789abcdef") for mode in puts), puts
+
+    single = s3.get_object(Bucket=bucket, Key="single", ChecksumMode="ENABLED")
+    assert single["ChecksumCRC32"] == local_checksum("CRC32", small)
+    assert single["Body"].read() == small
+    back = tmp_path / "back.bin"
+    s3.download_file(bucket, "multipart", str(back))
+    assert back.read_bytes() == large.read_bytes()
+    parts = s3.get_object_attributes(Bucket=bucket, Key="multipart", ObjectAttributes=["ObjectParts"])
+    assert parts["ObjectParts"]["TotalPartsCount"] == 2
 
 
 def test_wrong_crc32_is_bad_digest_and_stores_nothing(s3, bucket: str) -> None:
