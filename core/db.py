@@ -142,6 +142,9 @@ class Database:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        # Told, on the sync thread, each group made durable: its number of writes and the
+        # seconds its WAL fsync took (None when `sync` skips it). For /metrics.
+        self.on_sync: Callable[[int, float | None], None] | None = None
 
     def open(self, migrations: Iterable[Migration]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -286,9 +289,12 @@ class Database:
                     break
                 groups.append(nxt)
             error: BaseException | None = None
+            fsync_seconds: float | None = None
             try:
                 if self.sync == "full":
+                    started = time.perf_counter()
                     _fsync_path(self.wal_path)
+                    fsync_seconds = time.perf_counter() - started
             except BaseException as exc:  # noqa: BLE001 - nothing can be acknowledged
                 log.exception("fsync of the WAL failed")
                 error = exc
@@ -298,6 +304,11 @@ class Database:
                 self._loop.call_soon_threadsafe(_acknowledge, futures, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
+            if self.on_sync is not None:
+                try:
+                    self.on_sync(len(futures), fsync_seconds)
+                except Exception:  # noqa: BLE001 - an observer never stops the acknowledgements
+                    log.exception("sync observer failed")
             if not self._checkpoint_wanted.is_set() and self._wal_is_large():
                 self._checkpoint_wanted.set()
 

@@ -49,6 +49,11 @@ class RateLimiter:
         self.clock = clock
         self.max_waiting = max_waiting
         self.waiting = 0
+        # Totals for /metrics (read at scrape time): requests that waited for their token,
+        # the seconds they waited, and requests refused. Touched only off the fast path.
+        self.waits = 0
+        self.wait_seconds = 0.0
+        self.refusals = 0
         # key -> when the token after the last one given out is due (the theoretical
         # arrival time); a bucket is full once that lies `capacity` tokens in the past.
         self._due: dict[Hashable, float] = {}
@@ -75,9 +80,14 @@ class RateLimiter:
         if wait > 0 and (wait > max_wait or self.waiting >= self.max_waiting):
             # Refused, and nothing reserved: a retry is admitted once its wait is back
             # within the bound (at once, with no bound, when the token is due).
+            self.refusals += 1
             return Decision(False, max(wait - max_wait, 0.001))
         self._due[key] = max(due, now - tolerance) + interval
-        return Decision(True, wait) if wait > 0 else ADMITTED
+        if wait > 0:
+            self.waits += 1
+            self.wait_seconds += wait
+            return Decision(True, wait)
+        return ADMITTED
 
     def acquire(self, key: Hashable, rate: float, burst: float | None = None) -> float:
         """Take a token now or not at all: 0.0 when allowed, else the seconds until a

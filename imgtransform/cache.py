@@ -23,6 +23,9 @@ class DiskCache:
         # digest -> (format, size), oldest use first.
         self._entries: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self.total = 0
+        # Lookups answered from disk or not, for /metrics.
+        self.hits = 0
+        self.misses = 0
         if self.enabled:
             self._load()
 
@@ -56,6 +59,7 @@ class DiskCache:
         """(format, bytes) of a cached image, marked as just used."""
         entry = self._entries.get(digest)
         if entry is None:
+            self.misses += 1
             return None
         fmt, size = entry
         try:
@@ -63,11 +67,14 @@ class DiskCache:
                 data = fh.read()
         except FileNotFoundError:
             self._drop(digest)
+            self.misses += 1
             return None
         if len(data) != size:
             self._drop(digest)
+            self.misses += 1
             return None
         self._entries.move_to_end(digest)
+        self.hits += 1
         return fmt, data
 
     def write(self, digest: str, fmt: str, data: bytes) -> None:

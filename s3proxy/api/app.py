@@ -206,6 +206,9 @@ class S3App:
             headers=headers,
             request_id=request_id,
         )
+        # The access log and the request metrics (server/observe.py) read it after the
+        # response, and take it out again (it holds the scope: a cycle left for the GC).
+        scope["folio.s3"] = ctx
         path = _decode_path(raw_path)
         host = headers.get("host", "").rsplit(":", 1)[0].lower()
         if self.domain and host.endswith("." + self.domain):

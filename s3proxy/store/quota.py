@@ -107,6 +107,8 @@ class Quotas:
         self.limit_of = limit_of
         self._reserved: dict[str, int] = {}
         self._last_used: dict[str, int] = {}
+        # Writes refused for the quota, for /metrics (every refusal comes through refuse()).
+        self.refusals = 0
 
     def reserved(self, account_id: str) -> int:
         return self._reserved.get(account_id, 0)
@@ -141,6 +143,7 @@ class Quotas:
             self._last_used.pop(account_id, None)
 
     async def refuse(self, account_id: str, used: int, limit: int) -> QuotaExceeded:
+        self.refusals += 1
         with full_disk_refused():
             await self.db.write(lambda c: record_refusal(c, account_id, used, limit, time.time()))
         return QuotaExceeded("Upload would exceed your plan's storage quota.", used=used, quota=limit)
