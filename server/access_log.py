@@ -1,0 +1,90 @@
+"""The structured access log: one JSON object per line and per request, off by default,
+on with `[server] access_log` ("-": standard error, else a file path).
+
+The event loop only formats the line and puts it on a queue (no system call); a
+writer thread of its own appends the lines to the file, opened once, and flushes
+whenever the queue runs empty, so a line is on disk a moment after its response and a
+slow disk never holds a request. `close()` writes what is queued and closes the file.
+
+Fields: `time` (UTC, ms), `requestId`, `listener` ("s3" or "web"), `method`,
+`operation` (the S3 operation, or the web route template), `bucket`, `key`,
+`account` (account id, null when anonymous or unknown), `principal` (the access key,
+"dashboard" for a signed-in session, "anonymous"), `status`, `bytesIn`, `bytesOut`,
+`durationMs`, `remote` (client address)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sys
+import threading
+import time
+from typing import IO, Any
+
+log = logging.getLogger("folio.access")
+
+# Lines written before the file is flushed even if more are queued: a flood of
+# requests still reaches the disk in bounded pieces.
+_FLUSH_EVERY = 512
+
+
+def iso_time(epoch: float) -> str:
+    """ISO 8601 in UTC with milliseconds, as S3 and the JSON APIs write times."""
+    whole = int(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((epoch - whole) * 1000):03d}Z"
+
+
+class AccessLog:
+    def __init__(self, target: str) -> None:
+        """`target`: "-" for standard error, else a file path (appended to)."""
+        self.target = target
+        self._own_file = target != "-"
+        # Opened here, once: a path that cannot be written stops the start-up with its error.
+        self._file: IO[str] = sys.stderr if not self._own_file else open(target, "a", encoding="utf-8")  # noqa: SIM115
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="folio-access-log", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Queue one request's line (called on the event loop: no I/O here)."""
+        if not self._closed:
+            self._queue.put(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+
+    def _write_loop(self) -> None:
+        while True:
+            line = self._queue.get()
+            if line is None:
+                break
+            stop = False
+            try:
+                self._file.write(line + "\n")
+                written = 1
+                while written < _FLUSH_EVERY:
+                    try:
+                        line = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if line is None:
+                        stop = True
+                        break
+                    self._file.write(line + "\n")
+                    written += 1
+                self._file.flush()
+            except OSError as exc:  # a full disk: the log loses lines, requests go on
+                log.warning("access log %s: %s", self.target, exc)
+            if stop:
+                break
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        if self._own_file:
+            try:
+                self._file.close()
+            except OSError as exc:
+                log.warning("access log %s: %s", self.target, exc)
