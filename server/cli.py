@@ -28,6 +28,7 @@ from server.check import add_check_command, run_check
 from server.fdlimit import raise_fd_limit
 from server.housekeeping import Housekeeping, add_housekeeping_command, housekeeping_now
 from server.memory import tune_malloc
+from server.observability import Observability
 from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
 from server.web import build_web_app
@@ -167,6 +168,9 @@ def _serve(config, context: ssl.SSLContext | None) -> None:
             runtime.store, runtime.accounts, runtime.doc_keys, runtime.db, runtime.box, config, runtime.webhooks
         )
         closing.append(doc_service.close)
+        # Request metrics, /metrics, the access log and the concurrency bound.
+        observed = Observability(config, runtime, services.limiter, rest, image_service.cache)
+        closing.append(observed.close)
         apps = [
             (S3App(services), config.server.s3_listen),
             (_web_app(build_web_app(rest, image_service, doc_service), context), config.server.web_listen),
@@ -181,7 +185,7 @@ def _serve(config, context: ssl.SSLContext | None) -> None:
             config.storage.data_dir,
         )
         run(
-            apps,
+            observed.wrap(apps),
             config,
             [
                 lambda: sweep_incomplete_uploads(runtime.store, config),
