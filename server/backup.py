@@ -203,6 +203,7 @@ def backup(
                 "missingBlobs": sorted(missing),
             }
             target.put_file(f"db/folio-{report.id}.db", snapshot)
+        target.flush()
         # The manifest last: from now on this backup exists.
         target.write_bytes(f"manifests/{report.id}.json", json.dumps(manifest).encode())
         report.blobs = len(referenced)

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -54,7 +55,7 @@ class Target(Protocol):
         ...
 
     def get_file(self, name: str, local: Path) -> None:
-        """Fetch `name` into a local file (not fsynced: a restore syncs once at its end)."""
+        """Fetch `name` into a local file (not fsynced: the restore does that)."""
         ...
 
     def scratch_dir(self) -> Path | None:
@@ -66,6 +67,10 @@ class Target(Protocol):
         ...
 
     def delete(self, names: list[str]) -> None: ...
+
+    def flush(self) -> None:
+        """Make every blob stored so far durable (before a manifest names them)."""
+        ...
 
     def put_blob(self, blob_id: str, source: Path, size: int) -> str:
         """Store a blob file; returns "linked" or "copied". Raises FileNotFoundError when
@@ -103,6 +108,8 @@ class DirectoryTarget:
         self.description = str(root)
         self.link = not copy_only
         self._made_dirs: set[Path] = set()
+        # Directories that got new entries (blob files, subdirectories): fsynced by flush().
+        self._touched: set[Path] = set()
 
     def exists(self) -> bool:
         return self.root.is_dir() and any(entry.name != LOCK_NAME for entry in self.root.iterdir())
@@ -114,6 +121,7 @@ class DirectoryTarget:
         if path not in self._made_dirs:
             path.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(path)
+            self._touched.update(p for p in (path, *path.parents) if p == self.root or self.root in p.parents)
 
     def read_bytes(self, name: str) -> bytes | None:
         try:
@@ -176,9 +184,16 @@ class DirectoryTarget:
         for name in names:
             self._path(name).unlink(missing_ok=True)
 
+    def flush(self) -> None:
+        fsync_dirs(sorted(self._touched, reverse=True))
+        self._touched.clear()
+
     def put_blob(self, blob_id: str, source: Path, size: int) -> str:
+        # Blob files are fsynced one by one (copies) or already durable (links); their
+        # directory entries are made durable together by flush().
         path = self._path(blob_name(blob_id))
         self._ensure_dir(path.parent)
+        self._touched.add(path.parent)
         if self.link:
             try:
                 os.link(source, path)
@@ -212,7 +227,7 @@ class DirectoryTarget:
 def _copy_durably(source: Path, dest: Path, *, fsync: bool = True) -> None:
     """Copy through a temporary name, fsync, rename: a file under its final name is whole.
     Opening the source first means a blob freed while it is copied is still read whole.
-    A restore skips the fsync per file (thousands of them) and syncs once at the end."""
+    A restore fsyncs what it fetched itself (S3 downloads are not fsynced either)."""
     with open(source, "rb") as src:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".partial-")
         try:
@@ -226,6 +241,14 @@ def _copy_durably(source: Path, dest: Path, *, fsync: bool = True) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def fsync_dirs(paths: list[Path], jobs: int = 8) -> None:
+    """fsync many directories at once: one by one costs a journal commit each (seconds for
+    a few thousand), in parallel they share commits."""
+    if paths:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(paths)))) as pool:
+            list(pool.map(_fsync_dir, paths))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -317,6 +340,9 @@ class S3Target:
             batch = [{"Key": self._key(name)} for name in names[start : start + 1000]]
             with self._errors("delete"):
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    def flush(self) -> None:
+        pass  # a completed PUT is durable in S3's terms
 
     def put_blob(self, blob_id: str, source: Path, size: int) -> str:
         with open(source, "rb") as src, self._errors(f"upload blob {blob_id}"):

@@ -1,7 +1,7 @@
 """`folio restore SRC`: rebuild a data directory from a backup (server/backup.py wrote
 it), then verify it (`folio check` when this Folio has it, else server/backup_verify.py).
 
-The order matters: blobs, then master.key, then one sync, then the database under its
+The order matters: blobs and master.key, each fsynced, then the database under its
 final name. A directory without folio.db is visibly an unfinished restore, and the
 database never names a file that is not durably there.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.backup import BlobProgress, list_backups, sha256_file
-from server.backup_targets import BackupError, Target, blob_name
+from server.backup_targets import BackupError, Target, blob_name, fsync_dirs
 from server.backup_verify import verify_data_dir
 
 
@@ -106,11 +106,11 @@ def restore(
         partial.unlink()
         raise BackupError(f"{db_info['name']} in {target.description} does not match its manifest (damaged)")
     os.chmod(partial, 0o600)
-    # Fetched files were not fsynced one by one: one sync makes them all durable before
-    # the database that names them appears.
-    os.sync()
+    _fsync(partial)
+    _fsync(key_path)
     os.replace(partial, data_dir / "folio.db")
-    _fsync_tree_dirs(data_dir)
+    # Every directory entry the restore made, durable before a server trusts it.
+    fsync_dirs([Path(d) for d, _subdirs, _files in os.walk(data_dir, topdown=False)], jobs)
     report.databaseBytes = int(db_info["bytes"])  # type: ignore[arg-type]
     if verify:
         report.verification = verify_data_dir(data_dir, config_path=config_path, expected_blobs=blobs)
@@ -129,6 +129,7 @@ def _fetch_blobs(target: Target, blob_root: Path, blobs: dict[str, int], jobs: i
         os.chmod(path, 0o600)
         if path.stat().st_size != size:
             raise BackupError(f"blob {blob_id} in {target.description} is not {size} bytes (damaged)")
+        _fsync(path)
         progress.add(size)
 
     blob_root.mkdir(parents=True, exist_ok=True)
@@ -136,11 +137,11 @@ def _fetch_blobs(target: Target, blob_root: Path, blobs: dict[str, int], jobs: i
         list(pool.map(fetch, blobs.items()))
 
 
-def _fsync_tree_dirs(root: Path) -> None:
-    """Every directory entry the restore made must be durable before the server trusts it."""
-    for dirpath, _dirnames, _files in os.walk(root, topdown=False):
-        fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _fsync(path: Path) -> None:
+    # One file at a time, in the fetch workers: parallel fsyncs share the journal's
+    # commits, and unlike sync() none waits for other programs' dirty pages.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
