@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import tempfile
 import threading
@@ -88,6 +89,9 @@ def snapshot_database(db_path: Path, out_path: Path) -> dict[str, int]:
     # mode=rw: never create an empty database where the real one is missing.
     source = sqlite3.connect(f"file:{db_path}?mode=rw", uri=True, timeout=30)
     try:
+        # Created 0600 first (SQLite would use the umask): it holds password hashes and
+        # encrypted secrets. SQLite takes an empty file as a new database.
+        os.close(os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         target = sqlite3.connect(out_path)
         try:
             # pages=-1 (all at once) holds one read transaction for the whole copy: a single

@@ -119,9 +119,16 @@ class DirectoryTarget:
 
     def _ensure_dir(self, path: Path) -> None:
         if path not in self._made_dirs:
+            self._make_root()
             path.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(path)
             self._touched.update(p for p in (path, *path.parents) if p == self.root or self.root in p.parents)
+
+    def _make_root(self) -> None:
+        # A new backup directory is Folio's user's alone: it holds master.key.
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
 
     def read_bytes(self, name: str) -> bytes | None:
         try:
@@ -212,7 +219,7 @@ class DirectoryTarget:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """One backup at a time per directory (pruning must not race another run's blobs)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:

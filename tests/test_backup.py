@@ -218,7 +218,10 @@ def test_backup_under_load_restores_every_acknowledged_object(
     assert (first_backup.backup_dir / "master.key").read_bytes() == (
         first_backup.source.data_dir / "master.key"
     ).read_bytes()
+    # What the backup holds is its owner's alone: it decrypts every secret of the instance.
     assert oct((first_backup.backup_dir / "master.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((first_backup.backup_dir / manifest["database"]["name"]).stat().st_mode & 0o777) == "0o600"
+    assert oct(first_backup.backup_dir.stat().st_mode & 0o777) == "0o700"
 
     restored_dir = tmp_path_factory.mktemp("restored") / "data"
     restored = report_of(
