@@ -42,6 +42,9 @@ class ServerConfig:
     access_log: str = ""
     # /metrics on the web listener; when set, it needs `Authorization: Bearer <token>`.
     metrics_token: str = ""
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses, uvicorn's forwarded_allow_ips); "" believes no one.
+    forwarded_allow_ips: str = ""
 
 
 @dataclass(frozen=True)

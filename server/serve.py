@@ -310,6 +310,11 @@ async def _serve_uvicorn(
             log_level=config.server.log_level,
             timeout_graceful_shutdown=int(config.server.shutdown_grace_seconds),
             server_header=False,
+            # X-Forwarded-For/-Proto are believed only from the proxies named in config:
+            # uvicorn's default trusts them from 127.0.0.1, where any local client could
+            # then pick its address (rate limits, policy IpAddress) and aws:SecureTransport.
+            proxy_headers=bool(config.server.forwarded_allow_ips),
+            forwarded_allow_ips=config.server.forwarded_allow_ips or None,
             # The context checked at start-up (server/tls.py), not one uvicorn builds from
             # the files: asyncio wraps the transport, so the protocol class above is unchanged.
             ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
