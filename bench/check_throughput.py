@@ -2,9 +2,10 @@
 
 Fills a fresh data directory through a real server (boto3: a few 256 MiB objects, many
 1 MiB ones and small inline ones), stops it, then takes turns, `--rounds` times:
-- the disk: every blob file read once with O_DIRECT in 8 MiB reads on one thread (what
-  `folio check` reads, the same way, with no checksum and no database), and `dd
-  iflag=direct bs=8M` of the largest file (the disk's sequential speed);
+- the disk: every blob file read once with O_DIRECT in 8 MiB reads (what `folio check`
+  reads, the same way, with no checksum and no database), on one thread and on two (as
+  `folio check` reads two blobs at once), and `dd iflag=direct bs=8M` of the largest file
+  (the disk's sequential speed);
 - `folio check --json` on the stopped directory, as an operator runs it (its own process,
   start-up and database included), timed whole; its own report gives the time spent
   reading and checking.
@@ -60,11 +61,19 @@ def blob_files(data_dir: Path) -> list[Path]:
     return sorted(p for p in (data_dir / "blobs").rglob("*") if p.is_file())
 
 
-def read_direct(files: list[Path]) -> tuple[int, float]:
-    """Every file once, O_DIRECT, 8 MiB reads into one aligned buffer: (bytes, seconds)."""
+def read_direct(files: list[Path], threads: int = 1) -> tuple[int, float]:
+    """Every file once, O_DIRECT, 8 MiB reads into an aligned buffer, by `threads` threads
+    taking files in turn (as `folio check`'s two readers do): (bytes, seconds)."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(_read_files, [files[i::threads] for i in range(threads)]))
+    return total, time.perf_counter() - started
+
+
+def _read_files(files: list[Path]) -> int:
     buffer = mmap.mmap(-1, CHUNK)
     view = memoryview(buffer)
-    total, started = 0, time.perf_counter()
+    total = 0
     for path in files:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
         try:
@@ -77,10 +86,9 @@ def read_direct(files: list[Path]) -> tuple[int, float]:
                     break
         finally:
             os.close(fd)
-    seconds = time.perf_counter() - started
     view.release()
     buffer.close()
-    return total, seconds
+    return total
 
 
 def dd_speed(path: Path) -> float:
@@ -131,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         files = blob_files(data_dir)
         largest = max(files, key=lambda p: p.stat().st_size)
-        disk, dd, check, wall, loads = [], [], [], [], []
+        disk, disk2, dd, check, wall, loads = [], [], [], [], [], []
         for _ in range(args.rounds):
             load = OtherLoad()
             total, seconds = read_direct(files)
             loads.append(load.percent())  # other work on the machine while the disk was read
             disk.append(total / seconds / 1e6)
+            total, seconds = read_direct(files, threads=2)
+            disk2.append(total / seconds / 1e6)
             dd.append(dd_speed(largest))
             result = folio_check(data_dir)
             check.append(result["bytes"] / result["check_s"] / 1e6)
@@ -150,15 +160,20 @@ def main(argv: list[str] | None = None) -> int:
                     "blobs_checked": result["blobs"],
                     "inline_checked": result["inline"],
                     "disk_o_direct_mb_s": [round(x) for x in disk],
+                    "disk_o_direct_2_threads_mb_s": [round(x) for x in disk2],
                     "dd_largest_mb_s": [round(x) for x in dd],
                     "check_mb_s": [round(x) for x in check],
                     "check_wall_mb_s": [round(x) for x in wall],
                     "median": {
                         "disk_o_direct_mb_s": round(statistics.median(disk)),
+                        "disk_o_direct_2_threads_mb_s": round(statistics.median(disk2)),
                         "dd_largest_mb_s": round(statistics.median(dd)),
                         "check_mb_s": round(statistics.median(check)),
                         "check_wall_mb_s": round(statistics.median(wall)),
                         "check_over_disk": round(statistics.median(check) / statistics.median(disk), 2),
+                        "check_over_disk_2_threads": round(
+                            statistics.median(check) / statistics.median(disk2), 2
+                        ),
                     },
                     "other_load_pct_during_disk_reads": [round(x) for x in loads],
                 },

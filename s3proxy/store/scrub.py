@@ -124,7 +124,11 @@ class Scrub:
         bytes_per_second: float | None = None,
         grace_seconds: float | None = None,
         progress: Callable[[int], None] | None = None,
+        readers: int = 1,
     ) -> None:
+        """`readers`: blobs read at once (each its own thread and buffer). Two keep a disk
+        busy while the other's pieces are summed; the background scrub, throttled anyway,
+        reads one at a time."""
         self.db = store.db
         self.blobs = store.blobs
         self.executor = store.executor
@@ -135,9 +139,12 @@ class Scrub:
         self.progress = progress
         self.summary = ScrubSummary(kind, time.time())
         self._stop = threading.Event()
+        self.readers = max(1, readers)
         self._paced = 0
         self._paced_from = time.monotonic()
-        self._buffer: mmap.mmap | None = None
+        self._pace_lock = threading.Lock()
+        self._buffers: list[mmap.mmap] = []  # free 8 MiB page-aligned buffers, one per reader
+        self._buffers_lock = threading.Lock()
         self._bucket_names: dict[int, str] = {}
 
     # -- the pass -------------------------------------------------------------------------------
@@ -171,9 +178,9 @@ class Scrub:
         finally:
             self.integrity.scrub_running = False
             self.summary.finished_at = time.time()
-            if self._buffer is not None:
-                self._buffer.close()
-                self._buffer = None
+            for buffer in self._buffers:
+                buffer.close()
+            self._buffers.clear()
         summary = self.summary
         await self.integrity.write(lambda c: save_scrub(c, summary))
         self.integrity.last_scrub = summary
@@ -188,6 +195,14 @@ class Scrub:
         """Every blob row's file, piece by piece. Returns the damaged ones: id -> reason."""
         legacy_md5 = await self.db.read_async(lambda c: dict(c.execute(LEGACY_MD5_SQL).fetchall()))
         loop = asyncio.get_running_loop()
+        readers = asyncio.Semaphore(self.readers)
+
+        async def check(blob_id: str, size: int, packed: bytes | None) -> BlobResult:
+            async with readers:
+                return await loop.run_in_executor(
+                    self.executor, self._check_blob_file, blob_id, size, packed, legacy_md5.get(blob_id)
+                )
+
         damaged: dict[str, str] = {}
         after = ""
         while True:
@@ -200,11 +215,11 @@ class Scrub:
             if not page:
                 return damaged
             after = page[-1][0]
+            checked = await asyncio.gather(
+                *(check(blob_id, size, packed) for blob_id, size, packed, _ in page)
+            )
             results = []
-            for blob_id, size, packed, damaged_at in page:
-                result = await loop.run_in_executor(
-                    self.executor, self._check_blob_file, blob_id, size, packed, legacy_md5.get(blob_id)
-                )
+            for result, (blob_id, _size, _packed, damaged_at) in zip(checked, page, strict=True):
                 if result.state == "missing" and not await self._really_missing(blob_id):
                     continue  # deleted with its row since the page was read
                 results.append((result, damaged_at))
@@ -297,11 +312,18 @@ class Scrub:
     def _piece_crcs(self, fd: int, size: int, direct: bool, md5: Any) -> list[int] | None:
         """CRC32C of each piece, read CHUNK_BYTES at a time into one aligned buffer; None
         if the file ends early."""
-        if self._buffer is None:
-            self._buffer = mmap.mmap(-1, CHUNK_BYTES)  # page-aligned, as O_DIRECT needs
+        with self._buffers_lock:
+            own = self._buffers.pop() if self._buffers else mmap.mmap(-1, CHUNK_BYTES)  # page-aligned
+        try:
+            return self._sum_pieces(fd, size, direct, md5, own)
+        finally:
+            with self._buffers_lock:
+                self._buffers.append(own)
+
+    def _sum_pieces(self, fd: int, size: int, direct: bool, md5: Any, own: mmap.mmap) -> list[int] | None:
         crcs: list[int] = []
         offset = 0
-        with memoryview(self._buffer) as buffer:
+        with memoryview(own) as buffer:
             while offset < size:
                 if self._stop.is_set():
                     raise Stopped
@@ -321,12 +343,13 @@ class Scrub:
 
     def _pace(self, n: int) -> None:
         """Count bytes read; sleep (in the worker thread) to stay under the rate."""
-        self.summary.bytes_checked += n
-        if self.progress is not None and n:
-            self.progress(n)
+        with self._pace_lock:
+            self.summary.bytes_checked += n
+            if self.progress is not None and n:
+                self.progress(n)
+            self._paced += n
         if self.rate is None:
             return
-        self._paced += n
         while not self._stop.is_set():
             ahead = self._paced / self.rate - (time.monotonic() - self._paced_from)
             if ahead <= 0:
