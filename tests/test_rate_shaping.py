@@ -30,6 +30,11 @@ from tests.folio_process import FolioProcess, running_server
 from tests.web_client import fresh_address
 
 SHAPING_CONFIG = """
+# Bursts of 500 requests at once, most of them asleep waiting for their turn: more than
+# the default concurrency bound (256) lets in. The bound has its own tests (test_overload.py).
+[server]
+max_concurrent_requests = 1024
+
 [plans.default]
 max_buckets = 1000
 write_per_second = 100
