@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from core.db import Database
 from core.ratelimit import RateLimiter
 from imgtransform.cache import DiskCache
+from s3proxy.store.integrity import Integrity, damaged_counts
 from s3proxy.store.quota import Quotas
 from server.observe import LATENCY_BOUNDS, STATUS_CLASSES, RequestStats
 from server.overload import ConcurrencyLimit
@@ -269,6 +270,87 @@ class ServicesCollector(Collector):
             )
 
 
+class IntegrityCollector(Collector):
+    """What the checksums on read and the latest scrub or `folio check` found
+    (s3proxy.store.integrity: the attributes docs/operations.md names for the metrics)."""
+
+    # ScrubSummary's lists of findings, by the label they get.
+    PROBLEMS = (
+        "corrupt_blobs",
+        "missing_blobs",
+        "corrupt_inline",
+        "refcount_mismatches",
+        "orphan_files",
+        "lost_objects",
+    )
+
+    def __init__(self, integrity: Integrity, db: Database) -> None:
+        self.integrity = integrity
+        self.db = db
+
+    def collect(self) -> Iterator[Metric]:
+        integrity = self.integrity
+        yield CounterMetricFamily(
+            "folio_integrity_corrupt_reads",
+            "Reads stopped because stored bytes failed their checksum (the client got an error, not the data).",
+            integrity.corrupt_reads,
+        )
+        try:
+            blobs, objects = self.db.read(damaged_counts)
+            last = integrity.last_scrub
+        except sqlite3.Error as exc:
+            log.warning("metrics: integrity figures unavailable: %s", exc)
+            return
+        damaged = GaugeMetricFamily(
+            "folio_integrity_damaged",
+            "Blobs and inline objects marked damaged (by reads, scrubs and checks) until a check finds them sound.",
+            labels=["kind"],
+        )
+        damaged.add_metric(["blobs"], blobs)
+        damaged.add_metric(["objects"], objects)
+        yield damaged
+        yield GaugeMetricFamily(
+            "folio_scrub_running", "1 while the background scrub runs.", int(integrity.scrub_running)
+        )
+        ended = GaugeMetricFamily(
+            "folio_scrub_last_end_timestamp_seconds",
+            "When the latest scrub or folio check ended (Unix time), by which of the two it was.",
+            labels=["kind"],
+        )
+        seconds = GaugeMetricFamily(
+            "folio_scrub_last_duration_seconds", "How long the latest scrub or check took."
+        )
+        checked = GaugeMetricFamily(
+            "folio_scrub_last_checked", "What the latest scrub or check re-read, by kind.", labels=["what"]
+        )
+        checked_bytes = GaugeMetricFamily(
+            "folio_scrub_last_checked_bytes", "Bytes the latest scrub or check re-read."
+        )
+        problems = GaugeMetricFamily(
+            "folio_scrub_last_problems",
+            "What the latest scrub or check found, by problem.",
+            labels=["problem"],
+        )
+        outcome = GaugeMetricFamily(
+            "folio_scrub_last_damaged",
+            "1 when the latest scrub or check left damage (0: clean or all repaired).",
+        )
+        complete = GaugeMetricFamily(
+            "folio_scrub_last_complete", "1 when the latest scrub or check ran to its end."
+        )
+        if last is not None:  # none on record yet: the families without samples
+            ended.add_metric([last.kind], last.finished_at)
+            seconds.add_metric([], last.seconds)
+            checked.add_metric(["blobs"], last.blobs_checked)
+            checked.add_metric(["inline"], last.inline_checked)
+            checked_bytes.add_metric([], last.bytes_checked)
+            for problem in self.PROBLEMS:
+                problems.add_metric([problem], len(getattr(last, problem)))
+            outcome.add_metric([], int(last.damaged))
+            complete.add_metric([], int(last.complete))
+        yield from (ended, seconds, checked, checked_bytes, problems, outcome, complete)
+
+
 def _service_rows(
     c: sqlite3.Connection,
 ) -> tuple[int, dict[str, int], int, dict[int, int], dict[tuple[str, str], int]]:
@@ -336,12 +418,14 @@ def build_registry(
     limiter: RateLimiter,
     quotas: Quotas,
     image_cache: DiskCache | None,
+    integrity: Integrity,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(RequestCollector(stats, limits))
     registry.register(LimitsCollector(limiter, quotas))
     registry.register(StorageCollector(db, data_dir))
     registry.register(ServicesCollector(db, image_cache))
+    registry.register(IntegrityCollector(integrity, db))
     ProcessCollector(registry=registry)  # process_* (CPU, memory, open files), from /proc
     commits = CommitCollector()
     registry.register(commits)

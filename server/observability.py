@@ -63,6 +63,7 @@ class Observability:
             limiter,
             runtime.store.quotas,
             image_cache,
+            runtime.store.integrity,
         )
 
     def _bounded(

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from pathlib import Path
 import botocore.config
 import httpx
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -137,6 +141,16 @@ def test_metrics_parse_and_cover_every_area(server: FolioProcess) -> None:
         "folio_image_cache_hits": "counter",
         "folio_image_cache_misses": "counter",
         "folio_image_cache_bytes": "gauge",
+        "folio_integrity_corrupt_reads": "counter",
+        "folio_integrity_damaged": "gauge",
+        "folio_scrub_running": "gauge",
+        "folio_scrub_last_end_timestamp_seconds": "gauge",
+        "folio_scrub_last_duration_seconds": "gauge",
+        "folio_scrub_last_checked": "gauge",
+        "folio_scrub_last_checked_bytes": "gauge",
+        "folio_scrub_last_problems": "gauge",
+        "folio_scrub_last_damaged": "gauge",
+        "folio_scrub_last_complete": "gauge",
         "process_resident_memory_bytes": "gauge",
     }
     for name, kind in expected.items():
@@ -399,3 +413,68 @@ def test_dashboard_and_docs_name_only_real_metrics(server: FolioProcess) -> None
         if family.startswith("folio_"):
             documented = family + "_total" if f"{family}_total" in exposed else family
             assert f"`{documented}`" in docs, f"{documented} is not in docs/operations.md"
+
+
+MIB = 1024 * 1024
+
+
+def _blob_path(server: FolioProcess, bucket: str, key: str) -> Path:
+    with sqlite3.connect(server.data_dir / "folio.db", timeout=30) as db:
+        (segments,) = db.execute(
+            "SELECT o.segments FROM objects o JOIN buckets b ON b.id = o.bucket_id"
+            " WHERE b.name = ? AND o.key = ? AND o.is_latest = 1",
+            (bucket, key.encode()),
+        ).fetchone()
+    ((blob_id, _size),) = json.loads(segments)
+    return server.data_dir / "blobs" / blob_id[:2] / blob_id[2:4] / blob_id
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+def _folio_check(server: FolioProcess) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "server", "check", *server._base_args()],
+        env=server._environment(),
+        capture_output=True,
+        timeout=300,
+    ).returncode
+
+
+def test_a_corrupt_blob_shows_in_metrics(server: FolioProcess, s3, bucket: str) -> None:
+    """One byte flipped on disk: the GET breaks off, and /metrics counts the refused read,
+    the damage mark, and what `folio check` found; put back, the next check is clean."""
+    payload = os.urandom(2 * MIB + 100)
+    s3.put_object(Bucket=bucket, Key="rot.bin", Body=payload)
+    path = _blob_path(server, bucket, "rot.bin")
+    before = samples(server)
+    _flip_byte(path, MIB + 10)  # in piece 1
+    try:
+        with pytest.raises((ResponseStreamingError, IncompleteReadError)):
+            s3.get_object(Bucket=bucket, Key="rot.bin")["Body"].read()
+        after = samples(server)
+        corrupt = "folio_integrity_corrupt_reads_total"
+        assert value(after, corrupt) - value(before, corrupt) == 1
+        assert value(after, "folio_integrity_damaged", kind="blobs") >= 1
+        assert _folio_check(server) == 1
+        checked = samples(server)
+        assert value(checked, "folio_scrub_last_damaged") == 1
+        assert value(checked, "folio_scrub_last_problems", problem="corrupt_blobs") == 1
+        assert value(checked, "folio_scrub_last_problems", problem="missing_blobs") == 0
+        assert value(checked, "folio_scrub_last_checked", what="blobs") >= 1
+        assert value(checked, "folio_scrub_last_checked_bytes") >= len(payload)
+        assert value(checked, "folio_scrub_last_complete") == 1
+        assert value(checked, "folio_scrub_last_end_timestamp_seconds", kind="check") > time.time() - 300
+    finally:
+        _flip_byte(path, MIB + 10)  # put back: the rest of the module's store is sound
+    assert _folio_check(server) == 0
+    clean = samples(server)
+    assert value(clean, "folio_scrub_last_damaged") == 0
+    assert value(clean, "folio_scrub_last_problems", problem="corrupt_blobs") == 0
+    assert value(clean, "folio_integrity_damaged", kind="blobs") == 0
+    assert s3.get_object(Bucket=bucket, Key="rot.bin")["Body"].read() == payload
