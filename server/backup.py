@@ -191,6 +191,9 @@ def backup(
             referenced, missing = _snapshot_and_blobs(
                 data_dir, snapshot, target, stored, report, jobs, after_snapshot
             )
+            # What the backup holds; lost blobs are named apart (restore fetches the rest,
+            # and `folio check` on the restored directory names the objects they held).
+            held = {blob_id: size for blob_id, size in referenced.items() if blob_id not in missing}
             report.databaseBytes = snapshot.stat().st_size
             manifest = {
                 "format": FORMAT,
@@ -203,14 +206,14 @@ def backup(
                     "sha256": sha256_file(snapshot),
                 },
                 "masterKey": {"name": "master.key", "sha256": hashlib.sha256(key).hexdigest()},
-                "blobs": referenced,
+                "blobs": held,
                 "missingBlobs": sorted(missing),
             }
             target.put_file(f"db/folio-{report.id}.db", snapshot)
         target.flush()
         # The manifest last: from now on this backup exists.
         target.write_bytes(f"manifests/{report.id}.json", json.dumps(manifest).encode())
-        report.blobs = len(referenced)
+        report.blobs = len(held)
         report.missingBlobs = sorted(missing)
         if keep > 0:
             report.prunedBackups, report.prunedBlobs = prune(target, keep)
@@ -230,6 +233,7 @@ def _snapshot_and_blobs(
     """Snapshot, then store the blobs it references; a fresh snapshot if some vanished."""
     blob_root = data_dir / "blobs"
     vanished_before: set[str] = set()
+    stored_now: dict[str, str] = {}  # blobs this run put into the target -> "linked"/"copied"
     for attempt in range(1, MAX_ATTEMPTS + 1):
         snapshot.unlink(missing_ok=True)
         referenced = snapshot_database(data_dir / "folio.db", snapshot)
@@ -237,29 +241,43 @@ def _snapshot_and_blobs(
         log.info("snapshot %d: %d blobs referenced", attempt, len(referenced))
         if after_snapshot is not None:
             after_snapshot(attempt)
-        todo = []
-        for blob_id, size in referenced.items():
-            if stored.get(blob_id) == size:
-                report.blobsReused += 1
-                report.bytesReused += size
-            else:
-                todo.append((blob_id, size))
-        vanished = _store_blobs(blob_root, target, todo, stored, report, jobs)
-        if not vanished:
-            return referenced, set()
+        todo = [(blob_id, size) for blob_id, size in referenced.items() if stored.get(blob_id) != size]
+        vanished = _store_blobs(blob_root, target, todo, stored, stored_now, jobs)
         # Still referenced by a fresh snapshot and still gone: lost before we came.
         lost = vanished & vanished_before
         if lost == vanished:
-            log.warning("%d blobs the database references are missing from %s", len(lost), blob_root)
+            if lost:
+                log.warning("%d blobs the database references are missing from %s", len(lost), blob_root)
+            _count(report, referenced, lost, stored_now)
+            # Blobs stored for an earlier snapshot that this one no longer references
+            # (freed meanwhile) belong to no backup: leave nothing behind.
+            target.delete([blob_name(b) for b in stored_now if b not in referenced])
             return referenced, lost
         log.info("%d blobs were freed after snapshot %d: taking a fresh one", len(vanished), attempt)
         vanished_before = vanished
-        # Reuse counts are for the snapshot that is kept.
-        report.blobsReused = report.bytesReused = 0
     raise BackupError(
         f"blobs kept vanishing under {MAX_ATTEMPTS} snapshots in a row (is something deleting files "
         f"in {blob_root}?): try again"
     )
+
+
+def _count(
+    report: BackupReport, referenced: dict[str, int], lost: set[str], stored_now: dict[str, str]
+) -> None:
+    """The report's figures, for the snapshot that was kept."""
+    for blob_id, size in referenced.items():
+        how = stored_now.get(blob_id)
+        if blob_id in lost:
+            continue
+        if how == "linked":
+            report.blobsLinked += 1
+            report.bytesLinked += size
+        elif how == "copied":
+            report.blobsCopied += 1
+            report.bytesCopied += size
+        else:
+            report.blobsReused += 1
+            report.bytesReused += size
 
 
 def _store_blobs(
@@ -267,7 +285,7 @@ def _store_blobs(
     target: Target,
     todo: list[tuple[str, int]],
     stored: dict[str, int],
-    report: BackupReport,
+    stored_now: dict[str, str],
     jobs: int,
 ) -> set[str]:
     """Put each blob into the target; returns the ids whose files were gone."""
@@ -289,12 +307,7 @@ def _store_blobs(
             return
         with lock:
             stored[blob_id] = size
-            if how == "linked":
-                report.blobsLinked += 1
-                report.bytesLinked += size
-            else:
-                report.blobsCopied += 1
-                report.bytesCopied += size
+            stored_now[blob_id] = how
         progress.add(size)
 
     if todo:

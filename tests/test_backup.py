@@ -517,4 +517,11 @@ def test_a_blob_lost_before_the_backup_is_reported_not_hidden(tmp_path: Path) ->
     assert report["missingBlobs"] == [lost] and report["snapshots"] == 2
     assert "already missing" in done.stderr and "folio check" in done.stderr
     manifest = json.loads((tmp_path / "bk" / "manifests" / f"{report['id']}.json").read_text())
-    assert manifest["missingBlobs"] == [lost]
+    assert manifest["missingBlobs"] == [lost] and lost not in manifest["blobs"]
+    # It restores as it was: everything else whole, the lost object named by folio check.
+    done = folio_command("restore", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "restored"))
+    assert done.returncode == 1 and "did not verify clean" in done.stderr, done.stderr
+    verification = json.loads(done.stdout.strip().splitlines()[-1])["verification"]
+    assert verification["verifier"] == "folio check" and verification["clean"] is False
+    lost_objects = verification["summary"]["lost_objects"]
+    assert [(o["bucket"], o["key"]) for o in lost_objects] == [("fragile", "lost")]
