@@ -446,9 +446,21 @@ def _folio_check(server: FolioProcess) -> int:
     ).returncode
 
 
-def test_a_corrupt_blob_shows_in_metrics(server: FolioProcess, s3, bucket: str) -> None:
+@pytest.fixture(scope="module")
+def rotting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
+    """A server of its own: a corrupt read is stopped by an exception that uvicorn logs with
+    its traceback as it aborts the connection (the integrity tests' servers expect it too),
+    and the end-of-run log check must keep reading the main server's log."""
+    config = f'[server]\nmetrics_token = "{TOKEN}"\n' + CONFIG
+    yield from running_server(tmp_path_factory, "metrics-rot", config, expect_tracebacks=True)
+
+
+def test_a_corrupt_blob_shows_in_metrics(rotting: FolioProcess) -> None:
     """One byte flipped on disk: the GET breaks off, and /metrics counts the refused read,
     the damage mark, and what `folio check` found; put back, the next check is clean."""
+    server, s3 = rotting, make_s3_client(rotting)
+    bucket = f"rot-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
     payload = os.urandom(2 * MIB + 100)
     s3.put_object(Bucket=bucket, Key="rot.bin", Body=payload)
     path = _blob_path(server, bucket, "rot.bin")
