@@ -35,7 +35,12 @@ def test_first_start_prints_admin_credentials_once_and_they_work(tmp_path: Path)
         )
         s3.create_bucket(Bucket="first-start")
         assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["first-start"]
-        assert httpx.get(f"{server.web_url}/healthz").json() == {"status": "ok"}
+        health = httpx.get(f"{server.web_url}/healthz").json()
+        # A fresh store: serving, nothing damaged, no scrub or check run yet.
+        assert health["status"] == "ok", health
+        integrity = health["integrity"]
+        assert (integrity["corruptReads"], integrity["damagedBlobs"], integrity["damagedObjects"]) == (0, 0, 0)
+        assert integrity["verifyReads"] is True and integrity["lastScrub"] is None, health
     finally:
         server.stop()
     server.start()
