@@ -8,7 +8,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-PROBLEM = re.compile(r"Traceback \(most recent call last\)|InternalError| 500 ")
+# A 500 as an access line shows it (`"GET / HTTP/1.1" 500`, `"GET / 1.1" 500`) or as a
+# status: not any count that happens to be 500 ("pruned 500 events").
+PROBLEM = re.compile(
+    r'Traceback \(most recent call last\)|InternalError|" 500\b|\b500 Internal Server Error|status[ =:]+500\b'
+)
 # Folio's own outbound requests (webhook deliveries, document fetches) as httpx logs them:
 # a receiver's 500 is that receiver's answer, not Folio's.
 OUTBOUND = re.compile(r" httpx: HTTP Request: ")

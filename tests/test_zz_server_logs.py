@@ -5,7 +5,7 @@ Every Folio a test starts (tests/folio_process.py, FolioProcess.start) writes it
 `<data_dir.parent>/<name>-server.log` and registers it in `folio_process.STARTED`. This
 test runs last (tests/conftest.py moves it to the end of the collection) and fails the
 run, naming the log file and quoting the lines, if any of those logs holds a Python
-traceback, an `InternalError` or a ` 500 ` line (except the lines httpx logs for Folio's own
+traceback, an `InternalError` or a 500 status line (an access line's `" 500`, `500 Internal Server Error`, `status=500`; not a count of 500) (except the lines httpx logs for Folio's own
 outbound requests: a webhook receiver's 500 is not Folio's). Servers are unbuffered
 (PYTHONUNBUFFERED=1), so the logs of session servers still running are complete.
 
