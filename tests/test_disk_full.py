@@ -49,24 +49,32 @@ STORAGE_FULL_MESSAGE = (
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
+def server_on_tmpfs(
+    tmp_path_factory: pytest.TempPathFactory, name: str, size: int, storage: str, why: str
+) -> Iterator[FolioProcess]:
+    """A real server whose data directory is a tmpfs of `size` bytes, mounted (as root) for
+    the module and unmounted after; `storage` is its [storage] settings."""
     if os.geteuid() != 0:
         pytest.fail(
-            "the full-disk tests mount a 16 MiB tmpfs, which needs root: run make test as root", pytrace=False
+            f"{why} mount a {size // 2**20} MiB tmpfs, which needs root: run make test as root", pytrace=False
         )
-    data_dir = tmp_path_factory.mktemp("disk-full") / "data"
+    data_dir = tmp_path_factory.mktemp(name) / "data"
     data_dir.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(data_dir)], check=True)
-    # No free-space floor: these tests fill the disk to its last byte.
-    storage = f"\n[storage]\nreserve_bytes = {RESERVE}\nmin_free_bytes = 0\nmin_free_percent = 0\n"
-    folio = FolioProcess(data_dir=data_dir, config_text=TEST_CONFIG + storage)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(data_dir)], check=True)
+    folio = FolioProcess(data_dir=data_dir, config_text=TEST_CONFIG + "\n[storage]\n" + storage)
     try:
         folio.start()
         yield folio
     finally:
         folio.stop()
         subprocess.run(["umount", str(data_dir)], check=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
+    # No free-space floor: these tests fill the disk to its last byte.
+    storage = f"reserve_bytes = {RESERVE}\nmin_free_bytes = 0\nmin_free_percent = 0\n"
+    yield from server_on_tmpfs(tmp_path_factory, "disk-full", DISK_BYTES, storage, "the full-disk tests")
 
 
 @contextmanager
@@ -273,22 +281,10 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def floor_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
-    if os.geteuid() != 0:
-        pytest.fail(
-            "the free-space floor tests mount a 64 MiB tmpfs, which needs root: run make test as root",
-            pytrace=False,
-        )
-    data_dir = tmp_path_factory.mktemp("disk-floor") / "data"
-    data_dir.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FLOOR_DISK}", "tmpfs", str(data_dir)], check=True)
-    storage = f"\n[storage]\nreserve_bytes = {RESERVE}\nmin_free_percent = {FLOOR_PERCENT}\n"
-    folio = FolioProcess(data_dir=data_dir, config_text=TEST_CONFIG + storage)
-    try:
-        folio.start()
-        yield folio
-    finally:
-        folio.stop()
-        subprocess.run(["umount", str(data_dir)], check=True)
+    storage = f"reserve_bytes = {RESERVE}\nmin_free_percent = {FLOOR_PERCENT}\n"
+    yield from server_on_tmpfs(
+        tmp_path_factory, "disk-floor", FLOOR_DISK, storage, "the free-space floor tests"
+    )
 
 
 def free_bytes(server: FolioProcess) -> int:

@@ -10,9 +10,6 @@ import io
 import json
 import os
 import re
-import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_objects_public, make_s3_client
 from tests.folio_process import FolioProcess, running_server
+from tests.test_integrity import blob_path, blobs_of, flip_byte, folio_check
 
 TOKEN = "metrics-test-token-0123456789"
 CONFIG = """
@@ -418,34 +416,6 @@ def test_dashboard_and_docs_name_only_real_metrics(server: FolioProcess) -> None
 MIB = 1024 * 1024
 
 
-def _blob_path(server: FolioProcess, bucket: str, key: str) -> Path:
-    with sqlite3.connect(server.data_dir / "folio.db", timeout=30) as db:
-        (segments,) = db.execute(
-            "SELECT o.segments FROM objects o JOIN buckets b ON b.id = o.bucket_id"
-            " WHERE b.name = ? AND o.key = ? AND o.is_latest = 1",
-            (bucket, key.encode()),
-        ).fetchone()
-    ((blob_id, _size),) = json.loads(segments)
-    return server.data_dir / "blobs" / blob_id[:2] / blob_id[2:4] / blob_id
-
-
-def _flip_byte(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x01]))
-
-
-def _folio_check(server: FolioProcess) -> int:
-    return subprocess.run(
-        [sys.executable, "-m", "server", "check", *server._base_args()],
-        env=server._environment(),
-        capture_output=True,
-        timeout=300,
-    ).returncode
-
-
 @pytest.fixture(scope="module")
 def rotting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     """A server of its own: a corrupt read is stopped by an exception that uvicorn logs with
@@ -463,9 +433,10 @@ def test_a_corrupt_blob_shows_in_metrics(rotting: FolioProcess) -> None:
     s3.create_bucket(Bucket=bucket)
     payload = os.urandom(2 * MIB + 100)
     s3.put_object(Bucket=bucket, Key="rot.bin", Body=payload)
-    path = _blob_path(server, bucket, "rot.bin")
+    (blob_id,) = blobs_of(server, bucket, "rot.bin")
+    path = blob_path(server, blob_id)
     before = samples(server)
-    _flip_byte(path, MIB + 10)  # in piece 1
+    flip_byte(path, MIB + 10)  # in piece 1
     try:
         with pytest.raises((ResponseStreamingError, IncompleteReadError)):
             s3.get_object(Bucket=bucket, Key="rot.bin")["Body"].read()
@@ -473,7 +444,7 @@ def test_a_corrupt_blob_shows_in_metrics(rotting: FolioProcess) -> None:
         corrupt = "folio_integrity_corrupt_reads_total"
         assert value(after, corrupt) - value(before, corrupt) == 1
         assert value(after, "folio_integrity_damaged", kind="blobs") >= 1
-        assert _folio_check(server) == 1
+        assert folio_check(server).returncode == 1
         checked = samples(server)
         assert value(checked, "folio_scrub_last_damaged") == 1
         assert value(checked, "folio_scrub_last_problems", problem="corrupt_blobs") == 1
@@ -483,8 +454,8 @@ def test_a_corrupt_blob_shows_in_metrics(rotting: FolioProcess) -> None:
         assert value(checked, "folio_scrub_last_complete") == 1
         assert value(checked, "folio_scrub_last_end_timestamp_seconds", kind="check") > time.time() - 300
     finally:
-        _flip_byte(path, MIB + 10)  # put back: the rest of the module's store is sound
-    assert _folio_check(server) == 0
+        flip_byte(path, MIB + 10)  # put back: the rest of the module's store is sound
+    assert folio_check(server).returncode == 0
     clean = samples(server)
     assert value(clean, "folio_scrub_last_damaged") == 0
     assert value(clean, "folio_scrub_last_problems", problem="corrupt_blobs") == 0
