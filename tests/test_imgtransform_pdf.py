@@ -530,7 +530,10 @@ def test_a_page_over_the_timeout_is_503_and_its_rasterizer_is_killed(
     own_servers: dict[str, FolioProcess],
 ) -> None:
     server = own_servers["hasty"]
-    for bucket in public_bucket_on(server, {"report.pdf": two_pages()}):
+    # 300,000 filled rectangles: about 0.15-0.35 s to rasterize here, always past the 50 ms
+    # timeout (a plain page can finish within it on an idle machine once the worker is warm).
+    slow = write_pdf([(A4, b"1 0 0 rg " + b"0 0 1 1 re f\n" * 300_000)])
+    for bucket in public_bucket_on(server, {"report.pdf": slow}):
         with img_client(server) as anon:
             for width in (100, 101, 102):
                 response = get_img(anon, bucket, "report.pdf", f"w={width}")
