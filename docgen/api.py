@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -108,7 +107,7 @@ class DocApi:
         headers = self._limit(account, request)
         plan = self.service.config.plan(account.plan)
         if plan.docgen_calls_per_month:
-            calls = self.service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))["calls"]
+            calls = self.service.db.read(lambda c: job_rows.job_counts(c, account.id, job_rows.month_start_ms(time.time())))["calls"]
             if calls >= plan.docgen_calls_per_month:
                 raise ApiError(
                     402, "PaymentRequired", "Your plan's document calls for this month are used up.", headers=headers
@@ -362,7 +361,7 @@ async def document_work(
 def documents_usage(service: DocService, account) -> dict[str, Any]:
     """The account's document figures (GET /v1/account, and the dashboard's usage)."""
     plan = service.config.plan(account.plan)
-    counts = service.db.read(lambda c: job_rows.job_counts(c, account.id, _month_start_ms()))
+    counts = service.db.read(lambda c: job_rows.job_counts(c, account.id, job_rows.month_start_ms(time.time())))
     usage = service.store.usage(account.id)
     return {
         "email": account.email,
@@ -444,11 +443,6 @@ def _replace(job: RenderJob, **changes: Any) -> RenderJob:
 
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
-
-
-def _month_start_ms() -> int:
-    now = datetime.now(UTC)
-    return int(datetime(now.year, now.month, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 def routes(service: DocService) -> list[Route]:
