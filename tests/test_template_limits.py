@@ -31,6 +31,9 @@ CONFIG = f"""
 [docgen]
 template_seconds = {TEMPLATE_SECONDS}.0
 template_workers = 2
+# A quarter of the default 512: DOUBLING reaches it after copying ~256 MiB instead of ~1 GiB,
+# well within the time limit even with the suite's other workers on both cores.
+template_memory_mb = 128
 """
 RECURSIVE = "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"
 HUGE_DECIMALS = "{{ formatCurrency(1, 'USD', 10**9) }}"
