@@ -12,8 +12,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from tests.folio_process import FolioProcess, free_port, running_server
@@ -130,6 +132,23 @@ def s3(folio: FolioProcess):
     return make_s3_client(folio)
 
 
+def sign_up_with_versioned_bucket(
+    server: FolioProcess, tag: str, password: str, web: httpx.Client | None = None
+) -> tuple[str, str, Any]:
+    """A new account through the dashboard API's sign-up (with `web`, that client keeps
+    the session cookie), and a versioned bucket of its own made through S3 with its first
+    key: (email, bucket, boto3 client)."""
+    email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+    body = {"email": email, "password": password}
+    answer = (web or httpx).post(f"{server.web_url}/api/auth/signup", json=body)
+    assert answer.status_code == 201, answer.text
+    s3 = make_s3_client(server, answer.json()["accessKey"], answer.json()["secretKey"])
+    bucket = f"{tag}-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return email, bucket, s3
+
+
 def new_bucket(s3, prefix: str = "test") -> Iterator[str]:
     """A fresh empty bucket, emptied and removed afterwards if it is still there."""
     name = f"{prefix}-{uuid.uuid4().hex[:16]}"
@@ -154,7 +173,9 @@ def browser():
 
 
 # Where the browser tests put their screenshots of the dashboard (README: "Testing").
-SCREENSHOTS = Path(os.environ.get("FOLIO_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "test-screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("FOLIO_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "test-screenshots"
+)
 
 
 def make_objects_public(s3, name: str) -> None:

@@ -14,11 +14,9 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import boto3
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -27,7 +25,7 @@ from restapi import line_diff as line_diff_module
 from restapi.line_diff import DIFF_SECONDS, line_diff
 from restapi.version_diff import MAX_DIFF_LINES, TEXT_BOUND, text_diff
 from tests.browser import open_page, screenshot
-from tests.conftest import SCREENSHOTS, TEST_CONFIG
+from tests.conftest import SCREENSHOTS, TEST_CONFIG, sign_up_with_versioned_bucket
 from tests.folio_process import FolioProcess, running_server
 from tests.test_webui_history import PASSWORD, TEXTS, check_page
 from tests.test_webui_objects import log_in
@@ -52,21 +50,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
 
 @pytest.fixture(scope="module")
 def alice(server: FolioProcess) -> Iterator[User]:
-    email = f"alice-{uuid.uuid4().hex[:10]}@example.com"
     with httpx.Client(base_url=server.web_url, timeout=60) as web:
-        answer = web.post("/api/auth/signup", json={"email": email, "password": PASSWORD})
-        assert answer.status_code == 201, answer.text
-        account = answer.json()
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.s3_url,
-            region_name="us-east-1",
-            aws_access_key_id=account["accessKey"],
-            aws_secret_access_key=account["secretKey"],
-        )
-        bucket = f"cmp-{uuid.uuid4().hex[:12]}"
-        s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        email, bucket, s3 = sign_up_with_versioned_bucket(server, "cmp", PASSWORD, web)
         yield User(email, bucket, s3, web)
 
 

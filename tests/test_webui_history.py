@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 from PIL import Image
@@ -29,7 +28,7 @@ from s3proxy.store.models import Retention
 from s3proxy.store.version_listing import VersionEntry
 from tests.a11y import accessibility_problems
 from tests.browser import open_page, page_log, screenshot
-from tests.conftest import SCREENSHOTS, TEST_CONFIG
+from tests.conftest import SCREENSHOTS, TEST_CONFIG, sign_up_with_versioned_bucket
 from tests.folio_process import FolioProcess, running_server
 
 PASSWORD = "correct horse battery"
@@ -50,21 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
 
 @pytest.fixture(scope="module")
 def alice(server: FolioProcess) -> User:
-    email = f"alice-{uuid.uuid4().hex[:10]}@example.com"
-    answer = httpx.post(f"{server.web_url}/api/auth/signup", json={"email": email, "password": PASSWORD})
-    assert answer.status_code == 201, answer.text
-    account = answer.json()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=server.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=account["accessKey"],
-        aws_secret_access_key=account["secretKey"],
-    )
-    bucket = f"tm-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    return User(email, bucket, s3)
+    return User(*sign_up_with_versioned_bucket(server, "tm", PASSWORD))
 
 
 @pytest.fixture(scope="module")
