@@ -21,7 +21,7 @@ from restapi.files import RestServices
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
 from s3proxy.store.models import Retention
-from server import tls
+from server import corrupt_log, tls
 from server.background import prune_versions, scrub_periodically, sweep_incomplete_uploads
 from server.backup_cli import add_backup_commands, run_backup_command
 from server.check import add_check_command, run_check
@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    corrupt_log.install()
     try:
         config = load_config(
             args.config,

@@ -18,6 +18,7 @@ from imgtransform.service import ImageService
 from restapi import buckets, dashboard, files, image_urls, shares, versions, webhooks
 from restapi.files import RestServices
 from s3proxy.store.errors import is_storage_full
+from s3proxy.store.integrity import CorruptObject
 from server.header_guard import HEADER_GUARD
 from webui import app as webui_app
 
@@ -48,7 +49,12 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
         if is_storage_full(exc):  # a write outside the store (sessions, keys, jobs) on a full disk
             log.warning("%s %s: storage full: %s", request.method, request.url.path, exc)
             return storage_full().response()
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        if isinstance(exc, CorruptObject):
+            # Damaged bytes found before any answer: the store logged which object and
+            # marked it; a traceback would add nothing.
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        else:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return ApiError(
             500, "InternalError", "An unexpected error occurred. Retry with exponential backoff."
         ).response()

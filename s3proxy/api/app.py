@@ -38,6 +38,7 @@ from s3proxy.api.services import Services
 from s3proxy.api.xml import document, element
 from s3proxy.auth.sigv4 import authenticate
 from s3proxy.store.errors import StoreError
+from s3proxy.store.integrity import CorruptObject
 
 log = logging.getLogger("folio.s3")
 
@@ -151,6 +152,10 @@ class S3App:
             response = self._error(exc, ctx, scope)
         except StoreError as exc:
             response = self._error(S3Error(exc.code, exc.message or None), ctx, scope)
+        except CorruptObject:
+            # Damaged bytes found before any answer (an inline object): the store has logged
+            # which object and marked it; the client gets S3's 500, with no traceback to add.
+            response = self._error(S3Error("InternalError"), ctx, scope)
         except Exception:
             log.exception("request %s failed", request_id)
             response = self._error(S3Error("InternalError"), ctx, scope)
