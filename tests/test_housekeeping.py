@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import make_s3_client
 from tests.docgen_helpers import HELLO_B64, b64, signup, wait_job
 from tests.folio_process import REPO_ROOT, FolioProcess
+from tests.test_webhooks import wait_for
 
 T = TypeVar("T")
 DAY = 86400.0
@@ -141,17 +142,6 @@ def receiver() -> Iterator[Receiver]:
     found = Receiver()
     yield found
     found.close()
-
-
-def wait_for(condition: Callable[[], T], what: str, timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Rows:
