@@ -45,6 +45,8 @@ class ServerConfig:
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
     # addresses, uvicorn's forwarded_allow_ips); "" believes no one.
     forwarded_allow_ips: str = ""
+    # Worker processes sharing both listeners, the database and the blob store (issue 18).
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,29 @@ class StorageConfig:
     # before the disk is really full; 0 turns either off.
     min_free_bytes: int = 1024**3
     min_free_percent: float = 2.0
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    # "" : the SQLite file `folio.db` in the data directory (the default, fastest on one
+    # machine); "postgresql://user@host:port/dbname": PostgreSQL 15+ shared by every node.
+    url: str = ""
+    # Connections each process keeps open to PostgreSQL (ignored for SQLite).
+    pool_size: int = 10
+
+
+@dataclass(frozen=True)
+class BlobsConfig:
+    # Where object bytes above [storage] inline_threshold live: "local" (blobs/ in the data
+    # directory) or "s3" (any S3-compatible cluster, under opaque keys: never the user's).
+    backend: str = "local"
+    endpoint: str = ""  # e.g. "http://127.0.0.1:8333"; "" is AWS S3 itself
+    bucket: str = ""
+    region: str = "us-east-1"
+    access_key: str = ""
+    secret_key: str = ""
+    # Upstream keys are `<prefix><blob id>`; several Folio installations can share a bucket.
+    prefix: str = "folio-blobs/"
 
 
 @dataclass(frozen=True)
@@ -264,6 +289,8 @@ def _default_plans() -> dict[str, PlanConfig]:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    blobs: BlobsConfig = field(default_factory=BlobsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
@@ -338,6 +365,8 @@ def load_config(
     config = Config(
         server=_section(ServerConfig, raw.get("server", {}), "server"),
         storage=_section(StorageConfig, raw.get("storage", {}), "storage"),
+        database=_section(DatabaseConfig, raw.get("database", {}), "database"),
+        blobs=_section(BlobsConfig, raw.get("blobs", {}), "blobs"),
         auth=_section(AuthConfig, raw.get("auth", {}), "auth"),
         limits=_section(LimitsConfig, raw.get("limits", {}), "limits"),
         accounts=accounts,
@@ -378,6 +407,17 @@ def _validate(config: Config) -> None:
         raise ConfigError("[storage] min_free_percent must be from 0 to 99 and min_free_bytes 0 or more")
     if config.storage.scrub_interval_seconds < 0 or config.storage.scrub_bytes_per_second < 1:
         raise ConfigError("[storage] scrub_interval_seconds must be 0 or more, scrub_bytes_per_second at least 1")
+    if config.server.workers < 1:
+        raise ConfigError("[server] workers must be at least 1")
+    url = config.database.url
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError('[database] url must be "" (SQLite in the data directory) or postgresql://...')
+    if config.database.pool_size < 1:
+        raise ConfigError("[database] pool_size must be at least 1")
+    if config.blobs.backend not in ("local", "s3"):
+        raise ConfigError('[blobs] backend must be "local" or "s3"')
+    if config.blobs.backend == "s3" and not config.blobs.bucket:
+        raise ConfigError('[blobs] backend = "s3" needs a bucket')
     if config.versioning.new_buckets not in ("Enabled", "Off"):
         raise ConfigError('[versioning] new_buckets must be "Enabled" or "Off"')
     if not 0 <= config.images.avif_speed <= 10:

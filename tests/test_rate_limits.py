@@ -190,10 +190,16 @@ def test_every_list_operation_spends_the_list_budget(limited: FolioProcess, tiny
         "ListParts": lambda: strict.list_parts(Bucket=bucket, Key="mpu", UploadId=upload_id),
     }
     for name, call in operations.items():
-        drain_list_budget(strict, bucket)
         # Right after a refused ListObjectsV2 (a token takes 200 ms to come back), any
-        # other List* operation is refused as well: they share one budget.
-        status, result = attempt(call)
+        # other List* operation is refused as well: they share one budget. On a loaded
+        # machine the next call may only start after a token came back; an answer of
+        # 200 is a failure only when it came within those 200 ms.
+        for _ in range(5):
+            drain_list_budget(strict, bucket)
+            refused_at = time.monotonic()
+            status, result = attempt(call)
+            if status == 429 or time.monotonic() - refused_at < 0.2:
+                break
         assert status == 429, name
         assert error_status(result) == (429, "TooManyRequests"), name
     strict.abort_multipart_upload(Bucket=bucket, Key="mpu", UploadId=upload_id)
