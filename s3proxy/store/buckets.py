@@ -59,11 +59,13 @@ def insert_bucket(
     count = conn.execute("SELECT count(*) FROM buckets WHERE account_id = ?", (account_id,)).fetchone()[0]
     if max_buckets and count >= max_buckets:
         raise TooManyBuckets(f"You have attempted to create more buckets than allowed ({max_buckets}).")
-    cursor = conn.execute(
-        "INSERT INTO buckets (name, account_id, region, versioning, created_at, settings) VALUES (?, ?, ?, ?, ?, ?)",
+    # RETURNING, not lastrowid: the same statement serves SQLite (3.35+) and PostgreSQL.
+    (bucket_id,) = conn.execute(
+        "INSERT INTO buckets (name, account_id, region, versioning, created_at, settings) VALUES (?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (name, account_id, region, versioning, now, settings.to_json()),
-    )
-    return Bucket(cursor.lastrowid, name, account_id, region, versioning, now, settings), True
+    ).fetchone()
+    return Bucket(bucket_id, name, account_id, region, versioning, now, settings), True
 
 
 def remove_bucket(

@@ -139,10 +139,11 @@ def _insert_row(
     writer: str | None = None,
     inline_crc32c: int | None = None,
 ) -> int:
-    cursor = conn.execute(
+    # RETURNING, not lastrowid: the same statement serves SQLite (3.35+) and PostgreSQL.
+    row = conn.execute(
         "INSERT INTO objects (bucket_id, key, version_id, is_latest, is_delete_marker, size, etag, last_modified,"
         " storage_class, content_type, headers, user_meta, checksums, inline_data, segments, parts, acl, writer,"
-        " crc32c) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " crc32c) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             bucket_id,
             key,
@@ -163,8 +164,8 @@ def _insert_row(
             writer,
             inline_crc32c,
         ),
-    )
-    return cursor.lastrowid
+    ).fetchone()
+    return row[0]
 
 
 def _remove_null_version(conn: sqlite3.Connection, bucket_id: int, key: bytes) -> tuple[bool, list[str]]:
