@@ -39,9 +39,16 @@ def bin_dir() -> Path:
 class PgCluster:
     """initdb + pg_ctl start in a temporary directory; `settings` are extra `-c name=value`."""
 
-    def __init__(self, settings: dict[str, str] | None = None, user: str = "postgres") -> None:
+    def __init__(
+        self,
+        settings: dict[str, str] | None = None,
+        user: str = "postgres",
+        initdb_args: tuple[str, ...] = (),
+    ) -> None:
         self.settings = settings or {}
         self.user = user
+        # Extra initdb options, e.g. ("--locale=C",) for byte-order text everywhere (the tests).
+        self.initdb_args = initdb_args
         self.port = 0
         self.dir: Path | None = None
         self.pid: int | None = None
@@ -66,7 +73,8 @@ class PgCluster:
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         data, socket_dir = self.dir / "data", self.dir
         # trust on loopback only: the cluster lives for one measurement and listens on 127.0.0.1.
-        self._run([str(pg / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"])
+        initdb = [str(pg / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+        self._run([*initdb, *self.initdb_args])
         self.port = free_port()
         options = f"-p {self.port} -k {socket_dir} -c listen_addresses=127.0.0.1"
         for name, value in self.settings.items():
