@@ -23,6 +23,8 @@ from typing import Any
 
 from awscrt.checksums import crc32c
 
+from core.sql_dialect import in_json_strings
+
 log = logging.getLogger("folio.integrity")
 
 PIECE_BYTES = 1024 * 1024
@@ -125,7 +127,7 @@ def blob_checksums(conn: sqlite3.Connection, blob_ids: list[str]) -> dict[str, B
         ).fetchall()
     else:
         rows = conn.execute(
-            "SELECT id, size, crc32c, damaged_at FROM blobs WHERE id IN (SELECT value FROM json_each(?))",
+            f"SELECT id, size, crc32c, damaged_at FROM blobs WHERE id {in_json_strings(conn)}",
             (json.dumps(sorted(set(blob_ids))),),
         ).fetchall()
     return {row[0]: unpack(*row) for row in rows}

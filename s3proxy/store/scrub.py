@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.sql_dialect import in_json_strings, is_sqlite
 from s3proxy.store.blobs import ALIGN, O_DIRECT
 from s3proxy.store.integrity import (
     PIECE_BYTES,
@@ -97,6 +98,49 @@ SELECT bk.name, u.key, u.id, p.part_number, json_extract(j.value, '$[0]')
 FROM upload_parts p JOIN uploads u ON u.id = p.upload_id JOIN buckets bk ON bk.id = u.bucket_id,
      json_each(p.segments) j
 WHERE json_extract(j.value, '$[0]') IN (SELECT value FROM json_each(?))
+"""
+
+# The same four on PostgreSQL, where segments (TEXT) are walked as jsonb: the SQLite texts
+# above stay as they were (the scrub reads every row of a large store).
+MISMATCHES_SQL_PG = """
+WITH uses(id) AS (
+    SELECT j.value->>0 FROM objects o, jsonb_array_elements(o.segments::jsonb) j
+    WHERE o.segments IS NOT NULL
+    UNION ALL
+    SELECT j.value->>0 FROM upload_parts p, jsonb_array_elements(p.segments::jsonb) j
+    WHERE p.segments IS NOT NULL
+),
+expected(id, n) AS MATERIALIZED (SELECT id, count(*) FROM uses GROUP BY id)
+SELECT e.id, b.refcount, e.n FROM expected e LEFT JOIN blobs b ON b.id = e.id
+WHERE b.refcount IS NULL OR b.refcount != e.n
+UNION ALL
+SELECT b.id, b.refcount, 0 FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM expected e WHERE e.id = b.id)
+"""
+
+LEGACY_MD5_SQL_PG = """
+SELECT b.id, x.etag FROM (
+    SELECT s->0->>0 AS id, (s->0->>1)::bigint AS len, s->0->2 AS off, etag
+    FROM (SELECT o.segments::jsonb AS s, o.etag FROM objects o WHERE o.segments IS NOT NULL) o
+    WHERE jsonb_array_length(s) = 1
+    UNION ALL
+    SELECT s->0->>0, (s->0->>1)::bigint, s->0->2, etag
+    FROM (SELECT p.segments::jsonb AS s, p.etag FROM upload_parts p) p
+    WHERE jsonb_array_length(s) = 1
+) x JOIN blobs b ON b.id = x.id
+WHERE b.crc32c IS NULL AND x.off IS NULL AND x.len = b.size AND length(x.etag) = 32 AND x.etag NOT LIKE '%-%'
+"""
+
+LOST_OBJECTS_SQL_PG = """
+SELECT bk.name, o.key, o.version_id, j.value->>0
+FROM objects o JOIN buckets bk ON bk.id = o.bucket_id, jsonb_array_elements(o.segments::jsonb) j
+WHERE o.segments IS NOT NULL AND j.value->>0 IN (SELECT jsonb_array_elements_text(?::jsonb))
+"""
+
+LOST_PARTS_SQL_PG = """
+SELECT bk.name, u.key, u.id, p.part_number, j.value->>0
+FROM upload_parts p JOIN uploads u ON u.id = p.upload_id JOIN buckets bk ON bk.id = u.bucket_id,
+     jsonb_array_elements(p.segments::jsonb) j
+WHERE j.value->>0 IN (SELECT jsonb_array_elements_text(?::jsonb))
 """
 
 
@@ -193,7 +237,9 @@ class Scrub:
 
     async def _check_blobs(self) -> dict[str, str]:
         """Every blob row's file, piece by piece. Returns the damaged ones: id -> reason."""
-        legacy_md5 = await self.db.read_async(lambda c: dict(c.execute(LEGACY_MD5_SQL).fetchall()))
+        legacy_md5 = await self.db.read_async(
+            lambda c: dict(c.execute(LEGACY_MD5_SQL if is_sqlite(c) else LEGACY_MD5_SQL_PG).fetchall())
+        )
         loop = asyncio.get_running_loop()
         readers = asyncio.Semaphore(self.readers)
 
@@ -421,7 +467,9 @@ class Scrub:
     async def _check_references(self) -> set[str]:
         """Reference counts against the rows. Returns the blob ids rows name that have no
         blob row (their files are not orphans)."""
-        rows = await self.db.read_async(lambda c: c.execute(MISMATCHES_SQL).fetchall())
+        rows = await self.db.read_async(
+            lambda c: c.execute(MISMATCHES_SQL if is_sqlite(c) else MISMATCHES_SQL_PG).fetchall()
+        )
         without_row: set[str] = set()
         for blob_id, recorded, expected in rows:
             self.summary.refcount_mismatches.append(
@@ -457,7 +505,7 @@ class Scrub:
                 row[0]
                 for row in self.db.read(
                     lambda c: c.execute(
-                        "SELECT id FROM blobs WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+                        f"SELECT id FROM blobs WHERE id {in_json_strings(c)}", (ids,)
                     ).fetchall()
                 )
             }
@@ -488,9 +536,10 @@ class Scrub:
         ids = json.dumps(sorted(damaged))
 
         def find(c: sqlite3.Connection) -> tuple[list[tuple], list[tuple]]:
-            return c.execute(LOST_OBJECTS_SQL, (ids,)).fetchall(), c.execute(
-                LOST_PARTS_SQL, (ids,)
-            ).fetchall()
+            sqlite = is_sqlite(c)
+            objects_sql = LOST_OBJECTS_SQL if sqlite else LOST_OBJECTS_SQL_PG
+            parts_sql = LOST_PARTS_SQL if sqlite else LOST_PARTS_SQL_PG
+            return c.execute(objects_sql, (ids,)).fetchall(), c.execute(parts_sql, (ids,)).fetchall()
 
         versions, parts = await self.db.read_async(find)
         seen: set[tuple] = set()
@@ -538,7 +587,7 @@ class Scrub:
                     size = self.blobs.path_for(blob_id).stat().st_size
                     c.execute(
                         "INSERT INTO blobs (id, size, refcount, created_at) VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT(id) DO UPDATE SET refcount = refcount + excluded.refcount",
+                        " ON CONFLICT(id) DO UPDATE SET refcount = blobs.refcount + excluded.refcount",
                         (blob_id, size, expected, now),
                     )
                 else:

@@ -77,7 +77,7 @@ def reference_blobs(conn: sqlite3.Connection, segments: tuple[Segment, ...], now
     for segment in segments:
         conn.execute(
             "INSERT INTO blobs (id, size, refcount, created_at) VALUES (?, ?, 1, ?)"
-            " ON CONFLICT(id) DO UPDATE SET refcount = refcount + 1",
+            " ON CONFLICT(id) DO UPDATE SET refcount = blobs.refcount + 1",
             (segment.blob_id, segment.offset + segment.length, now),
         )
 
