@@ -41,6 +41,31 @@ MIGRATIONS = [
         );
         CREATE INDEX access_keys_by_account ON access_keys(account_id);
         """,
+        # SQLite's NOCASE email (equal and unique whatever the case) is an ICU collation that
+        # ignores case: Debian's and the official PostgreSQL builds have ICU.
+        postgres="""
+        CREATE COLLATION IF NOT EXISTS folio_nocase
+            (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+        CREATE TABLE accounts (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            canonical_id TEXT COLLATE "C" NOT NULL UNIQUE,
+            email TEXT COLLATE folio_nocase NOT NULL UNIQUE,
+            display_name TEXT COLLATE "C" NOT NULL,
+            password_hash TEXT COLLATE "C",
+            plan TEXT COLLATE "C" NOT NULL DEFAULT 'default',
+            is_admin BIGINT NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE access_keys (
+            access_key TEXT COLLATE "C" PRIMARY KEY,
+            account_id TEXT COLLATE "C" NOT NULL,
+            name TEXT COLLATE "C" NOT NULL DEFAULT '',
+            secret_enc BYTEA NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        );
+        CREATE INDEX access_keys_by_account ON access_keys(account_id);
+        """,
     ),
     Migration(
         "core.accounts",

@@ -34,10 +34,23 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from core.config import Config
+    from core.db_postgres import PostgresDatabase
 
 T = TypeVar("T")
 log = logging.getLogger("folio.db")
+
+# What a failing statement raises on either engine, for code that catches database errors
+# generically (a figure left out of /metrics, a lookup that falls back).
+try:
+    import psycopg
+
+    DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite alone still works
+    DATABASE_ERRORS = (sqlite3.Error,)
 
 # Checkpoint once the WAL holds this many pages (4 KiB each): SQLite's own default.
 CHECKPOINT_PAGES = 1000
@@ -50,6 +63,9 @@ class Migration:
     package: str
     version: int
     sql: str
+    # The same step in PostgreSQL's dialect, when core.db_postgres.to_postgres cannot translate
+    # `sql` (triggers, SQLite's JSON or date functions); "" when it has nothing to do there.
+    postgres: str | None = None
 
 
 def _connect(path: Path, *, busy_timeout_ms: int = 30000) -> sqlite3.Connection:
@@ -124,6 +140,8 @@ def _acknowledge(futures: list[asyncio.Future], error: BaseException | None) -> 
 class Database:
     """Owns the SQLite file: `write()` runs a write and returns once it is durable,
     `read()` uses this thread's own reader connection."""
+
+    engine = "sqlite"
 
     def __init__(self, path: Path, *, sync: str = "full") -> None:
         self.path = path
@@ -361,3 +379,15 @@ class Database:
     async def read_async(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a longer read (listings) in a worker thread, off the event loop."""
         return await asyncio.to_thread(lambda: fn(self.reader()))
+
+
+def open_database(config: Config) -> Database | PostgresDatabase:
+    """The metadata database `[database] url` names, not yet opened: PostgreSQL for a
+    postgresql:// URL, else SQLite's folio.db in the data directory."""
+    if config.database.url:
+        from core.db_postgres import PostgresDatabase
+
+        return PostgresDatabase(
+            config.database.url, pool_size=config.database.pool_size, sync=config.storage.sync
+        )
+    return Database(Path(config.storage.data_dir) / "folio.db", sync=config.storage.sync)

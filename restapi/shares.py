@@ -72,6 +72,14 @@ MIGRATIONS = [
         CREATE INDEX shares_revoked ON shares(revoked_at) WHERE revoked_at IS NOT NULL;
         CREATE INDEX shares_used_up ON shares(used_up_at) WHERE used_up_at IS NOT NULL;
         """,
+        postgres="""
+        ALTER TABLE shares ADD COLUMN used_up_at DOUBLE PRECISION;
+        UPDATE shares SET used_up_at = extract(epoch FROM now())
+            WHERE max_downloads IS NOT NULL AND downloads >= max_downloads;
+        CREATE INDEX shares_by_expiry ON shares(expires_at);
+        CREATE INDEX shares_revoked ON shares(revoked_at) WHERE revoked_at IS NOT NULL;
+        CREATE INDEX shares_used_up ON shares(used_up_at) WHERE used_up_at IS NOT NULL;
+        """,
     ),
 ]
 

@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from core.db import Database
+from core.db import DATABASE_ERRORS, Database
 from core.ratelimit import RateLimiter
 from imgtransform.cache import DiskCache
 from s3proxy.store.integrity import Integrity, damaged_counts
@@ -166,12 +166,13 @@ class StorageCollector(Collector):
         self.data_dir = data_dir
 
     def collect(self) -> Iterator[Metric]:
-        files = GaugeMetricFamily(
-            "folio_database_file_bytes", "Size of the metadata database's files.", labels=["file"]
-        )
-        files.add_metric(["main"], _file_size(self.db.path))
-        files.add_metric(["wal"], _file_size(self.db.wal_path))
-        yield files
+        if self.db.engine == "sqlite":  # PostgreSQL's files are the database server's
+            files = GaugeMetricFamily(
+                "folio_database_file_bytes", "Size of the metadata database's files.", labels=["file"]
+            )
+            files.add_metric(["main"], _file_size(self.db.path))
+            files.add_metric(["wal"], _file_size(self.db.wal_path))
+            yield files
         try:
             blobs, blob_bytes, buckets, objects, stored = self.db.read(
                 lambda c: (
@@ -181,7 +182,7 @@ class StorageCollector(Collector):
                     ).fetchone(),
                 )
             )
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("metrics: storage figures unavailable: %s", exc)
         else:
             yield GaugeMetricFamily(
@@ -223,7 +224,7 @@ class ServicesCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             events, deliveries, failed_attempts, webhooks, jobs = self.db.read(_service_rows)
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("metrics: webhook and job figures unavailable: %s", exc)
         else:
             queue = GaugeMetricFamily(
@@ -298,7 +299,7 @@ class IntegrityCollector(Collector):
         try:
             blobs, objects = self.db.read(damaged_counts)
             last = integrity.last_scrub
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("metrics: integrity figures unavailable: %s", exc)
             return
         damaged = GaugeMetricFamily(

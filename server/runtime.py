@@ -16,7 +16,7 @@ from core import sessions as sessions_module
 from core import webhooks as webhooks_module
 from core.accounts import Accounts, NewAccount
 from core.config import Config
-from core.db import Database
+from core.db import Database, open_database
 from core.secrets import SecretBox
 from docgen import jobs as docgen_jobs
 from docgen import user_storage as docgen_storage
@@ -59,7 +59,7 @@ def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     data_dir = Path(config.storage.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     box = SecretBox.from_key_file(data_dir / "master.key")
-    db = Database(data_dir / "folio.db", sync=config.storage.sync)
+    db = open_database(config)  # [database] url: SQLite's folio.db in data_dir, or PostgreSQL
     db.open(MIGRATIONS)
     store = Store(config, db)
     accounts = Accounts(db, box, config.accounts.default_plan)

@@ -143,6 +143,78 @@ MIGRATIONS = [
             refused_at REAL
         ) WITHOUT ROWID;
         """,
+        # The same triggers as PL/pgSQL functions. SQLite's `NEW.is_latest AND NOT
+        # NEW.is_delete_marker` is 1 or 0 on integers; PostgreSQL needs the CASE. Every write
+        # holds the writers' advisory lock (core.db_postgres), so the counters stay exact
+        # when nodes race.
+        postgres="""
+        ALTER TABLE buckets ADD COLUMN bytes_used BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE buckets ADD COLUMN object_count BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE objects ADD COLUMN acl TEXT COLLATE "C";
+
+        UPDATE buckets SET
+            bytes_used = (SELECT coalesce(sum(size), 0) FROM objects WHERE bucket_id = buckets.id)
+                + (SELECT coalesce(sum(p.size), 0) FROM upload_parts p JOIN uploads u ON u.id = p.upload_id
+                   WHERE u.bucket_id = buckets.id),
+            object_count = (SELECT count(*) FROM objects
+                            WHERE bucket_id = buckets.id AND is_latest = 1 AND is_delete_marker = 0);
+
+        CREATE FUNCTION objects_usage_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE buckets SET bytes_used = bytes_used + NEW.size,
+                object_count = object_count
+                    + CASE WHEN NEW.is_latest <> 0 AND NEW.is_delete_marker = 0 THEN 1 ELSE 0 END
+            WHERE id = NEW.bucket_id;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER objects_usage_insert AFTER INSERT ON objects
+            FOR EACH ROW EXECUTE FUNCTION objects_usage_insert();
+
+        CREATE FUNCTION objects_usage_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE buckets SET bytes_used = bytes_used - OLD.size,
+                object_count = object_count
+                    - CASE WHEN OLD.is_latest <> 0 AND OLD.is_delete_marker = 0 THEN 1 ELSE 0 END
+            WHERE id = OLD.bucket_id;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER objects_usage_delete AFTER DELETE ON objects
+            FOR EACH ROW EXECUTE FUNCTION objects_usage_delete();
+
+        CREATE FUNCTION objects_usage_latest() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE buckets SET object_count = object_count + NEW.is_latest - OLD.is_latest
+            WHERE id = NEW.bucket_id;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER objects_usage_latest AFTER UPDATE OF is_latest ON objects
+            FOR EACH ROW WHEN (OLD.is_latest <> NEW.is_latest AND NEW.is_delete_marker = 0)
+            EXECUTE FUNCTION objects_usage_latest();
+
+        CREATE FUNCTION parts_usage_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE buckets SET bytes_used = bytes_used + NEW.size
+            WHERE id = (SELECT bucket_id FROM uploads WHERE id = NEW.upload_id);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER parts_usage_insert AFTER INSERT ON upload_parts
+            FOR EACH ROW EXECUTE FUNCTION parts_usage_insert();
+
+        CREATE FUNCTION parts_usage_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE buckets SET bytes_used = bytes_used - OLD.size
+            WHERE id = (SELECT bucket_id FROM uploads WHERE id = OLD.upload_id);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER parts_usage_delete AFTER DELETE ON upload_parts
+            FOR EACH ROW EXECUTE FUNCTION parts_usage_delete();
+
+        CREATE TABLE quota_levels (
+            account_id TEXT COLLATE "C" PRIMARY KEY,
+            level BIGINT NOT NULL DEFAULT 0,
+            refused_at DOUBLE PRECISION
+        );
+        """,
     ),
     Migration(
         "s3proxy.store",
@@ -183,6 +255,15 @@ MIGRATIONS = [
                 || '"Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::' || name || '/*"}]}'
         )
         WHERE json_extract(settings, '$.acl') = 'public-read';
+        """,
+        # jsonb's text keeps the same members (its own key order and spacing: read as JSON).
+        postgres="""
+        UPDATE buckets SET settings = (
+            (settings::jsonb - 'acl') || jsonb_build_object('policy',
+                '{"Version":"2012-10-17","Statement":[{"Sid":"FolioPublicRead","Effect":"Allow",'
+                    || '"Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::' || name || '/*"}]}')
+        )::text
+        WHERE settings::jsonb ->> 'acl' = 'public-read';
         """,
     ),
     Migration(
