@@ -272,9 +272,10 @@ def prune_jobs(conn: sqlite3.Connection, finished_before_ms: int, limit: int) ->
 
 def job_counts(conn: sqlite3.Connection, account_id: str, since_ms: int) -> dict[str, int]:
     row = conn.execute(
-        "SELECT count(*), coalesce(sum(status = 'success'), 0), coalesce(sum(status = 'error'), 0),"
+        # FILTER, not sum() of a comparison: PostgreSQL has no sum of booleans.
+        "SELECT count(*), count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status = 'error'),"
         " coalesce(sum(size), 0), coalesce(sum(process_time), 0),"
-        " coalesce(sum(timestamp >= ?), 0) FROM docgen_jobs WHERE account_id = ?",
+        " count(*) FILTER (WHERE timestamp >= ?) FROM docgen_jobs WHERE account_id = ?",
         (since_ms, account_id),
     ).fetchone()
     return {

@@ -30,6 +30,7 @@ from core.config import Config
 from core.db import Database
 from core.events import prune_events
 from core.sessions import prune_sessions
+from core.sql_dialect import is_sqlite
 from core.webhooks import prune_deliveries
 from docgen.jobs import expired_assets, month_start_ms, prune_jobs
 from docgen.service import DocService
@@ -142,14 +143,19 @@ class Housekeeping:
 
 
 def database_pages(db: Database) -> dict[str, int]:
-    """The database file's size in pages and how many of them are free (reused by inserts)."""
-    return db.read(
-        lambda c: {
+    """The database file's size in pages and how many of them are free (reused by inserts).
+    On PostgreSQL, the database's size in bytes (its free space is VACUUM's business)."""
+
+    def read(c: sqlite3.Connection) -> dict[str, int]:
+        if not is_sqlite(c):
+            return {"bytes": int(c.execute("SELECT pg_database_size(current_database())").fetchone()[0])}
+        return {
             "pages": c.execute("PRAGMA page_count").fetchone()[0],
             "freePages": c.execute("PRAGMA freelist_count").fetchone()[0],
             "pageSize": c.execute("PRAGMA page_size").fetchone()[0],
         }
-    )
+
+    return db.read(read)
 
 
 def add_housekeeping_command(admin_commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:

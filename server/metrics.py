@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from core.db import DATABASE_ERRORS, Database
 from core.ratelimit import RateLimiter
+from core.sql_dialect import is_sqlite
 from imgtransform.cache import DiskCache
 from s3proxy.store.integrity import Integrity, damaged_counts
 from s3proxy.store.quota import Quotas
@@ -363,10 +364,11 @@ def _service_rows(
         " FROM deliveries"
     ).fetchone()[0]
     webhooks = dict(c.execute("SELECT active, count(*) FROM webhooks GROUP BY active").fetchall())
+    engine_sql = "json_extract(options, '$.engine')" if is_sqlite(c) else "options::jsonb->>'engine'"
     jobs = {
         (state, engine or "weasyprint"): count
         for state, engine, count in c.execute(
-            "SELECT status, json_extract(options, '$.engine'), count(*) FROM docgen_jobs GROUP BY 1, 2"
+            f"SELECT status, {engine_sql}, count(*) FROM docgen_jobs GROUP BY 1, 2"
         )
     }
     return events, deliveries, failed_attempts, webhooks, jobs
