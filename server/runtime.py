@@ -22,6 +22,7 @@ from docgen import jobs as docgen_jobs
 from docgen import user_storage as docgen_storage
 from restapi import shares as shares_module
 from s3proxy.store import schema as store_schema
+from s3proxy.store.blob_store import open_blob_store
 from s3proxy.store.engine import Store
 
 log = logging.getLogger("folio")
@@ -61,7 +62,7 @@ def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     box = SecretBox.from_key_file(data_dir / "master.key")
     db = open_database(config)  # [database] url: SQLite's folio.db in data_dir, or PostgreSQL
     db.open(MIGRATIONS)
-    store = Store(config, db)
+    store = Store(config, db, open_blob_store(config))  # [blobs]: the data directory or an upstream S3
     accounts = Accounts(db, box, config.accounts.default_plan)
     store.plan_of = lambda account_id: config.plan(accounts.plan_name(account_id))
     webhooks = webhooks_module.Webhooks(db, box, config.webhooks)

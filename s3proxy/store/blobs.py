@@ -1,8 +1,8 @@
 """Object bytes on local disk: `blobs/ab/cd/<id>` with random ids (never derived
 from keys), written through `tmp/` so a crash never leaves a torn blob.
 
-The narrow interface (new writer, open, delete, list) is what an upstream-S3 blob
-backend would implement later.
+The narrow interface both blob backends implement is s3proxy/store/blob_store.py's
+`BlobStore` (the other backend: an upstream S3 bucket, s3proxy/store/blob_s3.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from s3proxy.store.errors import full_disk_refused
 from s3proxy.store.integrity import PieceChecksums
@@ -186,6 +187,8 @@ def _write_all(fd: int, data: bytes | memoryview | mmap.mmap) -> None:
 
 
 class LocalBlobStore:
+    backend = "local"
+
     def __init__(self, data_dir: Path, *, direct_io: bool = True) -> None:
         self.direct_io = direct_io and bool(O_DIRECT)
         self.buffers = AlignedBuffers()
@@ -222,6 +225,26 @@ class LocalBlobStore:
             os.unlink(self.path_for(blob_id))
         except FileNotFoundError:
             pass
+
+    # A reader's open descriptor keeps an unlinked file's bytes: no grace needed.
+    release = delete
+
+    def exists(self, blob_id: str) -> bool:
+        return self.path_for(blob_id).exists()
+
+    def size(self, blob_id: str) -> int:
+        return self.path_for(blob_id).stat().st_size
+
+    def read_chunks(self, blob_id: str, chunk_bytes: int) -> Iterator[bytes]:
+        with open(self.path_for(blob_id), "rb", buffering=0) as f:
+            while chunk := f.read(chunk_bytes):
+                yield chunk
+
+    async def health(self) -> dict[str, Any]:
+        return {"backend": self.backend}
+
+    def close(self) -> None:
+        pass
 
     def empty_tmp(self) -> int:
         """Start-up: whatever was in flight when the process stopped is garbage."""

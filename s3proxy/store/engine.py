@@ -22,6 +22,7 @@ from core.events import record_event
 from s3proxy.store import buckets as bucket_rows
 from s3proxy.store import integrity, multipart, quota, retention
 from s3proxy.store import versions as version_rows
+from s3proxy.store.blob_store import BlobSource, BlobStore
 from s3proxy.store.blobs import LocalBlobStore
 from s3proxy.store.errors import (
     BucketAccessDenied,
@@ -71,10 +72,12 @@ class DeleteResult:
 
 
 class Store:
-    def __init__(self, config: Config, db: Database) -> None:
+    def __init__(self, config: Config, db: Database, blobs: BlobStore | None = None) -> None:
+        """`blobs`: where blob bytes live (s3proxy.store.blob_store.open_blob_store); the
+        data directory's blobs/ by default."""
         self.config = config
         self.db = db
-        self.blobs = LocalBlobStore(Path(config.storage.data_dir))
+        self.blobs: BlobStore = blobs if blobs is not None else LocalBlobStore(Path(config.storage.data_dir))
         self.reserve = SpaceReserve(Path(config.storage.data_dir) / "reserve", config.storage.reserve_bytes)
         storage = config.storage
         self.floor = FreeSpaceFloor(Path(storage.data_dir), storage.min_free_bytes, storage.min_free_percent)
@@ -104,7 +107,10 @@ class Store:
         self.reserve.restore()
         self.floor.report_at_start()
         referenced = self.db.read(version_rows.referenced_blob_ids)
-        blobs_removed = self.blobs.remove_unreferenced(referenced)
+        # An upstream bucket is shared with other nodes, whose uploads in flight are younger
+        # than the grace; a local directory is this process's alone.
+        grace = 0.0 if self.blobs.backend == "local" else float(self.config.storage.gc_grace_seconds)
+        blobs_removed = self.blobs.remove_unreferenced(referenced, grace)
         if tmp_removed or blobs_removed:
             log.info(
                 "recovery removed %d temporary files and %d unreferenced blobs", tmp_removed, blobs_removed
@@ -120,6 +126,7 @@ class Store:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        self.blobs.close()
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], *, frees_space: bool = False) -> T:
         """`db.write`, with SQLite's "database or disk is full" as `StorageFull` (small
@@ -528,8 +535,9 @@ class Store:
             return await self.put_object(bucket, key, writer, meta, reservation=reservation)
 
     def _free_blobs(self, blob_ids: list[str]) -> None:
+        """Their counts reached zero: removed now (local) or after the grace (upstream S3)."""
         for blob_id in blob_ids:
-            self.executor.submit(self.blobs.delete, blob_id)
+            self.executor.submit(self.blobs.release, blob_id)
 
     def head_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> ObjectVersion:
         raw_key = encode_key(key)
@@ -553,13 +561,14 @@ class Store:
         for _attempt in range(5):
             version = self.head_object(bucket, key, version_id)
             checks = self._read_checks(version)
-            fds: list[int] = []
+            fds: list[int | BlobSource] = []
             try:
                 for blob_id in version.blob_ids:
                     fds.append(self.blobs.open(blob_id))
             except FileNotFoundError:
                 for fd in fds:
-                    os.close(fd)
+                    if isinstance(fd, int):
+                        os.close(fd)
                 continue
             return ObjectReader(
                 version, fds, self.executor, self.blobs.buffers, checks, self.integrity.corrupt_read

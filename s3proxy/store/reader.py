@@ -4,6 +4,8 @@ Bytes already in the page cache are read on the event loop (a memcpy); anything
 that needs the disk is read in a worker thread, so a cold disk never blocks it.
 Blob pieces are checked against their CRC32C as they are read (s3proxy.store.integrity):
 in the worker thread beside the read, or on the loop for a cached piece.
+A blob that is not a file (an upstream S3 object, s3proxy/store/blob_s3.py) is a `BlobSource`
+read on the loop, each segment's span in one streamed request, checked the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 
+from s3proxy.store.blob_store import BlobSource
 from s3proxy.store.blobs import ALIGN, O_DIRECT, AlignedBuffers
 from s3proxy.store.integrity import PIECE_BYTES, BlobChecksums, CorruptObject, crc32c
 from s3proxy.store.models import ObjectVersion
@@ -65,7 +68,7 @@ def read_direct(fd: int, length: int, offset: int, buffers: AlignedBuffers) -> b
 PieceCheck = tuple[BlobChecksums, int]
 # (fd, length, offset) of a read (os.pread's arguments), the slice of it to hand out, and
 # the piece check when the read is one whole checked piece.
-Extent = tuple[int, int, int, int, int, "PieceCheck | None"]
+Extent = tuple["int | BlobSource", int, int, int, int, "PieceCheck | None"]
 OnCorrupt = Callable[[ObjectVersion, str, str], Awaitable[Exception]]
 
 
@@ -81,7 +84,7 @@ class ObjectReader:
     def __init__(
         self,
         version: ObjectVersion,
-        fds: list[int],
+        fds: list[int | BlobSource],
         executor: Executor,
         buffers: AlignedBuffers | None = None,
         checks: dict[str, BlobChecksums | None] | None = None,
@@ -131,6 +134,11 @@ class ObjectReader:
             stop = min(end, seg_end) - seg_start + 1
             check = self._checks.get(segment.blob_id)
             first, last = segment.offset + pos, segment.offset + stop  # in the blob, last exclusive
+            if not isinstance(fd, int):  # the span in one streamed request (whole pieces when checked)
+                if check is not None and last <= check.size:
+                    fd.expect(first - first % PIECE_BYTES, min(last + -last % PIECE_BYTES, check.size))
+                else:
+                    fd.expect(first, last)
             if check is not None and last <= check.size:
                 for piece in range(first // PIECE_BYTES, (last - 1) // PIECE_BYTES + 1):
                     piece_start, length = piece * PIECE_BYTES, check.piece_length(piece)
@@ -151,8 +159,12 @@ class ObjectReader:
                 return
             loop = asyncio.get_running_loop()
             for fd, length, offset, keep_from, keep_to, check in self._extents(start, end):
-                data: bytes | bytearray | None = read_if_cached(fd, length, offset)
                 crc: int | None = None
+                data: bytes | bytearray | None
+                if isinstance(fd, int):
+                    data = read_if_cached(fd, length, offset)
+                else:
+                    data = await fd.read(length, offset)
                 if data is None:
                     if check is None:
                         data = await loop.run_in_executor(
@@ -189,6 +201,9 @@ class ObjectReader:
 
     def close(self) -> None:
         for fd in [*self._fds, *(d for d in self._direct.values() if d >= 0)]:
+            if not isinstance(fd, int):
+                fd.close()
+                continue
             try:
                 os.close(fd)
             except OSError:

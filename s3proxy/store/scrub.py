@@ -39,6 +39,8 @@ from core.sql_dialect import in_json_strings, is_sqlite
 from s3proxy.store.blobs import ALIGN, O_DIRECT
 from s3proxy.store.integrity import (
     PIECE_BYTES,
+    BlobChecksums,
+    PieceChecksums,
     ScrubSummary,
     bucket_name,
     crc32c,
@@ -277,7 +279,7 @@ class Scrub:
         row = await self.db.read_async(
             lambda c: c.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
         )
-        return row is not None and not self.blobs.path_for(blob_id).exists()
+        return row is not None and not self.blobs.exists(blob_id)
 
     async def _record_blob_results(
         self, results: list[tuple[BlobResult, float | None]], damaged: dict[str, str]
@@ -315,6 +317,8 @@ class Scrub:
     ) -> BlobResult:
         """In a worker thread: read the whole file (O_DIRECT: what is on the disk, not a
         cached page, and no cache evicted for requests) and check every piece."""
+        if self.blobs.backend != "local":
+            return self._check_blob_remote(blob_id, size, packed, md5_hex)
         path = self.blobs.path_for(blob_id)
         direct = bool(O_DIRECT)
         try:
@@ -339,21 +343,32 @@ class Scrub:
             os.close(fd)
         if crcs is None:
             return BlobResult(blob_id, "corrupt", "its file is shorter than recorded")
-        if expected is not None:
-            for piece, (got, want) in enumerate(zip(crcs, expected.crcs, strict=True)):
-                if got != want:
-                    first = piece * PIECE_BYTES
-                    return BlobResult(
-                        blob_id,
-                        "corrupt",
-                        f"piece {piece} (bytes {first}-{first + PIECE_BYTES - 1}) fails its CRC32C",
-                    )
-            return BlobResult(blob_id, "ok")
-        if md5 is not None and md5.hexdigest() != md5_hex:
-            return BlobResult(
-                blob_id, "corrupt", "its bytes no longer match the MD5 (ETag) recorded when written"
-            )
-        return BlobResult(blob_id, "ok", computed=struct.pack(f">{len(crcs)}I", *crcs))
+        return _verdict(blob_id, crcs, expected, md5, md5_hex)
+
+    def _check_blob_remote(
+        self, blob_id: str, size: int, packed: bytes | None, md5_hex: str | None
+    ) -> BlobResult:
+        """In a worker thread: the same checks on a blob that is not a local file (an upstream
+        S3 object), streamed in CHUNK_BYTES reads."""
+        expected = unpack(blob_id, size, packed)
+        md5 = hashlib.md5() if expected is None and md5_hex else None
+        sums = PieceChecksums()
+        got = 0
+        try:
+            for chunk in self.blobs.read_chunks(blob_id, CHUNK_BYTES):
+                if self._stop.is_set():
+                    raise Stopped
+                sums.update(chunk)
+                if md5 is not None:
+                    md5.update(chunk)
+                got += len(chunk)
+                self._pace(len(chunk))
+        except FileNotFoundError:
+            return BlobResult(blob_id, "missing", "its file is gone")
+        if got != size:
+            return BlobResult(blob_id, "corrupt", f"its file has {got} bytes, {size} recorded")
+        digest = sums.digest()
+        return _verdict(blob_id, list(struct.unpack(f">{len(digest) // 4}I", digest)), expected, md5, md5_hex)
 
     def _piece_crcs(self, fd: int, size: int, direct: bool, md5: Any) -> list[int] | None:
         """CRC32C of each piece, read CHUNK_BYTES at a time into one aligned buffer; None
@@ -477,7 +492,7 @@ class Scrub:
             )
             if recorded is None:
                 without_row.add(blob_id)
-                if not self.blobs.path_for(blob_id).exists():
+                if not self.blobs.exists(blob_id):
                     self.summary.missing_blobs.append(blob_id)
         if rows:
             log.warning("integrity: %d blob reference counts disagree with the rows", len(rows))
@@ -584,7 +599,7 @@ class Scrub:
             for mismatch in fixable:
                 blob_id, recorded, expected = mismatch["blobId"], mismatch["recorded"], mismatch["expected"]
                 if recorded is None:
-                    size = self.blobs.path_for(blob_id).stat().st_size
+                    size = self.blobs.size(blob_id)
                     c.execute(
                         "INSERT INTO blobs (id, size, refcount, created_at) VALUES (?, ?, ?, ?)"
                         " ON CONFLICT(id) DO UPDATE SET refcount = blobs.refcount + excluded.refcount",
@@ -604,7 +619,7 @@ class Scrub:
         if fixable:
             self.summary.refcounts_fixed = await self.integrity.write(fix)
             for blob_id in freed:
-                self.blobs.delete(blob_id)
+                self.blobs.release(blob_id)  # a reader may still be streaming it
             log.info(
                 "integrity: repaired %d reference counts (%d blobs freed)",
                 self.summary.refcounts_fixed,
@@ -637,3 +652,24 @@ def _read_into(fd: int, buffer: memoryview, want: int, offset: int, direct: bool
             break
         got += n
     return min(got, want)
+
+
+def _verdict(
+    blob_id: str, crcs: list[int], expected: BlobChecksums | None, md5: Any, md5_hex: str | None
+) -> BlobResult:
+    """A whole blob's piece checksums (and MD5, for one without checksums) against the record."""
+    if expected is not None:
+        for piece, (got, want) in enumerate(zip(crcs, expected.crcs, strict=True)):
+            if got != want:
+                first = piece * PIECE_BYTES
+                return BlobResult(
+                    blob_id,
+                    "corrupt",
+                    f"piece {piece} (bytes {first}-{first + PIECE_BYTES - 1}) fails its CRC32C",
+                )
+        return BlobResult(blob_id, "ok")
+    if md5 is not None and md5.hexdigest() != md5_hex:
+        return BlobResult(
+            blob_id, "corrupt", "its bytes no longer match the MD5 (ETag) recorded when written"
+        )
+    return BlobResult(blob_id, "ok", computed=struct.pack(f">{len(crcs)}I", *crcs))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Protocol
 
-from s3proxy.store.blobs import BlobFile, LocalBlobStore
+from s3proxy.store.blob_store import BlobStore, BlobWriter
 from s3proxy.store.free_space import FreeSpaceFloor
 
 Buffer = bytes | memoryview
@@ -38,7 +38,7 @@ class ObjectWriter:
 
     def __init__(
         self,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         executor: Executor,
         *,
         inline_threshold: int,
@@ -56,7 +56,7 @@ class ObjectWriter:
         self._pieces: list[Buffer] = []
         self._buffered = 0
         self._pending: asyncio.Future | None = None
-        self.blob: BlobFile | None = None
+        self.blob: BlobWriter | None = None
         self.inline_data: bytes | None = None
         self.size = 0
         self.finished = False
