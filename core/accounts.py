@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 
+from core import cache_epochs
 from core.db import Database, Migration
 from core.events import record_event
 from core.secrets import SecretBox, hash_password
@@ -88,8 +89,10 @@ MIGRATIONS = [
 ]
 
 MAX_ACCESS_KEYS = 5
-# Lookups are cached briefly: SigV4 needs the secret on every request, and
-# decrypting it each time would cost more than the signature check itself.
+# Lookups are cached: SigV4 needs the secret on every request, and decrypting it each
+# time would cost more than the signature check itself. Every change to a key or an
+# account bumps the `accounts` cache epoch (core.cache_epochs), which every process checks
+# before using its cache: the time limit only bounds how long an entry lives unused.
 KEY_CACHE_SECONDS = 30.0
 
 
@@ -149,6 +152,7 @@ def remove_account_rows(conn: sqlite3.Connection, account_id: str) -> None:
     that deletes the account (restapi.account_removal)."""
     conn.execute("DELETE FROM access_keys WHERE account_id = ?", (account_id,))
     conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+    cache_epochs.bump(conn, cache_epochs.ACCOUNTS)
 
 
 class UnknownAccount(LookupError):
@@ -182,9 +186,17 @@ class Accounts:
         self.default_plan = default_plan
         self._key_cache: dict[str, tuple[float, Account, str] | tuple[float, None, None]] = {}
         self._plan_cache: dict[str, tuple[float, str]] = {}
+        self._epoch = cache_epochs.watch(db, cache_epochs.ACCOUNTS)
+
+    def _check_epoch(self) -> None:
+        """Drop both caches when any process changed a key or an account since we looked."""
+        if self._epoch.moved():
+            self._key_cache.clear()
+            self._plan_cache.clear()
 
     def plan_name(self, account_id: str) -> str:
-        """The account's plan name (cached briefly: every write consults the quota)."""
+        """The account's plan name (cached: every write consults the quota)."""
+        self._check_epoch()
         now = time.monotonic()
         cached = self._plan_cache.get(account_id)
         if cached is not None and cached[0] > now:
@@ -238,6 +250,7 @@ class Accounts:
                 (access_key, account_id, name, secret_enc, now),
             )
             record_event(conn, account_id, "key.created", {"accessKey": access_key, "name": name}, now)
+            cache_epochs.bump(conn, cache_epochs.ACCOUNTS)  # a process may remember it as unknown
             return AccessKeyInfo(access_key, name, now)
 
         return await self.db.write(insert), secret_key
@@ -254,6 +267,7 @@ class Accounts:
             ).rowcount
             if done:
                 record_event(conn, account_id, "key.revoked", {"accessKey": access_key}, now)
+                cache_epochs.bump(conn, cache_epochs.ACCOUNTS)  # every process forgets it
             return bool(done)
 
         revoked = await self.db.write(revoke)
@@ -303,6 +317,7 @@ class Accounts:
         def update(conn: sqlite3.Connection) -> None:
             if conn.execute("UPDATE accounts SET plan = ? WHERE email = ?", (plan, email)).rowcount == 0:
                 raise UnknownAccount(email)
+            cache_epochs.bump(conn, cache_epochs.ACCOUNTS)  # running servers see the new plan
 
         self.db.write_blocking(update)
         account = self.by_email(email)
@@ -364,6 +379,7 @@ class Accounts:
                 (access_key, account.id, "default", secret_enc, now),
             )
             record_event(conn, account.id, "key.created", {"accessKey": access_key, "name": "default"}, now)
+            cache_epochs.bump(conn, cache_epochs.ACCOUNTS)  # its key may be remembered as unknown
             plain = None if isinstance(password, PasswordHash) else password
             return NewAccount(account, access_key, secret_key, plain)
 
@@ -405,7 +421,8 @@ class Accounts:
         return replace(created, password=password)
 
     def lookup_key(self, access_key: str) -> tuple[Account, str] | None:
-        """The account and plain secret of an active access key (cached briefly)."""
+        """The account and plain secret of an active access key (cached)."""
+        self._check_epoch()
         now = time.monotonic()
         cached = self._key_cache.get(access_key)
         if cached is not None and cached[0] > now:
@@ -419,7 +436,7 @@ class Accounts:
             ).fetchone()
         )
         if row is None:
-            # Unknown keys are remembered for a second only, so a new key works at once.
+            # Unknown keys are remembered for a second only (a new key bumps the epoch too).
             self._key_cache[access_key] = (now + 1.0, None, None)
             return None
         account = _account(row[1:])

@@ -114,6 +114,9 @@ class HousekeepingConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     max_clock_skew_seconds: int = 900
+    # The key that encrypts secrets at rest and derives signing keys: "" is master.key in
+    # the data directory. Nodes that serve the same database must share it (FOLIO_MASTER_KEY_FILE).
+    master_key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,9 @@ class LimitsConfig:
     # A request over its plan's rate waits for its token (asynchronously) while the wait
     # stays within this many seconds; past it, 429. 0: refuse at once.
     max_rate_wait_seconds: float = 2.0
+    # The quota an upload in flight holds is released this long after its process stops
+    # renewing it (a process killed mid-upload); renewed every few seconds while it streams.
+    quota_reservation_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -388,6 +394,8 @@ def load_config(
         config = replace(config, server=replace(config.server, s3_listen=overrides["s3_listen"]))
     if overrides["web_listen"]:
         config = replace(config, server=replace(config.server, web_listen=overrides["web_listen"]))
+    if env.get("FOLIO_MASTER_KEY_FILE"):
+        config = replace(config, auth=replace(config.auth, master_key_file=env["FOLIO_MASTER_KEY_FILE"]))
     _validate(config)
     return config
 

@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from core import cache_epochs
 from core.accounts import Account, Accounts
 from core.db import Database, Migration
 from core.events import record_event
@@ -63,6 +64,8 @@ class DocKeys:
         self.accounts = accounts
         # token hash -> (valid until, account id or None)
         self._cache: dict[str, tuple[float, str | None]] = {}
+        # Every process drops its cache when any of them creates or revokes a key.
+        self._epoch = cache_epochs.watch(db, cache_epochs.DOC_KEYS)
 
     async def create(self, account_id: str, name: str, max_keys: int = MAX_KEYS) -> tuple[DocKeyInfo, str]:
         token = PREFIX + secrets.token_hex(24)
@@ -78,7 +81,9 @@ class DocKeys:
                 "INSERT INTO doc_keys (id, account_id, name, token_hash, hint, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (info.id, account_id, name, _hash(token), info.hint, info.created_at),
             )
-            record_event(conn, account_id, "key.created", {"id": info.id, "name": name, "type": "docgen"}, info.created_at)
+            payload = {"id": info.id, "name": name, "type": "docgen"}
+            record_event(conn, account_id, "key.created", payload, info.created_at)
+            cache_epochs.bump(conn, cache_epochs.DOC_KEYS)  # a process may remember it as unknown
             return info
 
         return await self.db.write(insert), token
@@ -107,6 +112,7 @@ class DocKeys:
             ).rowcount
             if done:
                 record_event(conn, account_id, "key.revoked", {"id": key_id, "type": "docgen"}, now)
+                cache_epochs.bump(conn, cache_epochs.DOC_KEYS)  # every process forgets it
             return bool(done)
 
         revoked = await self.db.write(revoke)
@@ -117,6 +123,8 @@ class DocKeys:
         if not token.startswith(PREFIX):
             return None
         digest = _hash(token)
+        if self._epoch.moved():
+            self._cache.clear()
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is None or cached[0] < now:

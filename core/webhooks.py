@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from core import cache_epochs
 from core.config import WebhooksConfig
 from core.db import Database, Migration
 from core.netguard import BlockedTarget, check_url, check_url_syntax
@@ -248,6 +249,21 @@ class Attempt:
     one_shot: bool  # a redelivery: no retries after it
 
 
+class _Listening(set[str]):
+    """The accounts with an active webhook, reloaded whenever any process changed the
+    webhooks (the `webhooks` cache epoch, core.cache_epochs) before it answers `in`."""
+
+    def __init__(self, db: Database, reload: Any) -> None:
+        super().__init__()
+        self._watch = cache_epochs.watch(db, cache_epochs.WEBHOOKS)
+        self._reload = reload
+
+    def __contains__(self, account_id: object) -> bool:
+        if self._watch.moved():
+            self._reload()
+        return set.__contains__(self, account_id)
+
+
 class Webhooks:
     def __init__(self, db: Database, box: SecretBox, config: WebhooksConfig) -> None:
         self.db = db
@@ -256,7 +272,7 @@ class Webhooks:
         self.wake = asyncio.Event()
         # Accounts with an active webhook: the engine records object and bucket events
         # only for them (an outbox row per write would cost every other account).
-        self.listening: set[str] = set()
+        self.listening: set[str] = _Listening(db, self.load)
 
     def load(self) -> None:
         rows = self.db.read(
@@ -322,6 +338,7 @@ class Webhooks:
                 " VALUES (?, ?, ?, ?, ?, 1, 0, ?)",
                 (webhook_id, account_id, url, json.dumps(events), secret_enc, now),
             )
+            cache_epochs.bump(conn, cache_epochs.WEBHOOKS)  # every process records its events
             return Webhook(webhook_id, account_id, url, tuple(events), True, 0, now)
 
         webhook = await self.db.write(insert)
@@ -470,6 +487,8 @@ class Webhooks:
                 conn.execute("UPDATE webhooks SET events = ? WHERE id = ?", (json.dumps(events), webhook_id))
             if url is not None:
                 conn.execute("UPDATE webhooks SET url = ? WHERE id = ?", (url, webhook_id))
+            if active is not None and bool(active) != bool(row[4]):
+                cache_epochs.bump(conn, cache_epochs.WEBHOOKS)
             return _webhook(
                 conn.execute(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
             )
@@ -490,6 +509,7 @@ class Webhooks:
                     " WHERE webhook_id = ? AND status = 'pending'",
                     (time.time(), webhook_id),
                 )
+                cache_epochs.bump(conn, cache_epochs.WEBHOOKS)
             return bool(done)
 
         removed = await self.db.write(remove)
@@ -675,10 +695,11 @@ class Webhooks:
         if failures is not None and failures[0] >= self.config.disable_after_failures:
             # Attempts of the same round may land after the one that disabled it: the first
             # one is the failure the dashboard names.
-            conn.execute(
+            if conn.execute(
                 "UPDATE webhooks SET active = 0, disabled_at = ?, disabled_after = ? WHERE id = ? AND active = 1",
                 (now, failures[0], webhook_id),
-            )
+            ).rowcount:
+                cache_epochs.bump(conn, cache_epochs.WEBHOOKS)
             log.warning("webhook %s disabled after %d consecutive failures", webhook_id, failures[0])
             return failures[1]
         return None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import accounts as accounts_module
+from core import cache_epochs
 from core import doc_keys as doc_keys_module
 from core import events as events_module
 from core import sessions as sessions_module
@@ -21,6 +22,7 @@ from core.secrets import SecretBox
 from docgen import jobs as docgen_jobs
 from docgen import user_storage as docgen_storage
 from restapi import shares as shares_module
+from s3proxy.store import quota as quota_module
 from s3proxy.store import schema as store_schema
 from s3proxy.store.blob_store import open_blob_store
 from s3proxy.store.engine import Store
@@ -38,6 +40,8 @@ MIGRATIONS = [
     *docgen_jobs.MIGRATIONS,
     *docgen_jobs.TEMPLATE_MIGRATIONS,
     *docgen_storage.MIGRATIONS,
+    *cache_epochs.MIGRATIONS,
+    *quota_module.MIGRATIONS,
 ]
 
 
@@ -56,10 +60,18 @@ class Runtime:
         self.db.close()
 
 
+def master_key_path(config: Config) -> Path:
+    """`[auth] master_key_file` (FOLIO_MASTER_KEY_FILE), or master.key in the data directory.
+    Every process serving one database must use the same key: it decrypts the stored
+    secrets and derives the signing keys (core.secrets)."""
+    configured = config.auth.master_key_file
+    return Path(configured) if configured else Path(config.storage.data_dir) / "master.key"
+
+
 def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     data_dir = Path(config.storage.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    box = SecretBox.from_key_file(data_dir / "master.key")
+    box = SecretBox.from_key_file(master_key_path(config))
     db = open_database(config)  # [database] url: SQLite's folio.db in data_dir, or PostgreSQL
     db.open(MIGRATIONS)
     store = Store(config, db, open_blob_store(config))  # [blobs]: the data directory or an upstream S3

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core import cache_epochs
 from core.acting import current_writer
 from core.config import Config, PlanConfig
 from core.db import Database
@@ -84,14 +85,21 @@ class Store:
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="folio-io")
         # Checksums checked on read, damage counted and marked (s3proxy.store.integrity).
         self.integrity = integrity.Integrity(db.read, self._write, verify_reads=config.storage.verify_reads)
-        # name -> (expiry, bucket). Brief, so that settings an operator changes from the
-        # command line (another process) reach a running server without a restart.
+        # name -> (expiry, bucket). Every change to a bucket row bumps the `buckets` cache
+        # epoch in its transaction, and every process checks it before using this cache
+        # (core.cache_epochs): an ACL or policy made through any process applies to the next
+        # request everywhere. The expiry only bounds how long an unused entry stays.
         self._buckets: dict[str, tuple[float, Bucket]] = {}
+        self._buckets_epoch = cache_epochs.watch(db, cache_epochs.BUCKETS)
         # The plan of an account (quota, bucket limit, retention). The runtime replaces
         # this with a lookup in the accounts table; alone, every account has the default.
         default_plan = config.plan(config.accounts.default_plan)
         self.plan_of: Callable[[str], PlanConfig] = lambda _account_id: default_plan
-        self.quotas = Quotas(db, lambda account_id: self.plan_of(account_id).storage_bytes)
+        self.quotas = Quotas(
+            db,
+            lambda account_id: self.plan_of(account_id).storage_bytes,
+            config.limits.quota_reservation_seconds,
+        )
         # Accounts with an active webhook (kept by core.webhooks): only their writes
         # record object and bucket events in the outbox.
         self.event_accounts: set[str] = set()
@@ -149,6 +157,8 @@ class Store:
     # -- buckets ------------------------------------------------------------------------------
 
     def bucket(self, name: str) -> Bucket | None:
+        if self._buckets_epoch.moved():
+            self._buckets.clear()
         cached = self._buckets.get(name)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -210,6 +220,8 @@ class Store:
             )
             if created and record:
                 record_event(c, account_id, "bucket.created", {"bucket": name, "region": region}, now)
+            if created:
+                cache_epochs.bump(c, cache_epochs.BUCKETS)
             return bucket, created
 
         bucket, created = await self._write(insert)
@@ -223,13 +235,15 @@ class Store:
         now = time.time()
 
         def remove(c: sqlite3.Connection) -> list[str]:
-            freed = bucket_rows.remove_bucket(c, bucket.id, drop_history=drop_history, with_contents=with_contents)
+            freed = bucket_rows.remove_bucket(
+                c, bucket.id, drop_history=drop_history, with_contents=with_contents
+            )
+            cache_epochs.bump(c, cache_epochs.BUCKETS)
             if record:
                 record_event(c, bucket.account_id, "bucket.deleted", {"bucket": bucket.name}, now)
             return freed
 
         freed = await self._write(remove, frees_space=True)
-        self.quotas.forget(bucket.account_id)
         self._buckets.pop(bucket.name, None)
         self._free_blobs(freed)
 
@@ -258,6 +272,7 @@ class Store:
                     "UPDATE buckets SET versioning = ?, settings = ? WHERE id = ?",
                     (versioning, settings.to_json(), bucket.id),
                 )
+            cache_epochs.bump(c, cache_epochs.BUCKETS)
             return settings
 
         settings = await self._write(update)
@@ -350,18 +365,16 @@ class Store:
         if keep is not None and not (keep.keep_versions or keep.keep_days):
             keep = None
         record = event is not None and raw_key is not None and account_id in self.event_accounts
-        if not limit:
-            self.quotas.forget(account_id)  # grows unseen: no hint may run behind
-            if keep is None and not record:
-                return await self._write(fn, frees_space=frees_space)
+        if not limit and keep is None and not record:
+            return await self._write(fn, frees_space=frees_space)
         now = time.time()
         pruned: list[str] = []
 
         def run(conn: sqlite3.Connection):
             pruned.clear()  # a rolled-back first attempt (full disk) pruned nothing
-            # The hint never runs behind (see Quotas.used_hint): when it is high, a write
-            # may look like no growth, but admission already checked the real figure.
-            before = self.quotas.used_hint(account_id) if limit else 0
+            # Exact, in this transaction: other processes write to the account too. `remote`:
+            # what their uploads in flight hold (quota_reservations rows).
+            before, remote = quota.standing(conn, account_id, self.quotas.node, now) if limit else (0, 0)
             existed = record and event == "put" and _has_current(conn, bucket.id, raw_key)
             result = fn(conn)
             if record:
@@ -372,23 +385,17 @@ class Store:
                 assert raw_key is not None
                 pruned.extend(retention.prune_key(conn, bucket.id, raw_key, keep, now))
             if limit:
-                others = self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
-                if (
-                    reservation is not None
-                    and before + reservation.gross + others <= limit * quota.WARNING_RATIO
-                ):
-                    # Far below the quota: this write (at most `gross` bytes) can neither pass
-                    # it nor cross a threshold, so the usage query is spared; the hint takes
-                    # the upper bound (it may run high, never low).
-                    self.quotas.settled(account_id, before + reservation.gross)
-                else:
-                    self.quotas.settled(
-                        account_id, quota.settle(conn, account_id, limit, before, others, now)
-                    )
+                others = (
+                    remote + self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
+                )
+                if reservation is None or before + reservation.gross + others > limit * quota.WARNING_RATIO:
+                    quota.settle(conn, account_id, limit, before, others, now)
+                # else far below the quota: this write (at most `gross` bytes) can neither
+                # pass it nor cross a threshold, so the usage query after it is spared.
                 if reservation is not None:
                     # The bytes are usage now (in this transaction): holding the
                     # reservation until the group commit is durable would count them twice.
-                    reservation.release()
+                    reservation.settle(conn)
             return result
 
         try:
@@ -396,6 +403,8 @@ class Store:
         except QuotaExceeded as exc:
             used = self.quotas.used(account_id)
             raise await self.quotas.refuse(account_id, used, limit) from exc
+        if reservation is not None:
+            reservation.committed()
         self._free_blobs(pruned)
         if record:
             self.events_recorded()
@@ -420,8 +429,6 @@ class Store:
                 )
                 self._free_blobs(freed)
                 removed += count
-                if count:
-                    self.quotas.forget(bucket.account_id)
                 if last is None:
                     break
                 after = last
@@ -848,7 +855,6 @@ class Store:
         for upload_id in expired:
             freed = await self._write(lambda c, u=upload_id: multipart.drop_upload_by_id(c, u))
             self._free_blobs(freed)
-            self.quotas.forget()
         # Completed uploads past the time a repeated Complete is answered for.
         forget_before = time.time() - multipart.COMPLETED_MEMORY_SECONDS
         await self._write(lambda c: multipart.forget_completed(c, forget_before))

@@ -1,22 +1,61 @@
 """Storage quotas. Usage lives in the database (`buckets.bytes_used`, kept by
-triggers); uploads in flight hold reservations here, so that concurrent writes can
-never pass the quota together; and every write transaction settles against the
-limit before it commits, so a refused write leaves nothing behind.
+triggers); uploads in flight hold reservations, so that concurrent writes can never
+pass the quota together; and every write transaction settles against the limit before
+it commits, so a refused write leaves nothing behind.
+
+Several processes may serve one database (`--workers N`, or nodes on PostgreSQL), so
+what decides is in the database: usage is read exactly inside each write transaction
+(never a figure remembered by this process), and a reservation of `SHARED_BYTES` or more
+is a `quota_reservations` row that every process counts. The row is written with the
+admission check in one transaction, deleted in the transaction that records the write
+(or when the upload ends without one), and renewed while the upload streams: a process
+killed mid-upload leaves a row that stops counting at `expires_at` (`[limits]
+quota_reservation_seconds`). Smaller reservations stay in this process: their bytes are
+in flight for milliseconds and are counted exactly when they commit.
 
 Events: `quota.warning` when usage crosses 80% of the quota, `quota.exceeded` when
 it reaches 100% or a write is refused (at most once an hour for refusals)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import secrets
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.db import Database
+from core.db import Database, Migration
 from core.events import record_event
 from s3proxy.store.errors import QuotaExceeded, full_disk_refused
 
+log = logging.getLogger("folio.store")
+
+MIGRATIONS = [
+    Migration(
+        "s3proxy.store.quota",
+        1,
+        """
+        -- Quota held by uploads in flight, counted by every process (see the module's
+        -- docstring). BIGINT and DOUBLE PRECISION: the same width on SQLite and PostgreSQL.
+        CREATE TABLE quota_reservations (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            node TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX quota_reservations_by_account ON quota_reservations(account_id, expires_at);
+        """,
+    )
+]
+
+# A reservation this big or bigger is shared through the database (see above).
+SHARED_BYTES = 1024 * 1024
 WARNING_RATIO = 0.8
 REFUSAL_EVENT_INTERVAL = 3600.0
 _LEVEL_EVENTS = {1: "quota.warning", 2: "quota.exceeded"}
@@ -34,6 +73,18 @@ def account_bytes(conn: sqlite3.Connection, account_id: str) -> int:
     return conn.execute(
         "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE account_id = ?", (account_id,)
     ).fetchone()[0]
+
+
+def standing(conn: sqlite3.Connection, account_id: str, node: str, now: float) -> tuple[int, int]:
+    """The account's usage and what uploads of other processes hold (live rows of other
+    nodes: this process counts its own reservations itself), in one statement."""
+    row = conn.execute(
+        "SELECT (SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE account_id = ?),"
+        " (SELECT coalesce(sum(bytes), 0) FROM quota_reservations"
+        " WHERE account_id = ? AND node <> ? AND expires_at > ?)",
+        (account_id, account_id, node, now),
+    ).fetchone()
+    return int(row[0]), int(row[1])
 
 
 def account_usage(conn: sqlite3.Connection, account_id: str) -> Usage:
@@ -57,7 +108,9 @@ def _payload(used: int, limit: int) -> dict[str, object]:
     return {"bytesUsed": used, "quotaBytes": limit, "percentUsed": round(100 * used / limit, 1)}
 
 
-def _announce_level(conn: sqlite3.Connection, account_id: str, level: int, used: int, limit: int, now: float) -> None:
+def _announce_level(
+    conn: sqlite3.Connection, account_id: str, level: int, used: int, limit: int, now: float
+) -> None:
     row = conn.execute("SELECT level FROM quota_levels WHERE account_id = ?", (account_id,)).fetchone()
     stored = row[0] if row else 0
     if level == stored:
@@ -79,9 +132,7 @@ def settle(
     thresholds it crossed. Returns the usage after the write."""
     after = account_bytes(conn, account_id)
     if after > before and after + reserved_by_others > limit:
-        raise QuotaExceeded(
-            "Upload would exceed your plan's storage quota.", used=before, quota=limit
-        )
+        raise QuotaExceeded("Upload would exceed your plan's storage quota.", used=before, quota=limit)
     if _level(after, limit) != _level(before, limit):
         _announce_level(conn, account_id, _level(after, limit), after, limit, now)
     return after
@@ -99,18 +150,34 @@ def record_refusal(conn: sqlite3.Connection, account_id: str, used: int, limit: 
     )
 
 
-class Quotas:
-    """Reservations of uploads in flight, per account (in this process)."""
+class _Refused(Exception):
+    """Admission found no room (inside the write transaction that would have shared it)."""
 
-    def __init__(self, db: Database, limit_of: Callable[[str], int]) -> None:
+    def __init__(self, used: int) -> None:
+        self.used = used
+
+
+class Quotas:
+    """Reservations of uploads in flight, per account: all of this process's in memory,
+    the big ones also as rows every process counts."""
+
+    def __init__(self, db: Database, limit_of: Callable[[str], int], expiry_seconds: float = 60.0) -> None:
         self.db = db
         self.limit_of = limit_of
+        self.expiry_seconds = expiry_seconds
+        # Renewed well before it expires, and at least every few seconds.
+        self.renew_seconds = min(5.0, expiry_seconds / 4)
+        # Who owns a row: this process, for as long as it lives.
+        self.node = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self._reserved: dict[str, int] = {}
-        self._last_used: dict[str, int] = {}
+        self._shared: dict[str, Reservation] = {}  # row id -> its reservation
+        self._renewer: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()  # row deletions in flight
         # Writes refused for the quota, for /metrics (every refusal comes through refuse()).
         self.refusals = 0
 
     def reserved(self, account_id: str) -> int:
+        """What this process's uploads into the account hold now."""
         return self._reserved.get(account_id, 0)
 
     def reservation(self, account_id: str, credit: Callable[[], int] | None = None) -> Reservation:
@@ -119,28 +186,11 @@ class Quotas:
     def used(self, account_id: str) -> int:
         # The writer's view: writes waiting for their group commit are usage already
         # (their reservations were handed back when they settled).
-        used = self.db.read_own_writes(lambda c: account_bytes(c, account_id))
-        self._last_used[account_id] = used
-        return used
+        return self.db.read_own_writes(lambda c: account_bytes(c, account_id))
 
-    def used_hint(self, account_id: str) -> int:
-        """Usage as last read or settled in this process: every write that grows usage
-        settles here and records it, so the hint never runs behind this process's own
-        writes (what others free only makes it high). Admission uses it to spare a
-        query per upload, and asks `used()` before refusing."""
-        hint = self._last_used.get(account_id)
-        return self.used(account_id) if hint is None else hint
-
-    def settled(self, account_id: str, used: int) -> None:
-        self._last_used[account_id] = used
-
-    def forget(self, account_id: str | None = None) -> None:
-        """Drop the hint (all of them with None): usage changed without settling here
-        (an unlimited plan's writes, which may later become limited) or fell."""
-        if account_id is None:
-            self._last_used.clear()
-        else:
-            self._last_used.pop(account_id, None)
+    def standing(self, account_id: str) -> tuple[int, int]:
+        """Usage (the writer's view) and what other processes' uploads hold."""
+        return self.db.read_own_writes(lambda c: standing(c, account_id, self.node, time.time()))
 
     async def refuse(self, account_id: str, used: int, limit: int) -> QuotaExceeded:
         self.refusals += 1
@@ -155,6 +205,93 @@ class Quotas:
         else:
             self._reserved.pop(account_id, None)
 
+    async def _share(self, reservation: Reservation) -> None:
+        """Check the reservation's amount against the quota and write its row, in one
+        transaction: two processes admitting at once are serialized by the database.
+        Raises _Refused when it does not fit."""
+        account_id, limit = reservation.account_id, reservation.limit
+
+        def admit(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            used, remote = standing(conn, account_id, self.node, now)
+            local = self.reserved(account_id)  # this one's amount included
+            if used + remote + local > limit:
+                raise _Refused(used)
+            # Rows of processes that died: they count no more, so they go.
+            conn.execute(
+                "DELETE FROM quota_reservations WHERE account_id = ? AND expires_at <= ?", (account_id, now)
+            )
+            if (
+                conn.execute(
+                    "UPDATE quota_reservations SET bytes = ?, expires_at = ? WHERE id = ?",
+                    (reservation.amount, now + self.expiry_seconds, reservation.id),
+                ).rowcount
+                == 0
+            ):
+                conn.execute(
+                    "INSERT INTO quota_reservations (id, account_id, bytes, node, expires_at) VALUES (?, ?, ?, ?, ?)",
+                    (reservation.id, account_id, reservation.amount, self.node, now + self.expiry_seconds),
+                )
+
+        # Renewed from now on: should this task be cancelled while the write is under way,
+        # release() deletes the row (whether or not it was written).
+        self._shared[reservation.id] = reservation
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().create_task(self._renew())
+        try:
+            with full_disk_refused():
+                await self.db.write(admit)
+        except _Refused:
+            if reservation._row_bytes == 0:  # it had no row before: none was written
+                self._shared.pop(reservation.id, None)
+            raise
+
+    def _unshare(self, reservation: Reservation) -> None:
+        """Delete the row of a reservation that ends without a write (aborted, refused):
+        in the background, since a `with` block ends synchronously. Should the process die
+        first, the row expires."""
+        self._shared.pop(reservation.id, None)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        row_id = reservation.id
+        task = loop.create_task(
+            self.db.write(lambda c: c.execute("DELETE FROM quota_reservations WHERE id = ?", (row_id,)))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._deleted)
+
+    def _deleted(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("quota reservation not deleted (it will expire): %s", task.exception())
+
+    async def _renew(self) -> None:
+        """While this process holds rows: push their expiry on (with their current
+        amounts), and delete every row that expired (of processes that died)."""
+        try:
+            while True:
+                await asyncio.sleep(self.renew_seconds)
+                if not self._shared:
+                    return
+                now = time.time()
+                rows = [(r.amount, now + self.expiry_seconds, row_id) for row_id, r in self._shared.items()]
+
+                def renew(conn: sqlite3.Connection, rows: list = rows, now: float = now) -> None:
+                    for row in rows:
+                        conn.execute(
+                            "UPDATE quota_reservations SET bytes = ?, expires_at = ? WHERE id = ?", row
+                        )
+                    conn.execute("DELETE FROM quota_reservations WHERE expires_at <= ?", (now,))
+
+                try:
+                    await self.db.write(renew)
+                except Exception:  # noqa: BLE001 - the next round tries again before they expire
+                    log.exception("renewing quota reservations failed")
+        finally:
+            self._renewer = None
+
 
 class Reservation:
     """Space one write holds while its bytes arrive: `require(n)` before they do
@@ -168,34 +305,72 @@ class Reservation:
     def __init__(self, quotas: Quotas, account_id: str, credit: Callable[[], int] | None = None) -> None:
         self.quotas = quotas
         self.account_id = account_id
+        self.id = uuid.uuid4().hex
         self.amount = 0  # held (net of credit)
         self.gross = 0  # bytes asked for
         self.limit = quotas.limit_of(account_id)
         self._credit = credit
         self._credit_bytes: int | None = None
+        self._row_bytes = 0  # the amount its row holds (0: no row)
+        self._row_settling = False  # deleted by a write transaction not yet known to commit
 
     async def require(self, nbytes: int) -> None:
         if not self.limit or nbytes <= self.gross:
             return
         quotas = self.quotas
-        used = quotas.used_hint(self.account_id)
-        others = quotas.reserved(self.account_id) - self.amount
+        used, remote = quotas.standing(self.account_id)
+        others = remote + quotas.reserved(self.account_id) - self.amount
         net = nbytes
-        if used + others + net > self.limit:
-            used = quotas.used(self.account_id)  # exact, before refusing on a hint
         if used + others + net > self.limit and self._credit is not None:
             if self._credit_bytes is None:
                 self._credit_bytes = self._credit()
             net = max(0, nbytes - self._credit_bytes)
         if used + others + net > self.limit:
             raise await quotas.refuse(self.account_id, used, self.limit)
+        previous = self.amount, self.gross
         quotas._adjust(self.account_id, net - self.amount)
         self.amount, self.gross = net, nbytes
+        # Shared once it is big, and again each time it doubles (the renewal brings the
+        # row up to date in between): a body of unknown length is a few writes, not one
+        # per piece.
+        if net >= SHARED_BYTES and net >= 2 * self._row_bytes:
+            try:
+                await quotas._share(self)
+            except _Refused as refused:
+                quotas._adjust(self.account_id, previous[0] - self.amount)
+                self.amount, self.gross = previous
+                raise await quotas.refuse(self.account_id, refused.used, self.limit) from None
+            except BaseException:
+                self._row_bytes = self._row_bytes or net  # perhaps written: release() deletes it
+                raise
+            self._row_bytes = net
+
+    def settle(self, conn: sqlite3.Connection) -> None:
+        """In the write transaction that makes the bytes usage: hand the reservation back
+        (holding it until the group commit is durable would count the bytes twice) and
+        delete its row in that same transaction."""
+        if self._row_bytes:
+            conn.execute("DELETE FROM quota_reservations WHERE id = ?", (self.id,))
+            self._row_settling = True
+        if self.amount:
+            self.quotas._adjust(self.account_id, -self.amount)
+        self.amount = self.gross = 0
+
+    def committed(self) -> None:
+        """The transaction that settled it committed: its row is gone for good."""
+        if self._row_settling:
+            self.quotas._shared.pop(self.id, None)
+            self._row_bytes = 0
+            self._row_settling = False
 
     def release(self) -> None:
         if self.amount:
             self.quotas._adjust(self.account_id, -self.amount)
         self.amount = self.gross = 0
+        if self._row_bytes:
+            self._row_bytes = 0
+            self._row_settling = False
+            self.quotas._unshare(self)
 
     def __enter__(self) -> Reservation:
         return self
