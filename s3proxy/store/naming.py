@@ -38,6 +38,10 @@ def encode_key(key: str) -> bytes:
         raise InvalidKey("Object key must not be empty.")
     if len(raw) > MAX_KEY_BYTES:
         raise KeyTooLong(f"Your key is too long: {len(raw)} bytes, the maximum is {MAX_KEY_BYTES}.")
+    if b"\x00" in raw:
+        # Refused with either metadata engine (Ceph RGW and MinIO refuse it too): PostgreSQL's
+        # text columns that repeat a key (share links, document assets) cannot hold a NUL.
+        raise InvalidKey("Object key must not contain a NUL character.")
     return raw
 
 
