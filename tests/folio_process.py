@@ -58,6 +58,9 @@ class FolioProcess:
     # Set by tests that break the server on purpose (a traceback in its log is theirs,
     # not a client's): the end-of-run log check skips this server's log.
     expect_tracebacks: bool = False
+    # FOLIO_TEST_DATABASE=postgres: this server's own PostgreSQL database (kept, so that a
+    # restart finds its rows).
+    database_url: str = ""
     # Serve both listeners over HTTPS with these files (`--tls-cert/--tls-key`).
     tls: TlsFiles | None = None
 
@@ -104,6 +107,14 @@ class FolioProcess:
                 "\n[plans.default]\nwrite_per_second = 0\nread_per_second = 0\nlist_per_second = 0\n"
                 "dashboard_per_minute = 0\ndocgen_per_minute = 0\n"
             )
+        if os.environ.get("FOLIO_TEST_DATABASE") == "postgres" and "[database]" not in text:
+            # Metadata on PostgreSQL (issue 18): a fresh database per server, as a fresh
+            # SQLite file is; `folio admin` reads the same config, so the same database.
+            if not self.database_url:
+                from tests.pg import new_database_url
+
+                self.database_url = new_database_url(self.data_dir.parent.name)
+            text += f'\n[database]\nurl = "{self.database_url}"\n'
         if self.engine != "uvicorn":
             text = f'[server]\nengine = "{self.engine}"\n' + text
         self.config_path.write_text(text)
