@@ -308,7 +308,12 @@ class PostgresDatabase:
         """The same on the calling thread, for code without an event loop (the CLI, start-up)."""
         if self._closed or self._pool is None:
             raise RuntimeError("database is closed")
-        return self._transaction(fn)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._transaction(fn)
+        # Waiting for the writers' lock (another node's write) would stall every request.
+        raise RuntimeError("write_blocking() would block the event loop: use write()")
 
     def _transaction(self, fn: Callable[[PgConnection], T]) -> T:
         assert self._pool is not None
