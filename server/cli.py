@@ -25,6 +25,7 @@ from server import corrupt_log, tls
 from server.background import prune_versions, scrub_periodically, sweep_incomplete_uploads
 from server.backup_cli import add_backup_commands, run_backup_command
 from server.check import add_check_command, run_check
+from server.migrate_cli import add_migrate_command, run_migrate
 from server.fdlimit import raise_fd_limit
 from server.housekeeping import Housekeeping, add_housekeeping_command, housekeeping_now
 from server.memory import tune_malloc
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     gc = commands.add_parser("gc", help="remove blobs no object references (older than the grace period)")
     _common(gc)
     add_check_command(commands, _common)
+    add_migrate_command(commands, _common)
     add_backup_commands(commands, _common)
     return parser
 
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         _admin(args, config)
     elif args.command == "check":
         sys.exit(run_check(args, config))
+    elif args.command == "migrate":
+        sys.exit(run_migrate(args, config))
     elif args.command == "gc":
         runtime = open_runtime(config, recover=False)
         try:
