@@ -57,9 +57,20 @@ def add_check_command(commands: Any, common: Callable[[argparse.ArgumentParser],
     )
 
 
+# What the commands that work on the embedded store's files answer on PostgreSQL.
+SQLITE_ONLY = (
+    "{command} works on the embedded SQLite store and its files; on PostgreSQL use"
+    " pg_dump/pg_basebackup and your S3 cluster's replication, see docs/scale-out.md"
+)
+
+
 def run_check(args: argparse.Namespace, config: Config) -> int:
     data_dir = Path(config.storage.data_dir)
-    if not (data_dir / "folio.db").exists():
+    if config.database.url:
+        if args.repair:
+            print(f"folio: {SQLITE_ONLY.format(command='folio check --repair')}", file=sys.stderr)
+            return EXIT_FAILED
+    elif not (data_dir / "folio.db").exists():
         print(f"folio: no Folio data directory at {data_dir} (no folio.db)", file=sys.stderr)
         return EXIT_FAILED
     if args.grace is not None and args.grace < 0 or args.max_rate is not None and args.max_rate <= 0:

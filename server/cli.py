@@ -24,7 +24,7 @@ from s3proxy.store.models import Retention
 from server import corrupt_log, tls
 from server.background import prune_versions, scrub_periodically, sweep_incomplete_uploads
 from server.backup_cli import add_backup_commands, run_backup_command
-from server.check import add_check_command, run_check
+from server.check import SQLITE_ONLY, add_check_command, run_check
 from server.migrate_cli import add_migrate_command, run_migrate
 from server.fdlimit import raise_fd_limit
 from server.housekeeping import Housekeeping, add_housekeeping_command, housekeeping_now
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             runtime.close()
     elif args.command in ("backup", "restore"):
+        if config.database.url:
+            sys.exit(f"folio: {SQLITE_ONLY.format(command=f'folio {args.command}')}")
         sys.exit(run_backup_command(args, config.data_dir))
 
 

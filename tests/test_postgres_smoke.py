@@ -5,6 +5,8 @@ rows are PostgreSQL's, and a restart on the same database finds everything again
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +105,29 @@ def test_restart_on_the_same_database(folio_pg: FolioProcess, database_url: str)
 
 def test_data_directory_holds_no_sqlite_database(folio_pg: FolioProcess) -> None:
     assert not Path(folio_pg.data_dir, "folio.db").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["backup", "{tmp}/backups"], ["restore", "{tmp}/backups"], ["check", "--repair"]],
+    ids=["backup", "restore", "check-repair"],
+)
+def test_sqlite_file_commands_refuse_with_one_line(
+    folio_pg: FolioProcess, tmp_path: Path, command: list[str]
+) -> None:
+    args = [part.format(tmp=tmp_path) for part in command]
+    out = subprocess.run(
+        [sys.executable, "-m", "server", *args, *folio_pg._base_args()],
+        env=folio_pg._environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert (
+        "embedded SQLite store" in out.stderr
+        and "pg_dump" in out.stderr
+        and "docs/scale-out.md" in out.stderr
+    )
+    assert not (tmp_path / "backups").exists()

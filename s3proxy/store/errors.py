@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from core.db import DATABASE_ERRORS
+
 log = logging.getLogger("folio.store")
 
 
@@ -132,6 +134,9 @@ def is_storage_full(exc: BaseException) -> bool:
         full_code = getattr(current, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
         if isinstance(current, sqlite3.Error) and full_code:
             return True
+        # PostgreSQL's disk_full (SQLSTATE 53100): the database server's disk.
+        if getattr(current, "sqlstate", None) == "53100":
+            return True
         current = current.__cause__ or current.__context__
     return False
 
@@ -150,7 +155,7 @@ def full_disk_refused() -> Iterator[None]:
     """Turns a full disk under the block into `StorageFull`; other errors pass as they are."""
     try:
         yield
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, *DATABASE_ERRORS) as exc:
         if not is_storage_full(exc):
             raise
         _warn(exc)

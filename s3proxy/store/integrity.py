@@ -23,6 +23,7 @@ from typing import Any
 
 from awscrt.checksums import crc32c
 
+from core.db import DATABASE_ERRORS
 from core.sql_dialect import in_json_strings
 
 log = logging.getLogger("folio.integrity")
@@ -255,7 +256,7 @@ class Integrity:
         process ran (looked up by id, parsed only when it is new)."""
         try:
             row = self._read(lambda c: c.execute("SELECT max(id) FROM scrub_runs").fetchone())
-        except sqlite3.Error:  # a database without the table yet: nothing on record
+        except DATABASE_ERRORS:  # a database without the table yet: nothing on record
             return self._last_scrub
         latest = row[0] if row else None
         if latest is not None and latest != self._last_scrub_id:
@@ -291,7 +292,7 @@ class Integrity:
         self.corrupt_reads += 1
         try:
             bucket = self._read(lambda c: bucket_name(c, version.bucket_id))
-        except sqlite3.Error:
+        except DATABASE_ERRORS:
             bucket = f"#{version.bucket_id}"
         log.error(
             "integrity: refused to serve %s/%s (version %s): %s; the read was stopped and the data marked damaged",
