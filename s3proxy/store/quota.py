@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -170,6 +171,9 @@ class Quotas:
         # Who owns a row: this process, for as long as it lives.
         self.node = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self._reserved: dict[str, int] = {}
+        # Reservation.settle() runs in the write transaction: on PostgreSQL that is the writer
+        # thread (core.db_postgres), while the loop admits and releases others.
+        self._reserved_lock = threading.Lock()
         self._shared: dict[str, Reservation] = {}  # row id -> its reservation
         self._renewer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()  # row deletions in flight
@@ -199,11 +203,12 @@ class Quotas:
         return QuotaExceeded("Upload would exceed your plan's storage quota.", used=used, quota=limit)
 
     def _adjust(self, account_id: str, delta: int) -> None:
-        total = self._reserved.get(account_id, 0) + delta
-        if total:
-            self._reserved[account_id] = total
-        else:
-            self._reserved.pop(account_id, None)
+        with self._reserved_lock:
+            total = self._reserved.get(account_id, 0) + delta
+            if total:
+                self._reserved[account_id] = total
+            else:
+                self._reserved.pop(account_id, None)
 
     async def _share(self, reservation: Reservation) -> None:
         """Check the reservation's amount against the quota and write its row, in one
