@@ -152,6 +152,8 @@ class Database:
         self._in_transaction = False
         self._commit_scheduled = False
         self._uncommitted: list[asyncio.Future] = []
+        # Set while one write waits for another process's write lock (`_begin_when_free`).
+        self._lock_free: asyncio.Event | None = None
         self._sync_queue: queue.SimpleQueue[list[asyncio.Future] | None] = queue.SimpleQueue()
         self._sync_thread: threading.Thread | None = None
         self._checkpoint_wanted = threading.Event()
@@ -208,10 +210,19 @@ class Database:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._start_sync_thread(loop)
+            # From now on SQLite never sleeps on the loop for a lock another process (a
+            # worker of `folio serve --workers N`) holds: BUSY comes back at once and
+            # `_begin_when_free` waits for the lock between the loop's other work.
+            self._writer.execute("PRAGMA busy_timeout=0")
         conn = self._writer
         if not self._in_transaction:
-            conn.execute("BEGIN IMMEDIATE")
-            self._in_transaction = True
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                self._in_transaction = True
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                await self._begin_when_free(conn, loop)
         conn.execute("SAVEPOINT op")
         try:
             value = fn(conn)
@@ -226,6 +237,40 @@ class Database:
         self._schedule_commit(loop)
         await durable
         return value
+
+    # Waiting for another process's write lock: tries this far apart at first, then further
+    # (x1.5 each) up to the maximum, and SQLITE_BUSY after BUSY_SECONDS, as busy_timeout did.
+    BUSY_FIRST_PAUSE, BUSY_MAX_PAUSE, BUSY_SECONDS = 0.001, 0.01, 5.0
+
+    async def _begin_when_free(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """BEGIN IMMEDIATE once the other process's write transaction is over, trying again
+        after short sleeps. Measured with two workers under a 4 KiB PUT load: SQLite's own
+        busy handler slept on the loop (1, 2, 5, 10 ms...) while the requests it could have
+        served waited. One write of this process tries; the others wait for it and then
+        join the transaction it began (or begin the next one)."""
+        while not self._in_transaction:
+            if self._lock_free is not None:
+                await self._lock_free.wait()
+                continue
+            self._lock_free = free = asyncio.Event()
+            try:
+                pause, deadline = self.BUSY_FIRST_PAUSE, loop.time() + self.BUSY_SECONDS
+                while True:
+                    await asyncio.sleep(pause)
+                    if self._in_transaction:  # a write that did not wait began one meanwhile
+                        break
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or loop.time() >= deadline:
+                            raise
+                        pause = min(pause * 1.5, self.BUSY_MAX_PAUSE)
+                        continue
+                    self._in_transaction = True
+                    break
+            finally:
+                self._lock_free = None
+                free.set()  # the waiting writes join this transaction, or try themselves
 
     def read_own_writes(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Read on the writer connection, on the loop: sees the writes of the group not
