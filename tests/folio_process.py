@@ -63,6 +63,9 @@ class FolioProcess:
     database_url: str = ""
     # Serve both listeners over HTTPS with these files (`--tls-cert/--tls-key`).
     tls: TlsFiles | None = None
+    # FOLIO_TEST_BLOBS=s3: the `[blobs]` section of this server's own upstream bucket (kept, so
+    # that a restart finds its blobs).
+    upstream_blobs: str = ""
 
     @property
     def scheme(self) -> str:
@@ -115,6 +118,13 @@ class FolioProcess:
 
                 self.database_url = new_database_url(self.data_dir.parent.name)
             text += f'\n[database]\nurl = "{self.database_url}"\n'
+        if os.environ.get("FOLIO_TEST_BLOBS") == "s3" and "[blobs]" not in text:
+            # Blobs on an upstream S3 (issue 18): a fresh SeaweedFS bucket per server.
+            if not self.upstream_blobs:
+                from tests.seaweedfs import blobs_section, new_bucket
+
+                self.upstream_blobs = blobs_section(*new_bucket())
+            text += self.upstream_blobs
         if self.engine != "uvicorn":
             text = f'[server]\nengine = "{self.engine}"\n' + text
         self.config_path.write_text(text)
