@@ -58,6 +58,9 @@ class FolioProcess:
     # Set by tests that break the server on purpose (a traceback in its log is theirs,
     # not a client's): the end-of-run log check skips this server's log.
     expect_tracebacks: bool = False
+    # Servers that share one data directory (tests/test_two_nodes.py) tell their config and
+    # log files apart by this name.
+    node: str = ""
     # FOLIO_TEST_DATABASE=postgres: this server's own PostgreSQL database (kept, so that a
     # restart finds its rows).
     database_url: str = ""
@@ -86,7 +89,7 @@ class FolioProcess:
 
     @property
     def config_path(self) -> Path:
-        return self.data_dir.parent / f"{self.data_dir.name}-config.toml"
+        return self.data_dir.parent / f"{self.data_dir.name}{self.node}-config.toml"
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -144,7 +147,7 @@ class FolioProcess:
         ]
         if self.tls:
             args += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}{self.node}-server.log"
         STARTED[self.log_path] = self
         if self.expect_tracebacks:  # for the log check of another process (pytest-xdist's controller)
             self.log_path.with_suffix(EXPECTED_SUFFIX).touch()
