@@ -14,6 +14,9 @@ whole bucket in pages, repeated for at least `duration` seconds); for multipart 
 `complete` (parts uploaded untimed, then CompleteMultipartUpload timed) and `copy`
 (CopyObject of one object, one copy at a time, each copy deleted untimed).
 
+Issue 18: an endpoint may name the S3 ports of more nodes (`Endpoint.more_ports`); the timed
+`put` and `get` jobs then spread their connections over all of them, round-robin per connection.
+
 Issue 5: `put` and `get` with `"api": "rest"` drive Folio's REST file API (docs/rest-api.md)
 on the web listener (`Endpoint.web_port`) instead of S3: a raw-body
 `POST /api/v1/files?bucket=B&key=K` and `GET /api/v1/files/{id}`, authenticated with
@@ -65,6 +68,15 @@ class Endpoint:
     region: str = "us-east-1"
     web_port: int = 0  # Folio's web listener (REST file API, dashboard API); 0: the target has none
     kind: str = "s3"  # "thumbor": no S3, image URLs in thumbor's form on `port`
+    # Issue 18: the S3 ports of more nodes serving the same data on `host`. The timed put and get
+    # jobs spread their connections over `port` and these, round-robin per connection, as a load
+    # balancer would; every request is signed for `host:port` (the name a client behind a load
+    # balancer signs), set-up and single-connection jobs use `port` only.
+    more_ports: tuple[int, ...] = ()
+
+    @property
+    def s3_ports(self) -> tuple[int, ...]:
+        return (self.port, *self.more_ports)
 
 
 class S3Requests:
@@ -197,11 +209,13 @@ async def _drive(
     port: int | None = None,
 ) -> dict[str, Any]:
     """Run `operation` on `concurrency` connections until `duration` passes or `max_ops` are done;
-    the connections go to the S3 port, or to `port` (the web listener, for the REST API)."""
+    the connections go to the S3 port (connection i to the i-th of `Endpoint.s3_ports`, round-robin),
+    or to `port` (the web listener, for the REST API)."""
     rec = Recorder()
     counter = iter(range(max_ops))
-    port = port or endpoint.port
-    connections = [await connect(endpoint.host, port) for _ in range(concurrency)]
+    ports = (port,) if port else endpoint.s3_ports
+    slot_ports = [ports[slot % len(ports)] for slot in range(concurrency)]
+    connections = [await connect(endpoint.host, slot_port) for slot_port in slot_ports]
     deadline = time.perf_counter() + duration
 
     async def worker(slot: int) -> None:
@@ -212,7 +226,7 @@ async def _drive(
             try:
                 conn = connections[slot]
                 if conn.closed:
-                    conn = connections[slot] = await connect(endpoint.host, port)
+                    conn = connections[slot] = await connect(endpoint.host, slot_ports[slot])
                 t0 = time.perf_counter_ns()
                 response, payload = await operation(conn, seq)
                 t1 = time.perf_counter_ns()
@@ -233,7 +247,7 @@ async def _drive(
     elapsed, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     for conn in connections:
         conn.close()
-    return _summary(rec, elapsed, cpu)
+    return _summary(rec, elapsed, cpu) | {"endpoints": len(ports)}
 
 
 def _payload(size: int) -> memoryview:
@@ -1085,7 +1099,8 @@ JOBS: dict[str, Callable[[Endpoint, dict[str, Any]], Awaitable[dict[str, Any]]]]
 
 
 async def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    endpoint = Endpoint(**job["endpoint"])
+    fields = job["endpoint"]
+    endpoint = Endpoint(**(fields | {"more_ports": tuple(fields.get("more_ports", ()))}))
     return await JOBS[job["op"]](endpoint, job)
 
 

@@ -121,7 +121,7 @@ def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> l
     from bench.run import measure
 
     assert target.endpoint is not None
-    log(f"profiling folio {scenario.name}")
+    log(f"profiling {target.name} {scenario.name}")
     results: list[dict[str, Any]] = []
     deadline = time.monotonic() + duration
     while not results or (time.monotonic() < deadline and len(results) < 20):
@@ -136,15 +136,20 @@ def _find_py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto") -> int:
+def profile_scenario(
+    scenario: Scenario, duration: float, profiler: str = "auto", target: FolioTarget | None = None
+) -> int:
+    """Profile `target` (default: `folio`) under `scenario`. py-spy follows the server's
+    subprocesses (`--workers`); on a target of several nodes it watches the first node."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS_DIR / f"profile-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = target.name if target else "folio"
+    stem = RESULTS_DIR / f"profile-{name}-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     py_spy = _find_py_spy() if profiler in ("auto", "py-spy") else None
     if profiler == "py-spy" and py_spy is None:
         log("py-spy is not installed (pip install py-spy)")
         return 1
     workroot = Path(tempfile.mkdtemp(prefix="folio-bench-profile-"))
-    target = FolioTarget()
+    target = target or FolioTarget()
     target.min_part_size = scenario.min_part_size
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -165,6 +170,7 @@ def profile_scenario(scenario: Scenario, duration: float, profiler: str = "auto"
                     str(target.pid),
                     "--rate",
                     "200",
+                    "--subprocesses",
                     "--format",
                     "raw",
                     "--output",

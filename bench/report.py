@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import documents
 from bench.images import COPIES, SOURCE_QUALITY, SOURCES, TRANSFORMS
+from bench.report_scaleout import SCALEOUT_SHORT, scaleout_lines
 from bench.scenarios import (
     ALL_IMAGE_SCENARIOS,
     CACHE_HIT_COPIES,
@@ -34,6 +35,9 @@ from bench.scenarios import (
     FEATURES_ON,
     FOLIO_IMG,
     FOLIO_IMG_CACHE,
+    FOLIO_PG_SEAWEEDFS,
+    FOLIO_PG_SEAWEEDFS_2NODES,
+    FOLIO_WORKERS2,
     IMAGE_CONCURRENCY,
     IMAGE_SCENARIOS,
     IMAGE_SPEEDUP,
@@ -63,8 +67,10 @@ SEAWEEDFS_GOAL, SEAWEEDFS_STRETCH = 1.5, 2.0
 MAIN_ORDER = ("folio", SEAWEEDFS, SEAWEEDFS_FSYNC, "moto", "s3rver", "ceiling")
 # The image transforms' servers, in the section of their own.
 IMAGE_ORDER = (FOLIO_IMG, THUMBOR, THUMBOR_POOL, FOLIO_IMG_CACHE)
-TARGET_ORDER = (*MAIN_ORDER, FEATURES_OFF, FEATURES_ON, *IMAGE_ORDER)
-FOLIO_TARGETS = ("folio", FEATURES_OFF, FEATURES_ON, FOLIO_IMG, FOLIO_IMG_CACHE)
+# Issue 18's Folio variants: rows in the scenarios' tables and a section of their own.
+SCALEOUT_ORDER = (FOLIO_WORKERS2, FOLIO_PG_SEAWEEDFS, FOLIO_PG_SEAWEEDFS_2NODES)
+TARGET_ORDER = (*MAIN_ORDER, *SCALEOUT_ORDER, FEATURES_OFF, FEATURES_ON, *IMAGE_ORDER)
+FOLIO_TARGETS = ("folio", *SCALEOUT_ORDER, FEATURES_OFF, FEATURES_ON, FOLIO_IMG, FOLIO_IMG_CACHE)
 SHORT = {
     "folio": "Folio",
     SEAWEEDFS: "SeaweedFS",
@@ -78,6 +84,7 @@ SHORT = {
     FOLIO_IMG_CACHE: "Folio (image cache on)",
     THUMBOR: "thumbor",
     THUMBOR_POOL: "thumbor (pool)",
+    **{name: SCALEOUT_SHORT[name] for name in SCALEOUT_ORDER},
 }
 # The main and issue 4 tables leave out the scenarios that have a section of their own.
 OWN_SECTION = ISSUE5_SCENARIOS | ALL_IMAGE_SCENARIOS
@@ -1146,6 +1153,9 @@ def render(results: dict[str, Any]) -> str:
         "# issue 19 alone: Folio against SeaweedFS as it ships and with fsync (about 6 minutes)",
         f".venv/bin/python -m bench.run --only folio,{SEAWEEDFS},{SEAWEEDFS_FSYNC} "
         "--scenarios put4k,get4k,put1m,get1m,put256m,get256m,list10k",
+        "# issue 18 alone: one process, --workers 2, PostgreSQL + SeaweedFS with one and two nodes, SeaweedFS",
+        f".venv/bin/python -m bench.run --only folio,{FOLIO_WORKERS2},{FOLIO_PG_SEAWEEDFS},"
+        f"{FOLIO_PG_SEAWEEDFS_2NODES},{SEAWEEDFS} --scenarios scaleout",
         "# issue 15's object browser alone: the first page of a 100,000-object prefix (and a middle page)",
         f".venv/bin/python -m bench.run --only folio --scenarios {DASHBOARD_LISTING}",
         "```",
@@ -1220,6 +1230,7 @@ def render(results: dict[str, Any]) -> str:
         lines += ["Not measured in this run: " + "; ".join(unavailable) + ".", ""]
     lines += ["## Summary (medians)", "", summary_table(results), ""]
     lines += seaweedfs_lines(results)
+    lines += scaleout_lines(results)
     lines += ["## Scenarios", ""]
     for scenario in SCENARIOS.values():
         if scenario.name in OWN_SECTION:  # issue 5's section, beside their S3 twins; images' section

@@ -56,6 +56,14 @@ Issue 19's peer, SeaweedFS as it ships and with every write fsynced (`seaweedfs`
     python -m bench.run --only folio,seaweedfs,seaweedfs-fsync \
         --scenarios put4k,get4k,put1m,get1m,put256m,get256m,list10k
 
+Issue 18's scale-out: Folio as today, with `--workers 2` on SQLite + local disk, on PostgreSQL +
+SeaweedFS with one node and with two (each starting its own throwaway PostgreSQL and SeaweedFS;
+"unavailable" without Debian's postgresql), and SeaweedFS's gateway alone (about 12 minutes):
+
+    python -m bench.run --only folio,folio-workers2,folio-pg-seaweedfs,folio-pg-seaweedfs-2nodes,seaweedfs \
+        --scenarios scaleout                      # = put4k,get4k,put1m,get1m,list10k
+    python -m bench.run --profile get4k --only folio-pg-seaweedfs   # one node on PostgreSQL under py-spy
+
 Within each round the targets go in `--only` order (the order of `TARGETS` by default): name
 `folio-features-on` first to check that going second does not favour or handicap a variant.
 """
@@ -64,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -75,7 +84,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import documents, report
+from bench import documents, report, report_scaleout
 from bench.loadgen import Endpoint
 from bench.monitor import OtherLoad, RssWatcher, cpu_seconds, log, rss_bytes, wait_for_quiet
 from bench.scenarios import GROUPS, SCENARIOS, Scenario, expand
@@ -122,11 +131,16 @@ def job_timeout(job: dict[str, Any]) -> float:
     return 600.0
 
 
+def server_cpu_seconds(target: Target) -> float:
+    """CPU seconds of every process of the target (a Folio cluster: its nodes, PostgreSQL, SeaweedFS)."""
+    return sum(cpu_seconds(pid) for pid in target.pids())
+
+
 def measure(
     target: Target, endpoint: Endpoint, scenario: Scenario, run: int, duration: float
 ) -> dict[str, Any]:
     job = scenario.job(run, duration)
-    load, cpu0 = OtherLoad(), cpu_seconds(target.pid)
+    load, cpu0 = OtherLoad(), server_cpu_seconds(target)
     if scenario.watch_rss:
         with RssWatcher(target.pid) as watcher:
             result = run_loadgen(endpoint, job, job_timeout(job))
@@ -137,7 +151,8 @@ def measure(
         }
     else:
         result = run_loadgen(endpoint, job, job_timeout(job))
-    result["server_cpu_s"] = round(cpu_seconds(target.pid) - cpu0, 3)
+    result["server_cpu_s"] = round(server_cpu_seconds(target) - cpu0, 3)
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)  # the machine's, as the run ends
     if result.get("ops"):  # the server's CPU per request (per image, for the image scenarios)
         result["server_cpu_ms_per_op"] = round(1e3 * result["server_cpu_s"] / result["ops"], 3)
     result["other_cpu_pct"] = load.percent(
@@ -189,6 +204,7 @@ def summarize(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
         # image transforms
         "server_cpu_ms_per_op",
         "bytes_per_op",
+        "loadavg_1m",
         *(key for key, _, _ in scenario.extras),  # the figures the report shows under its table
     ):
         present = [float(r[key]) for r in good if key in r]
@@ -375,7 +391,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the document benchmark (bench/documents.py; always part of a full run)",
     )
     parser.add_argument(
-        "--only", default=",".join(TARGETS), help=f"targets, comma-separated: {','.join(TARGETS)}"
+        "--only",
+        help=f"targets, comma-separated: {','.join(TARGETS)} (default: all; with --profile, "
+        "one Folio target, default folio)",
     )
     groups = "; ".join(f"{group} = {','.join(members)}" for group, members in GROUPS.items())
     parser.add_argument(
@@ -419,6 +437,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="first wait up to this long for other work on the machine to settle",
     )
     args = parser.parse_args(argv)
+    args.profile_target = args.only or "folio"
+    args.only = args.only or ",".join(TARGETS)
     for name in args.only.split(","):
         if name not in TARGETS:
             parser.error(f"unknown target {name!r}")
@@ -428,6 +448,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.scenarios = ",".join(expand(args.scenarios.split(",")))
     if args.profile and args.profile not in SCENARIOS:
         parser.error(f"unknown scenario {args.profile!r}")
+    if args.profile and not (
+        args.profile_target in TARGETS and issubclass(TARGETS[args.profile_target], FolioTarget)
+    ):
+        parser.error(f"--profile takes one Folio target in --only, not {args.profile_target!r}")
     return args
 
 
@@ -441,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         from bench.profile import profile_scenario
 
-        return profile_scenario(SCENARIOS[args.profile], args.duration or DURATION, args.profiler)
+        target = TARGETS[args.profile_target]()
+        assert isinstance(target, FolioTarget)
+        return profile_scenario(SCENARIOS[args.profile], args.duration or DURATION, args.profiler, target)
     runs = args.runs or (1 if args.quick else 3)
     duration = args.duration or (QUICK_DURATION if args.quick else DURATION)
     scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
@@ -506,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     image_lines = report.images_summary(results)
     if image_lines:  # Folio against thumbor, left out of the table above
         print("\n" + "\n".join(image_lines))
+    if report_scaleout.ran(results):  # issue 18's targets
+        print("\n" + "\n".join(report_scaleout.goals_table(results)))
     return 0
 
 

