@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import AwsRunner, make_s3_client
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 
 INLINE_SIZE = 1024  # under the 64 KiB inline threshold: bytes in the metadata row
 BLOB_SIZE = 20 * 1024 * 1024  # a blob file
@@ -378,12 +378,8 @@ def test_deleting_or_overwriting_the_source_leaves_the_copy_intact(s3, bucket: s
     assert read(s3, bucket, "copy-b") == data
 
 
-def _db(folio: FolioProcess) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{folio.data_dir / 'folio.db'}?mode=ro", uri=True)
-
-
 def _blob_ids(folio: FolioProcess, bucket: str, key: str) -> list[str]:
-    with _db(folio) as conn:
+    with server_db(folio) as conn:
         row = conn.execute(
             "SELECT o.segments FROM objects o JOIN buckets b ON b.id = o.bucket_id"
             " WHERE b.name = ? AND o.key = ? AND o.is_latest = 1",
@@ -394,7 +390,7 @@ def _blob_ids(folio: FolioProcess, bucket: str, key: str) -> list[str]:
 
 
 def _refcounts(folio: FolioProcess, blob_ids: list[str]) -> dict[str, int]:
-    with _db(folio) as conn:
+    with server_db(folio) as conn:
         marks = ",".join("?" * len(blob_ids))
         rows = conn.execute(f"SELECT id, refcount FROM blobs WHERE id IN ({marks})", blob_ids).fetchall()
     return dict(rows)

@@ -15,7 +15,6 @@ import os
 import random
 import re
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import AwsRunner, make_s3_client, moto_client
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 from tests.test_crash_recovery import NO_RETRIES
 from tests.test_malformed_input import assert_s3_error, sign, signed
 from tests.test_s3_objects import local_checksum, s3_error
@@ -126,24 +126,24 @@ def listed_prefixes(page: dict) -> list[str]:
 
 
 def blob_files(data_dir: Path) -> set[str]:
-    root = data_dir / "blobs"
-    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    """The blobs the store of the server on `data_dir` holds: files under blobs/, or the
+    objects of its upstream bucket (FOLIO_TEST_BLOBS=s3)."""
+    from tests.seaweedfs import stored_blob_ids
+
+    return stored_blob_ids(data_dir)
 
 
-def check_blobs_match_their_references(data_dir: Path) -> None:
+def check_blobs_match_their_references(server: FolioProcess) -> None:
     """With the server stopped: blobs/ holds exactly the blobs the table lists, and each
     row's refcount is the number of segments naming it in objects and in upload parts
     (as tests/test_crash_recovery.py checks for plain objects)."""
-    db = sqlite3.connect(f"file:{data_dir / 'folio.db'}?mode=ro", uri=True)
-    try:
+    with server_db(server) as db:
         rows = dict(db.execute("SELECT id, refcount FROM blobs").fetchall())
         uses: Counter[str] = Counter()
         for table in ("objects", "upload_parts"):
             for (segments,) in db.execute(f"SELECT segments FROM {table} WHERE segments IS NOT NULL"):
                 uses.update(blob_id for blob_id, *_ in json.loads(segments))
-    finally:
-        db.close()
-    on_disk = blob_files(data_dir)
+    on_disk = blob_files(server.data_dir)
     assert not on_disk - set(rows), f"blob files no row references: {sorted(on_disk - set(rows))}"
     assert not set(rows) - on_disk, f"blob rows whose file is gone: {sorted(set(rows) - on_disk)}"
     assert set(uses) <= set(rows), f"segments naming blobs with no row: {sorted(set(uses) - set(rows))}"
@@ -335,7 +335,7 @@ def test_sigkill_during_part_uploads_keeps_every_acknowledged_part_and_the_uploa
     assert read(s3, bucket, key) == b"".join(parts[number] for number in sorted(parts))
 
     server.stop()
-    check_blobs_match_their_references(server.data_dir)
+    check_blobs_match_their_references(server)
 
 
 # ---------------------------------------------------------------- errors leave the old object alone
@@ -591,7 +591,7 @@ def test_abort_and_complete_free_the_blob_files_of_parts_not_used(small_parts_se
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
     server.stop()
-    check_blobs_match_their_references(server.data_dir)
+    check_blobs_match_their_references(server)
     remaining = blob_files(server.data_dir)
     assert not aborted_blobs & remaining, "the aborted upload's parts are still on disk"
     assert len(part_blobs & remaining) == 2, "the part left out of the completion is still on disk"
@@ -654,7 +654,7 @@ def test_part_finishing_after_its_upload_was_aborted_is_no_such_upload_and_leave
     assert reply.startswith(b"HTTP/1.1 404 "), reply[:300]
     assert b"<Code>NoSuchUpload</Code>" in reply, reply
     server.stop()
-    check_blobs_match_their_references(server.data_dir)
+    check_blobs_match_their_references(server)
     assert blob_files(server.data_dir) == before, "the late part left a blob file"
 
 
