@@ -1,7 +1,9 @@
 """Request rate limits: one bucket per (client, class), refilled at the class's rate
 with a burst of one second's worth, kept as the time its next token is due (GCRA, the
 "virtual scheduling" form of a token bucket). In memory on purpose: a limit is about
-this process's load, and losing it on restart loses nothing of value.
+this process's load, and losing it on restart loses nothing of value. With several
+nodes (or `--workers`) each enforces its share: the rate and burst divided by the live
+nodes (core/nodes.py), so that together they allow the plan's rate.
 
 Requests over the rate are shaped before they are refused, as nginx's `limit_req`
 with a burst: a request whose token is due within `max_wait` seconds reserves that
@@ -18,6 +20,8 @@ import math
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+
+from core.nodes import live_node_count
 
 # Request classes and the plan setting that gives each one's rate.
 PLAN_RATE_FIELDS = {"list": "list_per_second", "read": "read_per_second", "write": "write_per_second"}
@@ -67,6 +71,10 @@ class RateLimiter:
         ask again for the same request."""
         if rate <= 0:
             return ADMITTED
+        nodes = live_node_count()
+        if nodes > 1:  # several nodes (or workers) serve the account: each allows its share
+            rate /= nodes
+            burst = burst / nodes if burst is not None else None
         interval = 1.0 / rate
         tolerance = (max(burst if burst is not None else rate, 1.0) - 1.0) * interval
         now = self.clock()

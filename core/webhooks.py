@@ -104,6 +104,16 @@ MIGRATIONS = [
         CREATE INDEX deliveries_finished ON deliveries(finished_at) WHERE finished_at IS NOT NULL;
         """,
     ),
+    # The node (worker process, or Folio node) sending a delivery: set with its claim, cleared
+    # with the attempt's outcome; a node found dead gives its claims back at once.
+    Migration(
+        "core.webhooks",
+        5,
+        """
+        ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+        CREATE INDEX deliveries_claimed ON deliveries(claimed_by) WHERE claimed_by IS NOT NULL;
+        """,
+    ),
 ]
 
 EVENT_TYPES = (
@@ -128,6 +138,9 @@ EVENT_HEADER = "X-CloudStorage-Event"
 TEST_EVENT = "webhook.test"
 # Bytes of a receiver's answer kept with the delivery (enough to recognise an error page).
 EXCERPT_BYTES = 256
+# A delivery being sent is not due again for twice the timeout and this, unless its node is
+# found dead sooner (`release_claims`).
+CLAIM_SECONDS = 30.0
 
 
 def prune_deliveries(conn: sqlite3.Connection, finished_before: float, limit: int) -> int:
@@ -273,6 +286,8 @@ class Webhooks:
         # Accounts with an active webhook: the engine records object and bucket events
         # only for them (an outbox row per write would cost every other account).
         self.listening: set[str] = _Listening(db, self.load)
+        # This node's id (server/cluster.py), written with each claim on a delivery.
+        self.node_id: str | None = None
 
     def load(self) -> None:
         rows = self.db.read(
@@ -518,6 +533,15 @@ class Webhooks:
 
     # -- the worker ---------------------------------------------------------------------------
 
+    @staticmethod
+    def release_claims(conn: sqlite3.Connection, node_id: str, now: float) -> None:
+        """A node is gone (server/cluster.py found its process dead): the deliveries it was
+        sending are due again now (they may have reached the receiver: at least once)."""
+        conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ?, claimed_by = NULL WHERE claimed_by = ? AND status = 'pending'",
+            (now, node_id),
+        )
+
     def _dispatch(self, conn: sqlite3.Connection, now: float, limit: int = 500) -> int:
         """Turn undispatched events into delivery rows (one transaction)."""
         events = conn.execute(
@@ -604,6 +628,24 @@ class Webhooks:
             ).fetchall()
         )
         if rows:
+            # Claimed before they are sent, in one write: a delivery is due again only once
+            # its claim lapses, so several nodes (or workers) never send the same one twice;
+            # one whose node dies mid-send is sent by another once a node sees it gone.
+            until = now + 2 * self.config.timeout_seconds + CLAIM_SECONDS
+
+            def claim(conn: sqlite3.Connection) -> set[str]:
+                return {
+                    row[0]
+                    for row in rows
+                    if conn.execute(
+                        "UPDATE deliveries SET next_attempt_at = ?, claimed_by = ? WHERE id = ?"
+                        " AND status = 'pending' AND next_attempt_at <= ? RETURNING id",
+                        (until, self.node_id, row[0], now),
+                    ).fetchone()
+                }
+
+            claimed = await self.db.write(claim)
+            rows = [row for row in rows if row[0] in claimed]
             await asyncio.gather(*(self._attempt(client, *row) for row in rows))
         return len(rows)
 
@@ -670,7 +712,7 @@ class Webhooks:
         if error is None:
             conn.execute(
                 "UPDATE deliveries SET status = 'delivered', attempts = ?, last_status = ?, last_error = NULL,"
-                " finished_at = ?, latency_ms = ?, response_excerpt = ? WHERE id = ?",
+                " finished_at = ?, latency_ms = ?, response_excerpt = ?, claimed_by = NULL WHERE id = ?",
                 (attempts, status, now, *seen, delivery_id),
             )
             conn.execute("UPDATE webhooks SET failures = 0 WHERE id = ?", (webhook_id,))
@@ -678,14 +720,14 @@ class Webhooks:
         if attempts > self.config.retries or outcome.one_shot:
             conn.execute(
                 "UPDATE deliveries SET status = 'failed', attempts = ?, last_status = ?, last_error = ?,"
-                " finished_at = ?, latency_ms = ?, response_excerpt = ? WHERE id = ?",
+                " finished_at = ?, latency_ms = ?, response_excerpt = ?, claimed_by = NULL WHERE id = ?",
                 (attempts, status, error, now, *seen, delivery_id),
             )
         else:
             delay = self.config.backoff_seconds * 2 ** (attempts - 1)
             conn.execute(
                 "UPDATE deliveries SET attempts = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
-                " latency_ms = ?, response_excerpt = ? WHERE id = ?",
+                " latency_ms = ?, response_excerpt = ?, claimed_by = NULL WHERE id = ?",
                 (attempts, status, error, now + delay, *seen, delivery_id),
             )
         failures = conn.execute(

@@ -20,6 +20,7 @@ from core.accounts import Account, Accounts
 from core.config import Config
 from core.db import Database
 from core.doc_keys import DocKeys
+from core.leases import Claims
 from core.secrets import SecretBox
 from core.webhooks import Webhooks
 from docgen import jobs as job_rows
@@ -36,6 +37,11 @@ from s3proxy.store.errors import StoreError
 from s3proxy.store.models import ObjectMeta
 
 log = logging.getLogger("folio.docgen")
+
+
+def _pending(conn: sqlite3.Connection, job_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM docgen_jobs WHERE id = ? AND status = 'pending'", (job_id,)).fetchone()
+    return row is not None
 
 
 @dataclass(frozen=True)
@@ -87,16 +93,39 @@ class DocService:
         # dashboard's template previews spend the same one.
         self.budget = MinuteBudget()
         self._tasks: set[asyncio.Task] = set()
+        # With several nodes (or workers) sharing the database, a job runs on the node that
+        # holds its claim (server/cluster.py sets this); None: this process runs them all.
+        self.claims: Claims | None = None
+        self._running: set[str] = set()
 
     async def start(self) -> None:
-        """Resume the jobs a previous run left pending (the workers start with the first)."""
-        for job, work in self.db.read(job_rows.pending_jobs):
-            self._spawn(job, work)
+        """Resume the jobs a previous run left pending (the workers start with the first):
+        with claims, those no live node runs (claimed here first, so each runs once)."""
+        found = {job.id: (job, work) for job, work in self.db.read(job_rows.pending_jobs)}
+        if self.claims is not None and found:
+
+            def claim(conn: sqlite3.Connection) -> list[str]:
+                # Still pending (another node may have finished it since the read) and not
+                # already running here; then ours, unless a live node has it.
+                return [
+                    job_id
+                    for job_id in found
+                    if job_id not in self._running and _pending(conn, job_id) and self._claim(conn, job_id)
+                ]
+
+            found = {job_id: found[job_id] for job_id in await self.db.write(claim)}
+        for job_id, (job, work) in found.items():
+            if job_id not in self._running:
+                self._spawn(job, work)
 
     async def run(self) -> None:
-        """The background task of `folio serve`: resume pending jobs; close the browser at the end."""
+        """The background task of `folio serve`: resume pending jobs (with claims, again
+        every lease period: a job whose node died is taken over); close the browser at the end."""
         try:
             await self.start()
+            while self.claims is not None:
+                await asyncio.sleep(self.claims.seconds)
+                await self.start()
             await asyncio.Event().wait()
         finally:
             await self.chromium.close()
@@ -176,19 +205,33 @@ class DocService:
 
     async def accept(self, job: Job, work: RenderJob) -> None:
         """Record an async job (durably) and start it."""
-        await self.db.write(lambda c: job_rows.insert_job(c, job, work))
+        self._running.add(job.id)  # before the write: start() must not resume it meanwhile
+        try:
+            await self.db.write(lambda c: (job_rows.insert_job(c, job, work), self._claim(c, job.id)))
+        except BaseException:
+            self._running.discard(job.id)
+            raise
         self._spawn(job, work)
+
+    def _claim(self, conn: sqlite3.Connection, job_id: str) -> bool:
+        return self.claims is None or self.claims.take(conn, f"docgen-job:{job_id}")
+
+    def _release(self, conn: sqlite3.Connection, job_id: str) -> None:
+        if self.claims is not None:
+            self.claims.release(conn, f"docgen-job:{job_id}")
 
     def _spawn(self, job: Job, work: object) -> None:
         task = asyncio.create_task(self._run_recorded(job, work))
         self._tasks.add(task)
+        self._running.add(job.id)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _task: self._running.discard(job.id))
 
     async def _run_recorded(self, job: Job, work: object) -> None:
         try:
             if not isinstance(work, RenderJob):
                 job.status, job.error = "error", "The job could not be resumed."
-                await self.db.write(lambda c: job_rows.finish_job(c, job, None))
+                await self.db.write(lambda c: (job_rows.finish_job(c, job, None), self._release(c, job.id)))
             else:
                 await self.execute(job, work, store=True, recorded=True)
         except Exception:  # noqa: BLE001 - a job must never take the server down
@@ -226,6 +269,8 @@ class DocService:
             if not recorded:
                 job_rows.insert_job(conn, job, None)
             job_rows.finish_job(conn, job, asset)
+            if recorded:
+                self._release(conn, job.id)
 
         await self.db.write(record)
         await self._notify(job)

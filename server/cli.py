@@ -9,6 +9,7 @@ import logging
 import ssl
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 from core.accounts import AccountExists, UnknownAccount
 from core.config import ConfigError, load_config
@@ -26,6 +27,7 @@ from server.background import prune_versions, scrub_periodically, sweep_incomple
 from server.backup_cli import add_backup_commands, run_backup_command
 from server.check import SQLITE_ONLY, add_check_command, run_check
 from server.migrate_cli import add_migrate_command, run_migrate
+from server.cluster import Cluster, nodes_report
 from server.fdlimit import raise_fd_limit
 from server.housekeeping import Housekeeping, add_housekeeping_command, housekeeping_now
 from server.memory import tune_malloc
@@ -33,6 +35,7 @@ from server.observability import Observability
 from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
 from server.web import build_web_app
+from server.workers import Listeners, supervise
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--web-listen", help="HOST:PORT of the web listener (default 127.0.0.1:8000)")
     serve.add_argument("--tls-cert", help="PEM certificate chain: serve both listeners over HTTPS")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes sharing both listeners (default: [server] workers)"
+    )
 
     admin = commands.add_parser("admin", help="operator commands")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
@@ -95,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     add_housekeeping_command(admin_commands, _common)
+    nodes = admin_commands.add_parser(
+        "nodes", help="list the live nodes (server processes, each worker one) and the leases they hold"
+    )
+    _common(nodes)
+    nodes.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     gc = commands.add_parser("gc", help="remove blobs no object references (older than the grace period)")
     _common(gc)
@@ -118,6 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, OSError) as exc:
         sys.exit(f"folio: {exc}")
     if args.command == "serve":
+        if args.workers is not None:
+            if args.workers < 1:
+                sys.exit("folio: --workers must be at least 1")
+            config = replace(config, server=replace(config.server, workers=args.workers))
         try:  # before the store opens: a bad certificate stops start-up with one line
             config = tls.with_flags(config, args.tls_cert, args.tls_key)
             context = tls.tls_context(config.server)
@@ -150,10 +165,39 @@ def _serve(config, context: ssl.SSLContext | None) -> None:
     sys.setswitchinterval(0.0002)
     tune_malloc()
     raise_fd_limit(listeners=2, max_connections=config.server.max_connections)
+    if config.server.workers <= 1:
+        _serve_process(config, context)
+        return
+    # Once, before any worker starts (server/workers.py): migrations, start-up recovery
+    # (no worker has an upload in flight yet) and the first start's admin account.
     runtime = open_runtime(config)
-    closing: list[Callable[[], None]] = []
     try:
         ensure_admin_account(runtime)
+    finally:
+        runtime.close()
+    sys.exit(
+        supervise(
+            config,
+            config.server.workers,
+            lambda index, listeners: _serve_process(config, context, listeners, index),
+        )
+    )
+
+
+def _serve_process(
+    config, context: ssl.SSLContext | None, listeners: Listeners | None = None, worker: int | None = None
+) -> None:
+    """Serve in this process: the only one, or worker `worker` of a supervisor, on the
+    `listeners` it bound (recovery and the admin account were its job)."""
+    runtime = open_runtime(config, recover=listeners is None)
+    closing: list[Callable[[], None]] = []
+    try:
+        if listeners is None:
+            ensure_admin_account(runtime)
+        # This process as a node: heartbeat, live node count (rate limits), leases.
+        cluster = Cluster(runtime.db)
+        runtime.webhooks.node_id = cluster.node.id
+        cluster.on_node_gone.append(runtime.webhooks.release_claims)
         services = Services(
             store=runtime.store,
             accounts=runtime.accounts,
@@ -174,6 +218,7 @@ def _serve(config, context: ssl.SSLContext | None) -> None:
         doc_service = DocService(
             runtime.store, runtime.accounts, runtime.doc_keys, runtime.db, runtime.box, config, runtime.webhooks
         )
+        doc_service.claims = cluster.claims
         closing.append(doc_service.close)
         # Request metrics, /metrics, the access log and the concurrency bound.
         observed = Observability(config, runtime, services.limiter, rest, image_service.cache)
@@ -184,25 +229,32 @@ def _serve(config, context: ssl.SSLContext | None) -> None:
         ]
         scheme = "https" if context else "http"
         logging.getLogger("folio").info(
-            "Folio serving S3 on %s://%s and web on %s://%s (data: %s)",
+            "Folio serving S3 on %s://%s and web on %s://%s (data: %s)%s",
             scheme,
             config.server.s3_listen,
             scheme,
             config.server.web_listen,
             config.storage.data_dir,
+            f", worker {worker} (node {cluster.node.id})" if worker is not None else "",
         )
         run(
             observed.wrap(apps),
             config,
             [
-                lambda: sweep_incomplete_uploads(runtime.store, config),
-                lambda: prune_versions(runtime.store, config),
-                lambda: scrub_periodically(runtime.store, config),
+                cluster.run,
+                # One node at a time (a lease each); webhook deliveries and document jobs
+                # run everywhere, each claimed by one node.
+                cluster.exclusive("multipart-sweep", lambda: sweep_incomplete_uploads(runtime.store, config)),
+                cluster.exclusive("version-pruning", lambda: prune_versions(runtime.store, config)),
+                cluster.exclusive("scrub", lambda: scrub_periodically(runtime.store, config)),
                 runtime.webhooks.run,
                 doc_service.run,
-                Housekeeping(runtime.db, config, doc_service.delete_asset).run,
+                cluster.exclusive(
+                    "housekeeping", Housekeeping(runtime.db, config, doc_service.delete_asset).run
+                ),
             ],
             context,
+            listeners,
         )
     finally:
         for close in closing:
@@ -272,6 +324,8 @@ def _admin(args: argparse.Namespace, config) -> None:
             print(json.dumps({"prunedVersions": removed}))
         elif args.admin_command == "housekeeping":
             print(json.dumps(asyncio.run(housekeeping_now(runtime, config, args.now))))
+        elif args.admin_command == "nodes":
+            print(nodes_report(runtime.db, as_json=args.json))
     finally:
         runtime.close()
 

@@ -13,6 +13,8 @@ from core import accounts as accounts_module
 from core import cache_epochs
 from core import doc_keys as doc_keys_module
 from core import events as events_module
+from core import leases as leases_module
+from core import nodes as nodes_module
 from core import sessions as sessions_module
 from core import webhooks as webhooks_module
 from core.accounts import Accounts, NewAccount
@@ -40,6 +42,8 @@ MIGRATIONS = [
     *docgen_jobs.MIGRATIONS,
     *docgen_jobs.TEMPLATE_MIGRATIONS,
     *docgen_storage.MIGRATIONS,
+    *leases_module.MIGRATIONS,
+    *nodes_module.MIGRATIONS,
     *cache_epochs.MIGRATIONS,
     *quota_module.MIGRATIONS,
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import Config, ServerConfig, parse_listen
+from server.workers import Listeners
 
 log = logging.getLogger("folio.server")
 
@@ -284,7 +285,11 @@ def _protocol_class(limits: ConnectionLimits) -> type:
 
 
 async def _serve_uvicorn(
-    apps: list[tuple[ASGIApp, str]], config: Config, stop: asyncio.Event, tls: ssl.SSLContext | None
+    apps: list[tuple[ASGIApp, str]],
+    config: Config,
+    stop: asyncio.Event,
+    tls: ssl.SSLContext | None,
+    listeners: Listeners | None,
 ) -> None:
     import uvicorn
 
@@ -328,13 +333,23 @@ async def _serve_uvicorn(
 
     stop_task = asyncio.create_task(stopper())
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(
+            *(
+                # A worker serves on the sockets its supervisor bound (server/workers.py).
+                server.serve(sockets=listeners[listen] if listeners is not None else None)
+                for server, (_app, listen) in zip(servers, apps, strict=True)
+            )
+        )
     finally:
         stop_task.cancel()
 
 
 async def _serve_hypercorn(
-    apps: list[tuple[ASGIApp, str]], config: Config, stop: asyncio.Event, tls: ssl.SSLContext | None
+    apps: list[tuple[ASGIApp, str]],
+    config: Config,
+    stop: asyncio.Event,
+    tls: ssl.SSLContext | None,
+    listeners: Listeners | None,
 ) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config as HypercornConfig
@@ -348,6 +363,8 @@ async def _serve_hypercorn(
         hc = _Config()
         host, port = parse_listen(listen)
         hc.bind = [f"{host}:{port}"]
+        if listeners is not None:  # a worker: the sockets its supervisor bound
+            hc.bind = [f"fd://{sock.fileno()}" for sock in listeners[listen]]
         if tls is not None:
             # Hypercorn serves TLS when both are set; the context above is what it uses.
             hc.certfile, hc.keyfile = config.server.tls_cert, config.server.tls_key
@@ -398,6 +415,7 @@ async def serve_apps(
     config: Config,
     background: list[Background],
     tls: ssl.SSLContext | None = None,
+    listeners: Listeners | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -406,9 +424,9 @@ async def serve_apps(
     tasks = [asyncio.create_task(job()) for job in background]
     try:
         if config.server.engine == "hypercorn":
-            await _serve_hypercorn(apps, config, stop, tls)
+            await _serve_hypercorn(apps, config, stop, tls, listeners)
         else:
-            await _serve_uvicorn(apps, config, stop, tls)
+            await _serve_uvicorn(apps, config, stop, tls, listeners)
     finally:
         for task in tasks:
             task.cancel()
@@ -420,14 +438,16 @@ def run(
     config: Config,
     background: Sequence[Background] = (),
     tls: ssl.SSLContext | None = None,
+    listeners: Listeners | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, with the background jobs running alongside; over
-    HTTPS on both listeners when `tls` is given (server/tls.py)."""
+    HTTPS on both listeners when `tls` is given (server/tls.py); on `listeners` (bound by
+    a supervisor, server/workers.py) instead of binding the configured addresses."""
     jobs = list(background)
     if config.server.engine == "uvicorn":
         import uvloop
 
-        uvloop.run(serve_apps(apps, config, jobs, tls))
+        uvloop.run(serve_apps(apps, config, jobs, tls, listeners))
     else:
         with asyncio.Runner(loop_factory=_HypercornLoop) as runner:
-            runner.run(serve_apps(apps, config, jobs, tls))
+            runner.run(serve_apps(apps, config, jobs, tls, listeners))

@@ -4,6 +4,7 @@ image transforms, the document API (/v1, /v2) and the dashboard's pages (`/`).""
 from __future__ import annotations
 
 import logging
+import os
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,10 +31,18 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
         # Served only once the store is open: the listener starts after recovery. "status"
         # stays "ok" on damage (the process serves); the integrity figures say what a scrub
         # or a read found (s3proxy/store/integrity.py).
+        # "pid": which process answered (with `--workers N`, each worker is one).
         # "blobs": the blob store's backend and, for an upstream S3, whether it answered a
         # cheap request and how fast.
         blobs = await services.store.blobs.health()
-        return JSONResponse({"status": "ok", "integrity": services.store.integrity.health(), "blobs": blobs})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "pid": os.getpid(),
+                "integrity": services.store.integrity.health(),
+                "blobs": blobs,
+            }
+        )
 
     async def document_engines(_request: Request) -> JSONResponse:
         # The document engines' state: worker processes, and the browser (running,

@@ -35,6 +35,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTED: dict[Path, FolioProcess] = {}
 
 
+def group_members(group: int) -> list[int]:
+    """The processes of a process group that still run (zombies, which hold no socket, left
+    out: whoever adopted them may be slow to reap them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == group and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,6 +83,8 @@ class FolioProcess:
     database_url: str = ""
     # Serve both listeners over HTTPS with these files (`--tls-cert/--tls-key`).
     tls: TlsFiles | None = None
+    # Worker processes (`--workers`); FOLIO_TEST_WORKERS runs every server with that many.
+    workers: int = field(default_factory=lambda: int(os.environ.get("FOLIO_TEST_WORKERS", "1")))
     # FOLIO_TEST_BLOBS=s3: the `[blobs]` section of this server's own upstream bucket (kept, so
     # that a restart finds its blobs).
     upstream_blobs: str = ""
@@ -147,12 +166,19 @@ class FolioProcess:
         ]
         if self.tls:
             args += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+        if self.workers != 1:
+            args += ["--workers", str(self.workers)]
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}{self.node}-server.log"
         STARTED[self.log_path] = self
         if self.expect_tracebacks:  # for the log check of another process (pytest-xdist's controller)
             self.log_path.with_suffix(EXPECTED_SUFFIX).touch()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(args, env=self._environment(), stdout=log, stderr=subprocess.STDOUT)
+        # With workers, a process group of their own: kill() takes the workers too (a crash),
+        # where killing the supervisor alone would let them drain and stop gracefully.
+        group = {"process_group": 0} if self.workers != 1 else {}
+        self.proc = subprocess.Popen(
+            args, env=self._environment(), stdout=log, stderr=subprocess.STDOUT, **group
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -181,9 +207,29 @@ class FolioProcess:
             return self.proc.wait(timeout)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """SIGKILL the server: with workers, every process of it (the supervisor and its
+        workers, as a crash of the machine's server would)."""
+        if self.proc is None:
+            return
+        if self.workers != 1:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+            self._wait_group_gone()
+        elif self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+    def _wait_group_gone(self, timeout: float = 10.0) -> None:
+        """Until no process of the server's group runs (its listening ports are free)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while group_members(self.proc.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes of folio (group {self.proc.pid}) still running after SIGKILL")
+            time.sleep(0.02)
 
     def admin(self, *args: str) -> str:
         """Run `folio admin ...` against this server's data directory and return stdout."""
