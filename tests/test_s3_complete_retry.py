@@ -4,7 +4,6 @@ current version; every other use of a completed upload id is NoSuchUpload."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -16,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client, moto_client, new_bucket
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 from tests.test_malformed_input import signed
 from tests.test_s3_multipart import part_list, upload_parts
 from tests.test_s3_objects import s3_error, status_of
@@ -214,7 +214,7 @@ def test_a_data_directory_of_the_previous_schema_upgrades_keeping_objects_and_up
         listed = part_list(upload_parts(s3, bucket, "pending.bin", upload_id, [b"n" * 1024]))
         server.stop()
         # Back to schema 3: the data of a server from before completed uploads were kept.
-        with sqlite3.connect(server.data_dir / "folio.db") as db:
+        with server_db(server, write=True) as db:
             db.execute("DROP TABLE completed_uploads")
             db.execute("DELETE FROM schema_migrations WHERE package = 's3proxy.store' AND version = 4")
         server.start()
@@ -229,7 +229,7 @@ def test_a_data_directory_of_the_previous_schema_upgrades_keeping_objects_and_up
 
 
 def completed_rows(server: FolioProcess) -> set[str]:
-    with sqlite3.connect(f"file:{server.data_dir / 'folio.db'}?mode=ro", uri=True) as db:
+    with server_db(server) as db:
         return {row[0] for row in db.execute("SELECT id FROM completed_uploads")}
 
 
