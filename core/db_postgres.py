@@ -269,6 +269,11 @@ class PostgresDatabase:
         self._closed = False
 
     def open(self, migrations: Iterable[Migration]) -> None:
+        # The migrations on a connection of their own: a wrong URL or a refused connection
+        # fails here at once, with PostgreSQL's own message (the pool would retry for 30 s).
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            _configure(conn)
+            run_migrations(conn, migrations)
         self._pool = ConnectionPool(
             self.url,
             min_size=1,
@@ -280,8 +285,6 @@ class PostgresDatabase:
         )
         self._pool.open(wait=True, timeout=30)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-pg-write")
-        with self._pool.connection() as conn:
-            run_migrations(conn, migrations)
 
     def close(self) -> None:
         if self._closed:
