@@ -277,7 +277,8 @@ class PostgresDatabase:
         self._pool = ConnectionPool(
             self.url,
             min_size=1,
-            max_size=self.pool_size,
+            # Two at least: a write body that reads (db.read) takes a second connection.
+            max_size=max(2, self.pool_size),
             kwargs={"autocommit": True},
             configure=_configure,
             open=False,
