@@ -147,6 +147,12 @@ class FolioProcess:
 
                 self.upstream_blobs = blobs_section(*new_bucket())
             text += self.upstream_blobs
+            if "gc_grace_seconds" not in text:
+                # Freed blobs are deleted upstream after the grace: 2 s, so that tests see them go.
+                grace = "gc_grace_seconds = 2\n"
+                text = text.replace("[storage]\n", "[storage]\n" + grace, 1)
+                if grace not in text:
+                    text += "\n[storage]\n" + grace
         if self.engine != "uvicorn":
             text = f'[server]\nengine = "{self.engine}"\n' + text
         self.config_path.write_text(text)

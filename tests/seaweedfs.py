@@ -22,12 +22,17 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config as BotoConfig
 
 from bench.targets import SeaweedFSTarget, free_port
+
+if TYPE_CHECKING:
+    from tests.folio_process import FolioProcess
 
 UPSTREAMS = ("seaweedfs", "moto")
 MOTO_KEY, MOTO_SECRET = "testing", "testing"
@@ -146,3 +151,26 @@ def blobs_section(
         f'\n[blobs]\nbackend = "s3"\nendpoint = "{endpoint}"\nbucket = "{bucket}"\n'
         f'access_key = "{access_key}"\nsecret_key = "{secret_key}"\nprefix = "{prefix}"\n'
     )
+
+
+def stored_blob_ids(where: FolioProcess | Path) -> set[str]:
+    """The blob ids a server's blob store holds (given the server or its data directory): the
+    files under data/blobs, or (FOLIO_TEST_BLOBS=s3, or a `[blobs]` section of its own) the
+    objects under the prefix of its upstream bucket."""
+    if isinstance(where, Path):
+        from tests.folio_process import STARTED
+
+        data_dir = where
+        server = next((s for s in reversed(STARTED.values()) if s.data_dir == data_dir), None)
+    else:
+        data_dir, server = where.data_dir, where
+    config = tomllib.loads(server.config_text + server.upstream_blobs).get("blobs", {}) if server else {}
+    if config.get("backend") != "s3":
+        root = data_dir / "blobs"
+        return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    prefix = config.get("prefix", "folio-blobs/")
+    upstream = _client(config["endpoint"], config["access_key"], config["secret_key"])
+    found: set[str] = set()
+    for page in upstream.get_paginator("list_objects_v2").paginate(Bucket=config["bucket"], Prefix=prefix):
+        found.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+    return found

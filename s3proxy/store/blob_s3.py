@@ -50,6 +50,7 @@ PARTS_IN_FLIGHT = 3  # per upload: about (1 + 3) x 8 MiB of memory at most
 READ_CHUNK = 1024 * 1024  # obstore joins the socket's pieces into chunks of at least this
 REOPENS = 3  # new ranged GETs one read may start after its stream broke
 HEALTH_TIMEOUT = 2.0
+CLOSE_WAIT = 5.0  # seconds a closing store still waits for freed blobs to come due
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -207,20 +208,21 @@ class S3BlobSource:
 
 
 class DelayedDeletes:
-    """Deletes due some seconds from now, run by one thread; the ones still waiting when the
-    process stops are left to the sweep (their blobs are unreferenced by then)."""
+    """Deletes due some seconds from now, run by one thread. On close, the ones due within
+    CLOSE_WAIT seconds are still made (a short grace: a test, or blobs freed an hour ago);
+    later ones are left to the sweep (their blobs are unreferenced by then)."""
 
     def __init__(self, delete: Callable[[str], None], delay: float) -> None:
         self._delete = delete
         self._delay = delay
         self._due: list[tuple[float, str]] = []
         self._wake = threading.Condition()
-        self._closed = False
+        self._closing_at: float | None = None  # once closing: the last due time still deleted
         self._thread: threading.Thread | None = None
 
     def add(self, blob_id: str) -> None:
         with self._wake:
-            if self._closed:
+            if self._closing_at is not None:
                 return
             heapq.heappush(self._due, (time.monotonic() + self._delay, blob_id))
             if self._thread is None:
@@ -232,14 +234,23 @@ class DelayedDeletes:
         with self._wake:
             return len(self._due)
 
+    def _next(self) -> str | None:
+        """The next blob due (waiting for it), or None once closed with nothing due soon."""
+        with self._wake:
+            while True:
+                closing_at = self._closing_at
+                if not self._due or (closing_at is not None and self._due[0][0] > closing_at):
+                    if closing_at is not None:
+                        return None
+                    self._wake.wait()
+                    continue
+                wait = self._due[0][0] - time.monotonic()
+                if wait <= 0:
+                    return heapq.heappop(self._due)[1]
+                self._wake.wait(wait)
+
     def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._closed and (not self._due or self._due[0][0] > time.monotonic()):
-                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                if self._closed:
-                    return
-                _, blob_id = heapq.heappop(self._due)
+        while (blob_id := self._next()) is not None:
             try:
                 self._delete(blob_id)
             except Exception:  # noqa: BLE001 - left upstream: the sweep removes it later
@@ -247,11 +258,12 @@ class DelayedDeletes:
 
     def close(self) -> None:
         with self._wake:
-            self._closed = True
-            left = len(self._due)
+            self._closing_at = time.monotonic() + CLOSE_WAIT
             self._wake.notify()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=CLOSE_WAIT + 30)
+        with self._wake:
+            left = len(self._due)
         if left:
             log.info("%d freed blobs not yet past their grace are left to the sweep (folio gc)", left)
 
