@@ -203,6 +203,9 @@ class Supervisor:
         for pid in list(self.by_pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        # The listeners close now, as a single process's would: once the workers have closed
+        # their copies too, new connections are refused while requests in flight finish.
+        self._close_listeners()
         deadline = time.monotonic() + self.config.server.shutdown_grace_seconds + CLOSE_SECONDS
         while self.by_pid and time.monotonic() < deadline:
             signal.sigtimedwait({signal.SIGCHLD}, max(0.01, min(0.5, deadline - time.monotonic())))
@@ -214,12 +217,14 @@ class Supervisor:
         while self.by_pid:
             pid, _status = os.waitpid(-1, 0)
             self.by_pid.pop(pid, None)
+        log.info("all workers stopped")
+        return 0
+
+    def _close_listeners(self) -> None:
         for listeners in self.listeners[:1] if self.mode == SHARED else self.listeners:
             for sockets in listeners.values():
                 for sock in sockets:
                     sock.close()
-        log.info("all workers stopped")
-        return 0
 
     def _collect(self) -> None:
         """Reap workers that stopped (no restart: we are stopping)."""
