@@ -253,7 +253,9 @@ class Accounts:
             cache_epochs.bump(conn, cache_epochs.ACCOUNTS)  # a process may remember it as unknown
             return AccessKeyInfo(access_key, name, now)
 
-        return await self.db.write(insert), secret_key
+        created = await self.db.write(insert)
+        self._epoch.announce()
+        return created, secret_key
 
     async def revoke_key(self, account_id: str, access_key: str) -> bool:
         """Revoke one of the account's keys at once, for every API (the cache forgets
@@ -271,6 +273,7 @@ class Accounts:
             return bool(done)
 
         revoked = await self.db.write(revoke)
+        self._epoch.announce()  # every process forgets it before this answers
         self.forget_key(access_key)
         return revoked
 
@@ -294,7 +297,9 @@ class Accounts:
         )
 
     def forget_account(self, account_id: str) -> None:
-        """Drop every cached lookup of a deleted account (its keys, its plan)."""
+        """Drop every cached lookup of a deleted account (its keys, its plan), here and (once
+        the transaction of remove_account_rows committed) in every process."""
+        self._epoch.announce()
         self._plan_cache.pop(account_id, None)
         for access_key, cached in list(self._key_cache.items()):
             if cached[1] is not None and cached[1].id == account_id:
@@ -320,6 +325,7 @@ class Accounts:
             cache_epochs.bump(conn, cache_epochs.ACCOUNTS)  # running servers see the new plan
 
         self.db.write_blocking(update)
+        self._epoch.announce()
         account = self.by_email(email)
         assert account is not None
         self._plan_cache.pop(account.id, None)
@@ -396,9 +402,11 @@ class Accounts:
         is_admin: bool = False,
         plan: str | None = None,
     ) -> NewAccount:
-        return self.db.write_blocking(
+        created = self.db.write_blocking(
             self._insert_account(email, password, display_name, access_key, secret_key, is_admin, plan)
         )
+        self._epoch.announce()
+        return created
 
     async def create_account(self, email: str, password: str | None = None, **kwargs) -> NewAccount:
         # scrypt takes tens of milliseconds on purpose: hash off the event loop.
@@ -418,6 +426,7 @@ class Accounts:
                 kwargs.get("plan"),
             )
         )
+        self._epoch.announce()
         return replace(created, password=password)
 
     def lookup_key(self, access_key: str) -> tuple[Account, str] | None:

@@ -7,26 +7,38 @@ that have a webhook (core.webhooks). Each cache belongs to a named *epoch*, a co
 the `cache_epochs` table:
 
 - a change to what a cache holds bumps its epoch with `bump(conn, name)` in the change's
-  own write transaction, so the new epoch is visible exactly when the change is;
-- a process consults a cache only after reading the epochs (`Watch.moved()`), and drops
-  the cache's entries when its epoch moved since it last looked.
+  own write transaction (so the new epoch is visible exactly when the change is), and
+  calls `announce()` once that transaction has committed, before its request answers;
+- a process consults a cache only after `Watch.moved()`, which drops the cache's entries
+  when its epoch moved since the cache last looked.
 
-So a change whose request has returned is seen by every process on its next request:
-that request reads the epochs after the change committed. The read is one small query
-(about 7 µs on SQLite here), done at most once per request: the epochs read by an asyncio
-task are reused by that task for up to `MEMO_SECONDS` (a request is one task under both
-uvicorn and Hypercorn). A request that started before the change may still finish with
-what it saw at its start, as it would with no cache at all. docs/scale-out.md states the
-guarantee.
+How a process learns that the epochs moved, cheaply enough for every request:
+
+- SQLite (every process necessarily on one machine): `announce()` writes a fresh random
+  value into 8 bytes of a file beside the database (`folio.db-epochs`), which every process
+  maps into memory. A process reads the epochs table again only when that value differs
+  from the one it saw at its last reading (a memory compare, well under a microsecond), and
+  at least once a second whatever it says (so that a change whose process died between
+  its commit and its announcement is still seen within a second).
+- PostgreSQL (nodes on several machines, no shared memory): the epochs are read from the
+  database at a request's first consultation (one small query) and reused by the request's
+  asyncio task for up to `MEMO_SECONDS` (a request is one task under uvicorn and Hypercorn).
+
+Either way, a change whose request has returned is seen by every process on its next
+request. A request that was already running may finish with what it read at its start, as
+it would with no cache at all. docs/scale-out.md states the guarantee.
 """
 
 from __future__ import annotations
 
 import asyncio
+import mmap
+import os
 import sqlite3
 import time
 import weakref
 from contextvars import ContextVar
+from pathlib import Path
 
 from core.db import Database, Migration
 
@@ -50,9 +62,12 @@ BUCKETS = "buckets"  # bucket rows: settings (ACL, policy, CORS, retention), ver
 DOC_KEYS = "doc_keys"  # document-API keys
 WEBHOOKS = "webhooks"  # which accounts have an active webhook
 
-# How long one asyncio task reuses the epochs it read: a request is one task, so this bounds
-# only long-lived background tasks (their caches follow changes within this long).
+# How long one asyncio task reuses the epochs it read (PostgreSQL): a request is one task, so
+# this bounds only long-lived background tasks (their caches follow changes within this long).
 MEMO_SECONDS = 0.5
+# SQLite: the epochs are read again at least this often, whatever the shared signal says.
+REFRESH_SECONDS = 1.0
+SIGNAL_SUFFIX = "-epochs"
 
 
 def bump(conn: sqlite3.Connection, name: str) -> None:
@@ -67,16 +82,56 @@ _memo: ContextVar[tuple[asyncio.Task, CacheEpochs, float, dict[str, int]] | None
 )
 
 
+class _Signal:
+    """8 bytes of a file beside the SQLite database, mapped by every process that opens it:
+    a new random value says "the epochs moved" (random, not a counter: two processes that
+    announce at once can never write the same value a reader already holds)."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)  # a no-op on a file another process has just sized
+            self._map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+
+    def value(self) -> bytes:
+        return self._map[:8]
+
+    def change(self) -> None:
+        self._map[:8] = os.urandom(8)
+
+
 class CacheEpochs:
-    """The epochs of one database, read at most once per task and `MEMO_SECONDS`."""
+    """The epochs of one database, read again only when they may have moved."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._signal = (
+            _Signal(db.path.with_name(db.path.name + SIGNAL_SUFFIX)) if isinstance(db, Database) else None
+        )
+        # (signal value before the reading, when, epochs): one tuple, replaced whole, so that
+        # a reader thread never sees half of an update.
+        self._last: tuple[bytes, float, dict[str, int]] = (b"", 0.0, {})
 
     def _read(self) -> dict[str, int]:
         return dict(self.db.read(lambda c: c.execute("SELECT name, epoch FROM cache_epochs").fetchall()))
 
     def current(self) -> dict[str, int]:
+        """The epochs by name. The same dict object as the last call's while they have not
+        been read again (Watch relies on it to skip its comparison)."""
+        if self._signal is not None:
+            signal, last = self._signal.value(), self._last
+            now = time.monotonic()
+            if signal == last[0] and now - last[1] < REFRESH_SECONDS:
+                return last[2]
+            epochs = self._read()  # after reading the signal: a later announcement changes it again
+            self._last = (signal, now, epochs)
+            return epochs
+        return self._memoized()
+
+    def _memoized(self) -> dict[str, int]:
         try:
             task = asyncio.current_task()
         except RuntimeError:  # no event loop in this thread (the CLI, a reader thread)
@@ -93,6 +148,13 @@ class CacheEpochs:
         _memo.set((task, self, now, epochs))
         return epochs
 
+    def announce(self) -> None:
+        """Tell every process on this machine that epochs moved: call it once the transaction
+        that bumped them has committed, before the change's request answers (on PostgreSQL,
+        where every request reads the epochs, there is nothing to tell)."""
+        if self._signal is not None:
+            self._signal.change()
+
     def watch(self, name: str) -> Watch:
         return Watch(self, name)
 
@@ -100,17 +162,26 @@ class CacheEpochs:
 class Watch:
     """One cache's view of one epoch."""
 
-    __slots__ = ("epochs", "name", "_seen")
+    __slots__ = ("epochs", "name", "_seen", "_checked")
 
     def __init__(self, epochs: CacheEpochs, name: str) -> None:
         self.epochs = epochs
         self.name = name
         self._seen: int | None = None
+        self._checked: dict[str, int] | None = None  # the reading last compared
+
+    def announce(self) -> None:
+        """After a transaction that bumped this (or any) epoch committed: see CacheEpochs."""
+        self.epochs.announce()
 
     def moved(self) -> bool:
         """True when the epoch moved on since this watch last looked (the cache must then
         drop every entry it holds). Call it before each use of the cache."""
-        epoch = self.epochs.current().get(self.name, 0)
+        epochs = self.epochs.current()
+        if epochs is self._checked:  # no new reading since the last call: nothing moved
+            return False
+        self._checked = epochs
+        epoch = epochs.get(self.name, 0)
         # Only forwards: a task still holding an older reading (its memo) must not make
         # the cache forget what a newer reading already admitted.
         if self._seen is None or epoch > self._seen:

@@ -86,7 +86,9 @@ class DocKeys:
             cache_epochs.bump(conn, cache_epochs.DOC_KEYS)  # a process may remember it as unknown
             return info
 
-        return await self.db.write(insert), token
+        created = await self.db.write(insert)
+        self._epoch.announce()
+        return created, token
 
     def create_blocking(self, account_id: str, name: str) -> tuple[DocKeyInfo, str]:
         """For `folio admin create-api-key` (no event loop of its own)."""
@@ -116,7 +118,8 @@ class DocKeys:
             return bool(done)
 
         revoked = await self.db.write(revoke)
-        self._cache.clear()  # a revoked key stops working at once
+        self._epoch.announce()  # every process forgets it before this answers
+        self._cache.clear()
         return revoked
 
     def account_of(self, token: str) -> Account | None:

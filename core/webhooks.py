@@ -276,6 +276,10 @@ class _Listening(set[str]):
             self._reload()
         return set.__contains__(self, account_id)
 
+    def announce(self) -> None:
+        """After a write that bumped the epoch committed (core.cache_epochs)."""
+        self._watch.announce()
+
 
 class Webhooks:
     def __init__(self, db: Database, box: SecretBox, config: WebhooksConfig) -> None:
@@ -285,7 +289,7 @@ class Webhooks:
         self.wake = asyncio.Event()
         # Accounts with an active webhook: the engine records object and bucket events
         # only for them (an outbox row per write would cost every other account).
-        self.listening: set[str] = _Listening(db, self.load)
+        self.listening = _Listening(db, self.load)
         # This node's id (server/cluster.py), written with each claim on a delivery.
         self.node_id: str | None = None
 
@@ -357,6 +361,7 @@ class Webhooks:
             return Webhook(webhook_id, account_id, url, tuple(events), True, 0, now)
 
         webhook = await self.db.write(insert)
+        self.listening.announce()
         self.listening.add(account_id)
         return webhook, secret
 
@@ -509,6 +514,7 @@ class Webhooks:
             )
 
         updated = await self.db.write(change)
+        self.listening.announce()
         self._refresh(account_id)
         self.wake.set()
         return updated
@@ -528,6 +534,7 @@ class Webhooks:
             return bool(done)
 
         removed = await self.db.write(remove)
+        self.listening.announce()
         self._refresh(account_id)
         return removed
 
@@ -700,6 +707,7 @@ class Webhooks:
         )
         disabled_account = await self.db.write(lambda c: self._record(c, delivery_id, webhook_id, outcome))
         if disabled_account is not None:
+            self.listening.announce()
             self._refresh(disabled_account)
 
     def _record(

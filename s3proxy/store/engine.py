@@ -225,6 +225,7 @@ class Store:
             return bucket, created
 
         bucket, created = await self._write(insert)
+        self._buckets_epoch.announce()
         self._remember(bucket)
         return bucket, created
 
@@ -244,6 +245,7 @@ class Store:
             return freed
 
         freed = await self._write(remove, frees_space=True)
+        self._buckets_epoch.announce()
         self._buckets.pop(bucket.name, None)
         self._free_blobs(freed)
 
@@ -276,6 +278,7 @@ class Store:
             return settings
 
         settings = await self._write(update)
+        self._buckets_epoch.announce()  # an ACL or policy applies everywhere before this answers
         updated = replace(bucket, settings=settings, versioning=versioning or bucket.versioning)
         self._remember(updated)
         return updated
