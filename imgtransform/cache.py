@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 log = logging.getLogger("folio.img")
 
 EXTENSIONS = ("jpeg", "png", "webp", "avif")
+# A half-written entry older than this was left by a crash (writing one takes well under a second).
+TMP_LEFTOVER_SECONDS = 60.0
 
 
 class DiskCache:
@@ -41,8 +44,15 @@ class DiskCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / "tmp"
         tmp.mkdir(exist_ok=True)
+        now = time.time()
         for leftover in tmp.iterdir():
-            leftover.unlink(missing_ok=True)
+            # Not one a minute old: with `--workers N` another worker may be writing it now
+            # (a worker restarted after a crash loads the cache while the others serve).
+            try:
+                if now - leftover.stat().st_mtime > TMP_LEFTOVER_SECONDS:
+                    leftover.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
         found = []
         for path in self.directory.glob("??/*.*"):
             digest, _, fmt = path.name.partition(".")
