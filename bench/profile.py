@@ -126,7 +126,11 @@ def _run_measured(target: FolioTarget, scenario: Scenario, duration: float) -> l
     deadline = time.monotonic() + duration
     while not results or (time.monotonic() < deadline and len(results) < 20):
         result = measure(target, target.endpoint, scenario, len(results), duration)
-        log(f"{scenario.name}: {result.get(scenario.metric)} {scenario.unit}, errors {result.get('errors')}")
+        log(
+            f"{scenario.name}: {result.get(scenario.metric)} {scenario.unit}, errors {result.get('errors')}, "
+            f"server CPU {result.get('server_cpu_ms_per_op')} ms/request "
+            f"{result.get('server_cpu_ms_per_op_by_process') or ''}, other load {result.get('other_cpu_pct')}%"
+        )
         results.append(result)
     return results
 

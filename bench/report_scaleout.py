@@ -141,5 +141,30 @@ def scaleout_lines(results: dict[str, Any]) -> list[str]:
                 f"{cell.get('p50_ms', 0):.2f} / {cell.get('p99_ms', 0):.2f} | "
                 f"{'?' if cpu is None else f'{cpu:.3f}'} | {other} | {_loadavg(cell)} | {cell['errors']} |"
             )
-    out += ["", *goals_table(results), ""]
+    out += ["", *_by_process(results), *goals_table(results), ""]
+    return out
+
+
+def _by_process(results: dict[str, Any]) -> list[str]:
+    """For the targets of several processes: CPU per request of each (median of the runs)."""
+    out = []
+    for name in SCALEOUT_TARGETS:
+        parts = []
+        for scenario_name in SCALEOUT_SCENARIOS:
+            cell = _cell(results, name, scenario_name)
+            runs = [
+                r.get("server_cpu_ms_per_op_by_process") for r in (cell or {}).get("runs", []) if r.get("ops")
+            ]
+            runs = [r for r in runs if r]
+            if not runs:
+                continue
+            medians = {proc: statistics.median(r.get(proc, 0.0) for r in runs) for proc in runs[0]}
+            parts.append(f"{scenario_name} " + ", ".join(f"{proc} {ms:.2f}" for proc, ms in medians.items()))
+        if parts:
+            out += [
+                f"CPU per request by process, {SCALEOUT_SHORT[name]} (ms, medians): "
+                + "; ".join(parts)
+                + ".",
+                "",
+            ]
     return out

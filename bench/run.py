@@ -131,9 +131,10 @@ def job_timeout(job: dict[str, Any]) -> float:
     return 600.0
 
 
-def server_cpu_seconds(target: Target) -> float:
-    """CPU seconds of every process of the target (a Folio cluster: its nodes, PostgreSQL, SeaweedFS)."""
-    return sum(cpu_seconds(pid) for pid in target.pids())
+def server_cpu_seconds(target: Target) -> dict[str, float]:
+    """CPU seconds of every process of the target, by what it is (a Folio cluster: its nodes,
+    PostgreSQL, SeaweedFS)."""
+    return {name: cpu_seconds(pid) for name, pid in target.processes().items()}
 
 
 def measure(
@@ -151,10 +152,16 @@ def measure(
         }
     else:
         result = run_loadgen(endpoint, job, job_timeout(job))
-    result["server_cpu_s"] = round(server_cpu_seconds(target) - cpu0, 3)
+    cpu1 = server_cpu_seconds(target)
+    spent = {name: cpu1[name] - cpu0.get(name, 0.0) for name in cpu1}
+    result["server_cpu_s"] = round(sum(spent.values()), 3)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)  # the machine's, as the run ends
     if result.get("ops"):  # the server's CPU per request (per image, for the image scenarios)
         result["server_cpu_ms_per_op"] = round(1e3 * result["server_cpu_s"] / result["ops"], 3)
+        if len(spent) > 1:  # and its parts, for a target of several processes
+            result["server_cpu_ms_per_op_by_process"] = {
+                name: round(1e3 * seconds / result["ops"], 3) for name, seconds in spent.items()
+            }
     result["other_cpu_pct"] = load.percent(
         result["server_cpu_s"] + float(result.get("gen_process_cpu_s") or 0)
     )

@@ -102,9 +102,12 @@ class Target(abc.ABC):
         assert self.proc is not None
         return self.proc.pid
 
+    def processes(self) -> dict[str, int]:
+        """Every process whose CPU is the server's, by what it is (each counted with its children)."""
+        return {self.name: self.pid}
+
     def pids(self) -> list[int]:
-        """Every process whose CPU is the server's (each counted with its children)."""
-        return [self.pid]
+        return list(self.processes().values())
 
     @abc.abstractmethod
     def start(self, workdir: Path) -> Endpoint:
@@ -657,13 +660,17 @@ class FolioPgSeaweedFS(FolioTarget):
             f'secret_key = "{endpoint.secret_key}"\nprefix = "blobs/"\n'
         )
 
-    def pids(self) -> list[int]:
-        pids = [server.proc.pid for server in self.servers if server.proc is not None]
+    def processes(self) -> dict[str, int]:
+        found = {
+            f"folio node {number}": server.proc.pid
+            for number, server in enumerate(self.servers, 1)
+            if server.proc is not None
+        }
         if self.pg is not None and self.pg.pid is not None:
-            pids.append(self.pg.pid)
+            found["postgresql"] = self.pg.pid
         if self.upstream is not None and self.upstream.proc is not None:
-            pids.append(self.upstream.pid)
-        return pids
+            found["seaweedfs"] = self.upstream.pid
+        return found
 
     def log_problems(self, limit: int = 5) -> dict[str, object]:
         count, samples = self._earlier_errors, list(self._earlier_samples)
