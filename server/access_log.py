@@ -41,7 +41,9 @@ class AccessLog:
         self.target = target
         self._own_file = target != "-"
         # Opened here, once: a path that cannot be written stops the start-up with its error.
-        self._file: IO[str] = sys.stderr if not self._own_file else open(target, "a", encoding="utf-8")  # noqa: SIM115
+        # Unbuffered, appending: each batch of lines is one write() at the file's end, so the
+        # workers of `folio serve --workers N` sharing the file never split each other's lines.
+        self._file: IO[bytes] | None = open(target, "ab", buffering=0) if self._own_file else None  # noqa: SIM115
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="folio-access-log", daemon=True)
         self._thread.start()
@@ -58,24 +60,34 @@ class AccessLog:
             if line is None:
                 break
             stop = False
+            batch = [line]
+            while len(batch) < _FLUSH_EVERY:
+                try:
+                    line = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if line is None:
+                    stop = True
+                    break
+                batch.append(line)
             try:
-                self._file.write(line + "\n")
-                written = 1
-                while written < _FLUSH_EVERY:
-                    try:
-                        line = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if line is None:
-                        stop = True
-                        break
-                    self._file.write(line + "\n")
-                    written += 1
-                self._file.flush()
+                self._append("".join(f"{line}\n" for line in batch))
             except OSError as exc:  # a full disk: the log loses lines, requests go on
                 log.warning("access log %s: %s", self.target, exc)
             if stop:
                 break
+
+    def _append(self, text: str) -> None:
+        if self._file is None:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            return
+        data = memoryview(text.encode("utf-8"))
+        while data:  # one write() unless the kernel takes less (a full disk, a signal)
+            written = self._file.write(data)
+            if not written:
+                raise OSError("the access log took no bytes")
+            data = data[written:]
 
     def close(self) -> None:
         if self._closed:
@@ -83,7 +95,7 @@ class AccessLog:
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout=10)
-        if self._own_file:
+        if self._file is not None:
             try:
                 self._file.close()
             except OSError as exc:
