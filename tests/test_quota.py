@@ -6,7 +6,7 @@ concurrent uploads never pass it together, and crossing 80% / 100% records event
 The tests run their own server (one for the module) so that pruning, blob counts and
 `tmp/` are not disturbed by other test files; each test uses a fresh account, so its
 usage starts at 0. Usage is read with `folio admin usage` and, where it must be polled
-quickly, straight from `folio.db` (read-only).
+quickly, straight from the database (tests/server_db.py: SQLite's file or PostgreSQL).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,6 +34,7 @@ from lxml import etree
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess, running_server
+from tests.server_db import server_db
 
 QUOTA = 1_000_000
 BIG_QUOTA = 12_000_000  # room for two 5 MiB multipart parts, not for a third
@@ -92,18 +93,14 @@ def account(server: FolioProcess) -> Account:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def db(server: FolioProcess) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{server.data_dir / 'folio.db'}?mode=ro", uri=True)
-
-
-def db_bytes(conn: sqlite3.Connection, account_id: str) -> int:
+def db_bytes(conn: Any, account_id: str) -> int:
     return conn.execute(
         "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE account_id = ?", (account_id,)
     ).fetchone()[0]
 
 
 def object_rows(server: FolioProcess, bucket: str) -> int:
-    with db(server) as conn:
+    with server_db(server) as conn:
         return conn.execute(
             "SELECT count(*) FROM objects o JOIN buckets b ON b.id = o.bucket_id WHERE b.name = ?", (bucket,)
         ).fetchone()[0]
@@ -111,7 +108,7 @@ def object_rows(server: FolioProcess, bucket: str) -> int:
 
 def referenced_blobs(server: FolioProcess, bucket: str) -> set[str]:
     """Blob ids the bucket's versions and unfinished upload parts point at."""
-    with db(server) as conn:
+    with server_db(server) as conn:
         rows = conn.execute(
             "SELECT o.segments FROM objects o JOIN buckets b ON b.id = o.bucket_id"
             " WHERE b.name = ? AND o.segments IS NOT NULL"
@@ -123,7 +120,7 @@ def referenced_blobs(server: FolioProcess, bucket: str) -> set[str]:
 
 
 def blob_rows(server: FolioProcess) -> set[str]:
-    with db(server) as conn:
+    with server_db(server) as conn:
         return {row[0] for row in conn.execute("SELECT id FROM blobs")}
 
 
@@ -137,7 +134,7 @@ def tmp_entries(server: FolioProcess) -> list[str]:
 
 
 def quota_events(server: FolioProcess, account_id: str) -> list[tuple[str, dict]]:
-    with db(server) as conn:
+    with server_db(server) as conn:
         rows = conn.execute(
             "SELECT type, payload FROM events WHERE account_id = ? AND type LIKE 'quota.%' ORDER BY id",
             (account_id,),
@@ -251,15 +248,12 @@ def test_concurrent_uploads_never_pass_the_quota_and_refusals_leave_nothing(
     done = threading.Event()
 
     def poll() -> None:
-        conn = db(server)
-        try:
+        with server_db(server) as conn:
             while True:
                 peak["bytes"] = max(peak["bytes"], db_bytes(conn, account.account_id))
                 peak["samples"] += 1
                 if done.wait(0.002):  # a pause between samples: leave the CPU to the server
                     break
-        finally:
-            conn.close()
 
     barrier = threading.Barrier(count)
 

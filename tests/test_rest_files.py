@@ -17,12 +17,10 @@ import json
 import random
 import re
 import socket
-import sqlite3
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -33,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 from tests.web_client import Account
 
 FILES = "/api/v1/files"
@@ -184,7 +183,7 @@ def versions_of(s3: Any, bucket: str, key: str) -> tuple[list[dict], list[dict]]
 
 def admin_email(server: FolioProcess) -> str:
     """The admin account's email (made at first start), read from the database."""
-    with closing(sqlite3.connect(f"file:{server.data_dir / 'folio.db'}?mode=ro", uri=True, timeout=30)) as db:
+    with server_db(server) as db:
         row = db.execute(
             "SELECT a.email FROM accounts a JOIN access_keys k ON k.account_id = a.id WHERE k.access_key = ?",
             (server.access_key,),
@@ -561,7 +560,7 @@ def test_revoked_key_is_401(folio: FolioProcess, new_account: Callable[..., Acco
     account = new_account()
     # There is no revocation endpoint yet, so revoke in the database. The server caches a
     # key it has seen for 30 s; this one has never been used, so the server must read the row.
-    with closing(sqlite3.connect(folio.data_dir / "folio.db", timeout=30)) as db, db:
+    with server_db(folio, write=True) as db:
         db.execute(
             "UPDATE access_keys SET revoked_at = ? WHERE access_key = ?", (time.time(), account.access_key)
         )

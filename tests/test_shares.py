@@ -5,17 +5,16 @@ owner's alone to make, list and revoke; bad input gets JSON errors."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 
 
 @pytest.fixture
@@ -36,7 +35,7 @@ def _share(folio: FolioProcess, owner: dict[str, Any], **body: Any) -> httpx.Res
 
 
 def _share_events(folio: FolioProcess, account_id: str) -> list[tuple[str, dict[str, Any]]]:
-    with closing(sqlite3.connect(f"file:{folio.data_dir / 'folio.db'}?mode=ro", uri=True)) as db:
+    with server_db(folio) as db:
         rows = db.execute(
             "SELECT type, payload FROM events WHERE account_id = ? AND type LIKE 'share.%' ORDER BY id",
             (account_id,),
