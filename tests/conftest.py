@@ -44,10 +44,45 @@ keep_days = 30.0
 """
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The server-log check reads the logs of every server the run started: it goes last
     # (stable sort: every other test keeps its place).
     items.sort(key=lambda item: item.path.name == "test_zz_server_logs.py")
+    if os.environ.get("FOLIO_TEST_DATABASE") == "postgres":
+        _deselect_sqlite_only(config, items)
+
+
+# (test id, reason) of the tests FOLIO_TEST_DATABASE=postgres left out, for the summary.
+SQLITE_ONLY: list[tuple[str, str]] = []
+
+
+def _deselect_sqlite_only(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of SQLite's own file (a backup of it, `folio check` on it, a full disk under it)
+    are marked `sqlite_only(reason=...)`: with the servers on PostgreSQL they are deselected,
+    never skipped in silence, and the summary lists each with its reason."""
+    kept = []
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is None:
+            kept.append(item)
+        elif not marker.kwargs.get("reason"):
+            raise pytest.UsageError(
+                f"{item.nodeid}: sqlite_only needs reason=... (why PostgreSQL cannot run it)"
+            )
+        else:
+            SQLITE_ONLY.append((item.nodeid, marker.kwargs["reason"]))
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SQLITE_ONLY:
+        terminalreporter.write_sep(
+            "-", f"{len(SQLITE_ONLY)} sqlite_only tests deselected (FOLIO_TEST_DATABASE=postgres)"
+        )
+        for nodeid, reason in SQLITE_ONLY:
+            terminalreporter.write_line(f"{nodeid}: {reason}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -29,6 +29,11 @@ from server.backup_verify import verify_builtin
 from tests.conftest import TEST_CONFIG, make_s3_client, moto_client
 from tests.folio_process import FolioProcess
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="folio backup and restore copy the SQLite file and blobs/ (a PostgreSQL deployment backs up with "
+    "PostgreSQL's own tools)"
+)
+
 KIB = 1024
 MIB = 1024 * KIB
 # Unversioned buckets: an overwrite frees the old blob at once, so files vanish while the

@@ -40,6 +40,13 @@ from s3proxy.store.free_space import RECHECK_SECONDS
 from tests.conftest import TEST_CONFIG, make_s3_client
 from tests.folio_process import FolioProcess
 
+# The full disk holds the SQLite database too: its own SQLITE_FULL, and the reserve that lets
+# deletes through. On PostgreSQL the metadata lives on another disk.
+FULL_DISK_IS_SQLITES = pytest.mark.sqlite_only(
+    reason="the full disk is the SQLite database's (SQLITE_FULL, the reserve that lets deletes through); "
+    "PostgreSQL keeps the metadata on another disk"
+)
+
 DISK_BYTES = 16 * 1024 * 1024
 RESERVE = 2 * 1024 * 1024
 SMALL = 16 * 1024  # inline: stored in the SQLite row
@@ -154,6 +161,7 @@ def body_of(size: int, seed: int) -> bytes:
     return (f"{seed:08d}".encode() * (size // 8 + 1))[:size]
 
 
+@FULL_DISK_IS_SQLITES
 def test_s3_writes_on_a_full_disk_answer_507_and_keep_what_was_there(server: FolioProcess) -> None:
     s3 = make_s3_client(server)
     bucket = f"full-{uuid.uuid4().hex[:12]}"
@@ -216,6 +224,7 @@ def test_s3_writes_on_a_full_disk_answer_507_and_keep_what_was_there(server: Fol
     no_traceback_since(server, log_offset)
 
 
+@FULL_DISK_IS_SQLITES
 def test_rest_uploads_on_a_full_disk_answer_507_storage_full(server: FolioProcess) -> None:
     s3 = make_s3_client(server)
     bucket = f"full-{uuid.uuid4().hex[:12]}"
