@@ -19,12 +19,13 @@ import io
 import json
 import os
 import secrets
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -35,6 +36,7 @@ from PIL import Image
 from restapi.ids import file_id
 from tests.conftest import TEST_CONFIG, make_s3_client
 from tests.folio_process import FolioProcess, running_server
+from tests.server_db import server_db
 
 MIB = 1024 * 1024
 BODY_ERRORS = (ResponseStreamingError, IncompleteReadError)
@@ -43,8 +45,9 @@ BODY_ERRORS = (ResponseStreamingError, IncompleteReadError)
 # ---------------------------------------------------------------- helpers
 
 
-def database(server: FolioProcess) -> sqlite3.Connection:
-    return sqlite3.connect(server.data_dir / "folio.db", timeout=30)
+def database(server: FolioProcess) -> AbstractContextManager[Any]:
+    """The server's database on either engine, writable; committed when the block ends."""
+    return server_db(server, write=True)
 
 
 def blobs_of(server: FolioProcess, bucket: str, key: str) -> list[str]:
@@ -276,6 +279,9 @@ def stopped(tmp_path: Path) -> Iterator[FolioProcess]:
         server.stop()
 
 
+@pytest.mark.sqlite_only(
+    reason="folio check --repair works on the embedded store's files (refused on PostgreSQL)"
+)
 def test_repair_fixes_a_wrong_reference_count_and_removes_an_orphan(stopped: FolioProcess) -> None:
     stopped.start()
     s3 = make_s3_client(stopped)
