@@ -392,9 +392,13 @@ class Store:
                     remote + self.quotas.reserved(account_id) - (reservation.amount if reservation else 0)
                 )
                 if reservation is None or before + reservation.gross + others > limit * quota.WARNING_RATIO:
-                    quota.settle(conn, account_id, limit, before, others, now)
-                # else far below the quota: this write (at most `gross` bytes) can neither
-                # pass it nor cross a threshold, so the usage query after it is spared.
+                    after = quota.settle(conn, account_id, limit, before, others, now)
+                    self.quotas.settled(account_id, after, remote)
+                else:
+                    # Far below the quota: this write (at most `gross` bytes) can neither pass
+                    # it nor cross a threshold, so the usage query after it is spared (the
+                    # admission hint takes the upper bound).
+                    self.quotas.settled(account_id, before + reservation.gross, remote)
                 if reservation is not None:
                     # The bytes are usage now (in this transaction): holding the
                     # reservation until the group commit is durable would count them twice.

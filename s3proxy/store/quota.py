@@ -171,6 +171,12 @@ class Quotas:
         # Who owns a row: this process, for as long as it lives.
         self.node = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self._reserved: dict[str, int] = {}
+        # (usage, what other processes hold) as this process last read or wrote it: admission
+        # of a small upload starts from it, to spare a query per upload. Never behind this
+        # process's own writes (each write settles here); other processes' writes make it
+        # low, so admission may let through what the write's own transaction then refuses,
+        # exactly (engine.write_object reads both figures there).
+        self._hints: dict[str, tuple[int, int]] = {}
         # Reservation.settle() runs in the write transaction: on PostgreSQL that is the writer
         # thread (core.db_postgres), while the loop admits and releases others.
         self._reserved_lock = threading.Lock()
@@ -194,7 +200,20 @@ class Quotas:
 
     def standing(self, account_id: str) -> tuple[int, int]:
         """Usage (the writer's view) and what other processes' uploads hold."""
-        return self.db.read_own_writes(lambda c: standing(c, account_id, self.node, time.time()))
+        figures = self.db.read_own_writes(lambda c: standing(c, account_id, self.node, time.time()))
+        self._hints[account_id] = figures
+        return figures
+
+    def standing_hint(self, account_id: str) -> tuple[int, int]:
+        """`standing()` as last read or settled here (read when there is none)."""
+        hint = self._hints.get(account_id)
+        return self.standing(account_id) if hint is None else hint
+
+    def settled(self, account_id: str, used: int, remote: int) -> None:
+        """A write transaction's figures: `used` after it (or an upper bound)."""
+        if len(self._hints) > 100000:
+            self._hints.clear()
+        self._hints[account_id] = (used, remote)
 
     async def refuse(self, account_id: str, used: int, limit: int) -> QuotaExceeded:
         self.refusals += 1
@@ -310,7 +329,7 @@ class Reservation:
     def __init__(self, quotas: Quotas, account_id: str, credit: Callable[[], int] | None = None) -> None:
         self.quotas = quotas
         self.account_id = account_id
-        self.id = uuid.uuid4().hex
+        self.id = ""  # its row's id, given when it is first shared
         self.amount = 0  # held (net of credit)
         self.gross = 0  # bytes asked for
         self.limit = quotas.limit_of(account_id)
@@ -323,9 +342,12 @@ class Reservation:
         if not self.limit or nbytes <= self.gross:
             return
         quotas = self.quotas
-        used, remote = quotas.standing(self.account_id)
+        used, remote = quotas.standing_hint(self.account_id)
         others = remote + quotas.reserved(self.account_id) - self.amount
         net = nbytes
+        if used + others + net > self.limit:
+            used, remote = quotas.standing(self.account_id)  # exact, before refusing on a hint
+            others = remote + quotas.reserved(self.account_id) - self.amount
         if used + others + net > self.limit and self._credit is not None:
             if self._credit_bytes is None:
                 self._credit_bytes = self._credit()
@@ -339,6 +361,7 @@ class Reservation:
         # row up to date in between): a body of unknown length is a few writes, not one
         # per piece.
         if net >= SHARED_BYTES and net >= 2 * self._row_bytes:
+            self.id = self.id or uuid.uuid4().hex
             try:
                 await quotas._share(self)
             except _Refused as refused:
