@@ -4,11 +4,12 @@ other node on the very next request; quota reservations of uploads in flight are
 (and expire when their node dies); signatures and sessions made by one node are good on
 the other.
 
-The backend comes from the `backend` fixture: for now two `folio serve` processes on one
-data directory (SQLite in WAL mode, one blob directory), each with its own ports, config
-and log file. The same tests are meant to run on PostgreSQL + an upstream S3 as another
-parameter of that fixture (each node with a data directory of its own and the shared
-`[database]` and `[blobs]` sections)."""
+The backend comes from the `backend` fixture, which follows the suite's engine variables:
+by default two `folio serve` processes on one data directory (SQLite in WAL mode, one blob
+directory), each with its own ports, config and log file; with FOLIO_TEST_DATABASE=postgres
+one PostgreSQL database for both, and with FOLIO_TEST_BLOBS=s3 as well one upstream bucket
+for both and a data directory of each node's own (stateless nodes). Every node names the
+same master key file (`[auth] master_key_file`)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,12 @@ import io
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from PIL import Image
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 
 MIB = 1024 * 1024
 QUOTA = 10 * MIB  # plan `q`: ten 1 MiB uploads fit, not an eleventh
@@ -57,24 +57,34 @@ dashboard_per_minute = 0
 
 @dataclass
 class Backend:
-    """How the nodes of one test cluster share their data."""
+    """How the nodes of one test cluster share their data: `database_url` and `blobs` (a
+    `[blobs]` section) empty for SQLite and local blobs in the shared data directory."""
 
-    name: str
     root: Path
+    database_url: str = ""
+    blobs: str = ""
+    nodes: list[FolioProcess] = field(default_factory=list)
 
     def node(self, label: str, config_text: str) -> FolioProcess:
-        """A node (not started) that serves the cluster's data."""
-        if self.name == "sqlite":
-            # One data directory (database, blobs, master.key) for every node; each its own
-            # ports, config and log. The master key is named by [auth] master_key_file, as
-            # nodes on separate machines would name a key file they were given.
-            text = f'[auth]\nmaster_key_file = "{self.root / "keys" / "master.key"}"\n' + config_text
-            return FolioProcess(data_dir=self.root / "data", config_text=text, node=f"-{label}")
-        raise AssertionError(f"unknown backend {self.name}")
+        """A node (not started) that serves the cluster's data, with its own ports, config and
+        log. The master key is named by [auth] master_key_file, as nodes on separate machines
+        would name a key file they were given."""
+        text = f'[auth]\nmaster_key_file = "{self.root / "keys" / "master.key"}"\n' + config_text
+        if self.database_url:
+            text += f'\n[database]\nurl = "{self.database_url}"\n'
+        text += self.blobs
+        if self.database_url and self.blobs:  # nothing shared on disk: a data directory each
+            node = FolioProcess(data_dir=self.root / f"data-{label}", config_text=text)
+        else:
+            node = FolioProcess(data_dir=self.root / "data", config_text=text, node=f"-{label}")
+        node.database_url = self.database_url
+        self.nodes.append(node)
+        return node
 
-    def db(self) -> sqlite3.Connection:
-        """A read-only look at the shared metadata (to count reservation rows)."""
-        return sqlite3.connect(f"file:{self.root / 'data' / 'folio.db'}?mode=ro", uri=True)
+    def query(self, sql: str, *params: object) -> int:
+        """One number from the shared metadata (reservation rows, usage)."""
+        with server_db(self.nodes[0]) as conn:
+            return int(conn.execute(sql, params).fetchone()[0])
 
 
 @dataclass
@@ -84,11 +94,20 @@ class Cluster:
     b: FolioProcess
 
 
-@pytest.fixture(scope="module", params=["sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
-    root = tmp_path_factory.mktemp(f"two-nodes-{request.param}")
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    root = tmp_path_factory.mktemp("two-nodes")
     (root / "keys").mkdir()
-    return Backend(request.param, root)
+    backend = Backend(root)
+    if os.environ.get("FOLIO_TEST_DATABASE") == "postgres":
+        from tests.pg import new_database_url
+
+        backend.database_url = new_database_url("two_nodes")
+    if os.environ.get("FOLIO_TEST_BLOBS") == "s3":
+        from tests.seaweedfs import blobs_section, new_bucket
+
+        backend.blobs = blobs_section(*new_bucket())
+    return backend
 
 
 @pytest.fixture(scope="module")
@@ -346,17 +365,13 @@ def test_a_plan_changed_from_the_command_line_applies_on_both_nodes(cluster: Clu
 
 
 def reservation_rows(cluster: Cluster, account_id: str) -> int:
-    with closing(cluster.backend.db()) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM quota_reservations WHERE account_id = ?", (account_id,)
-        ).fetchone()[0]
+    return cluster.backend.query("SELECT count(*) FROM quota_reservations WHERE account_id = ?", account_id)
 
 
 def used_bytes(cluster: Cluster, account_id: str) -> int:
-    with closing(cluster.backend.db()) as conn:
-        return conn.execute(
-            "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE account_id = ?", (account_id,)
-        ).fetchone()[0]
+    return cluster.backend.query(
+        "SELECT coalesce(sum(bytes_used), 0) FROM buckets WHERE account_id = ?", account_id
+    )
 
 
 def test_concurrent_uploads_over_both_nodes_never_pass_the_quota_and_leave_no_reservation(
