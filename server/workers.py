@@ -12,10 +12,12 @@ workers and waits for them for the shutdown grace period (then SIGKILL), and exi
 worker asks the kernel for a SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a parent
 killed with SIGKILL does not leave workers serving: they drain and stop as on SIGTERM.
 
-Sockets: `SHARED` puts one listening socket per address in every worker (the kernel hands
-each connection to whichever worker accepts first); `REUSEPORT` gives each worker its own
-socket bound with SO_REUSEPORT (the kernel spreads connections by their address hash).
-docs/scale-out.md ("Workers on one machine") has the measurement that chose between them.
+Sockets: `REUSEPORT` (the default) gives each worker its own listening socket per address,
+bound with SO_REUSEPORT: the kernel spreads connections over them by their address hash. The
+parent keeps every socket open, so connections the kernel queued for a worker that died are
+accepted by the worker started in its place. `SHARED` puts one listening socket per address in
+every worker (whichever worker accepts first takes the connection). docs/scale-out.md
+("Workers on one machine") has the measurement that chose between them.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ Listeners = dict[str, list[socket.socket]]
 
 SHARED = "shared"
 REUSEPORT = "reuseport"
-# Chosen by measurement (docs/scale-out.md); FOLIO_WORKER_SOCKETS overrides it for benchmarks.
-DEFAULT_SOCKETS = SHARED
+# Chosen by measurement (docs/scale-out.md, bench/choose_workers.py): with one shared socket
+# the worker that wakes first accepts a whole burst of connections (1 and 15 of 16 in two runs
+# of eight), with SO_REUSEPORT the kernel's hash splits them 8/8 to 4/12, and 4 KiB PUTs went
+# 1.2x faster. FOLIO_WORKER_SOCKETS=shared chooses the other for a benchmark.
+DEFAULT_SOCKETS = REUSEPORT
 BACKLOG = 2048  # uvicorn's default
 # A worker that dies younger than this is restarted after a pause that doubles each time.
 YOUNG_SECONDS = 10.0
@@ -158,6 +163,14 @@ class Supervisor:
             try:
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 _die_with_parent(parent)
+                if self.mode == REUSEPORT:
+                    # The other workers' sockets: a copy open here would keep one listening
+                    # (connections queued, never served) after its own worker closed it.
+                    for index, listeners in enumerate(self.listeners):
+                        if index != worker.index:
+                            for sockets in listeners.values():
+                                for sock in sockets:
+                                    sock.close()
                 self.worker(worker.index, self.listeners[worker.index])
                 code = 0
             except SystemExit as exc:
