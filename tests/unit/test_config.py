@@ -38,6 +38,17 @@ def test_environment_overrides_file_and_flags_override_environment(tmp_path: Pat
     assert config.storage.data_dir == "/z"
 
 
+def test_master_key_file_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    from server.runtime import master_key_path
+
+    path = tmp_path / "c.toml"
+    path.write_text('[auth]\nmaster_key_file = "/keys/a.key"\n')
+    assert master_key_path(load_config(environ={}, data_dir="/d")) == Path("/d/master.key")
+    assert master_key_path(load_config(path, environ={})) == Path("/keys/a.key")
+    env = {"FOLIO_MASTER_KEY_FILE": "/keys/b.key"}
+    assert master_key_path(load_config(path, environ=env)) == Path("/keys/b.key")
+
+
 @pytest.mark.parametrize(
     "text",
     [
