@@ -6,6 +6,7 @@ their rows hold what they need and `start()` runs them again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -97,6 +98,7 @@ class DocService:
         # holds its claim (server/cluster.py sets this); None: this process runs them all.
         self.claims: Claims | None = None
         self._running: set[str] = set()
+        self._resume = asyncio.Event()  # `resume_soon()`: a node is gone, its jobs are free
 
     async def start(self) -> None:
         """Resume the jobs a previous run left pending (the workers start with the first):
@@ -124,11 +126,18 @@ class DocService:
         try:
             await self.start()
             while self.claims is not None:
-                await asyncio.sleep(self.claims.seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._resume.wait(), self.claims.seconds)
+                self._resume.clear()
                 await self.start()
             await asyncio.Event().wait()
         finally:
             await self.chromium.close()
+
+    def resume_soon(self) -> None:
+        """Look for pending jobs to claim now, not at the next period (a node was found dead
+        and its claims released: server/cluster.py)."""
+        self._resume.set()
 
     def health(self) -> dict[str, Any]:
         return {

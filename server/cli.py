@@ -219,6 +219,7 @@ def _serve_process(
             runtime.store, runtime.accounts, runtime.doc_keys, runtime.db, runtime.box, config, runtime.webhooks
         )
         doc_service.claims = cluster.claims
+        cluster.on_node_gone.append(lambda _conn, _node, _now: doc_service.resume_soon())
         closing.append(doc_service.close)
         # Request metrics, /metrics, the access log and the concurrency bound.
         observed = Observability(config, runtime, services.limiter, rest, image_service.cache)

@@ -25,6 +25,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.conftest import TEST_CONFIG, make_s3_client
+from tests.docgen_helpers import b64, read_pdf, wait_job
+from tests.docgen_helpers import client as docgen_client
+from tests.docgen_helpers import signup as docgen_signup
 from tests.folio_process import FolioProcess, running_server
 from tests.test_webhooks import Receiver, signup
 
@@ -339,6 +342,36 @@ def test_a_killed_worker_is_restarted_and_every_acknowledged_put_reads_back(tmp_
         )
         assert len(held) == len(set(held))
     finally:
+        server.stop()
+
+
+def test_the_document_jobs_of_a_killed_worker_are_finished_by_another(tmp_path: Path) -> None:
+    server = FolioProcess(data_dir=tmp_path / "data", config_text=TEST_CONFIG, workers=2).start()
+    acct = docgen_signup(server, "workers")
+    try:
+        jobs = []
+        for n in range(3):
+            response = acct.http.post(
+                "/v2/html/pdf", json={"html": b64(f"<p>survivor {n}</p>"), "delay": 4000}
+            )
+            assert response.status_code == 202, response.text
+            jobs.append(response.json()["id"])
+        # The worker that took them holds their claims (one connection: one worker).
+        nodes = wait_for(lambda: [n for n in admin_nodes(server) if n["jobs"]], "a worker running the jobs")
+        assert [node["jobs"] for node in nodes] == [3], nodes
+        victim = nodes[0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        acct.http.close()  # its connection went to the killed worker
+        acct.http = docgen_client(server, acct.key)
+        for n, job_id in enumerate(jobs):
+            done = wait_job(acct.http, job_id, timeout=60)
+            assert done["status"] == "success", done
+            assert f"survivor {n}" in read_pdf(httpx.get(done["assetUrl"], timeout=30).content)[0].text
+        assets = acct.http.get("/v2/assets").json()
+        assert sorted(a["jobId"] for a in assets) == sorted(jobs)  # each made once
+        assert victim not in worker_pids(server)
+    finally:
+        acct.close()
         server.stop()
 
 
