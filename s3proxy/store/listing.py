@@ -15,6 +15,11 @@ _SQL = (
 )
 _SQL_BOUNDED = _SQL.format(upper=" AND key < ?")
 _SQL_OPEN = _SQL.format(upper="")
+# With a delimiter, a query's first row may be a common prefix, which ends that query (the
+# next one seeks past the prefix): after such a skip, rows are asked for a few at a time,
+# twice as many each time keys keep coming one by one. PostgreSQL sends every row a query
+# returns; SQLite reads only the rows iterated (and the cursor is iterated, not fetched).
+BATCH_AFTER_SKIP = 8
 
 
 def list_current(
@@ -46,14 +51,17 @@ def list_current(
     last: bytes | None = None
     truncated = False
     plen = len(prefix)
+    batch = max_keys + 1
     while True:
-        want = max_keys - count + 1
+        want = min(max_keys - count + 1, batch)
         if upper is not None:
-            rows = conn.execute(_SQL_BOUNDED, (bucket_id, lower, upper, want)).fetchall()
+            rows = conn.execute(_SQL_BOUNDED, (bucket_id, lower, upper, want))
         else:
-            rows = conn.execute(_SQL_OPEN, (bucket_id, lower, want)).fetchall()
+            rows = conn.execute(_SQL_OPEN, (bucket_id, lower, want))
         restart = False
+        seen = 0
         for key, size, etag, modified, storage_class in rows:
+            seen += 1
             if count >= max_keys:
                 truncated = True
                 break
@@ -73,7 +81,16 @@ def list_current(
             entries.append(ListEntry(key.decode("utf-8"), size, etag, modified, storage_class))
             count += 1
             last = key
-        if truncated or not restart:
-            # Without a restart, the rows ran out before the page filled: nothing more.
+        rows.close()  # SQLite: ends the statement (and its read snapshot) where the loop stopped
+        if truncated:
             break
+        if restart:
+            batch = BATCH_AFTER_SKIP
+        elif seen < want:
+            # The rows ran out before the page filled: nothing more.
+            break
+        else:
+            # A whole batch of keys: continue after its last one, with a larger batch.
+            lower = bytes(last) + b"\x00"
+            batch *= 2
     return ListPage(entries, prefixes, truncated, last.decode("utf-8") if last is not None else None)
