@@ -26,11 +26,11 @@ from server import corrupt_log, tls
 from server.background import prune_versions, scrub_periodically, sweep_incomplete_uploads
 from server.backup_cli import add_backup_commands, run_backup_command
 from server.check import SQLITE_ONLY, add_check_command, run_check
-from server.migrate_cli import add_migrate_command, run_migrate
 from server.cluster import Cluster, nodes_report
 from server.fdlimit import raise_fd_limit
 from server.housekeeping import Housekeeping, add_housekeeping_command, housekeeping_now
 from server.memory import tune_malloc
+from server.migrate_cli import add_migrate_command, run_migrate
 from server.observability import Observability
 from server.runtime import ensure_admin_account, open_runtime
 from server.serve import run
