@@ -34,11 +34,15 @@ class VersionPage:
 
 
 _SQL = (
-    "SELECT key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class, writer"
+    "SELECT key, version_id, is_latest, is_delete_marker, size, etag, last_modified, storage_class, writer, id"
     " FROM objects WHERE bucket_id = ? AND key >= ?{older}{upper} ORDER BY key, id DESC LIMIT ?"
 )
-# Resuming inside the key-marker's versions: the ones older (smaller row id) than the marker.
+# Resuming inside a key's versions (the key-marker's, or where a batch ended): the ones older
+# (smaller row id) than the marker.
 _OLDER = " AND (key > ? OR id < ?)"
+# As in listing.py: after a common prefix is skipped, rows are asked for a few at a time
+# (doubling while versions keep coming), so a skip does not fetch a page of rows to use one.
+BATCH_AFTER_SKIP = 8
 
 
 def list_versions(
@@ -74,8 +78,9 @@ def list_versions(
     truncated = False
     last: tuple[bytes, str] | None = None  # (key or common prefix, version id or "")
     count = 0
+    batch = max_keys + 1
     while True:
-        want = max_keys - count + 1
+        want = min(max_keys - count + 1, batch)
         params: list[object] = [bucket_id, lower]
         if skip_until_id is not None:
             params += [lower, skip_until_id]
@@ -86,10 +91,14 @@ def list_versions(
             older=_OLDER if skip_until_id is not None else "",
             upper=" AND key < ?" if upper is not None else "",
         )
-        rows = conn.execute(sql, params).fetchall()
+        rows = conn.execute(sql, params)
         skip_until_id = None
         restart = False
-        for key, version_id, is_latest, is_marker, size, etag, modified, storage_class, writer in rows:
+        seen = 0
+        last_id = 0  # the row id of `last`, where a whole batch's successor resumes
+        for *fields, row_id in rows:
+            key, version_id, is_latest, is_marker, size, etag, modified, storage_class, writer = fields
+            seen += 1
             key = bytes(key)
             if delimiter:
                 at = key.find(delimiter, len(prefix))
@@ -122,9 +131,19 @@ def list_versions(
                 )
             )
             count += 1
-            last = (key, version_id)
-        if truncated or not restart:
+            last, last_id = (key, version_id), row_id
+        rows.close()  # SQLite: ends the statement (and its read snapshot) where the loop stopped
+        if truncated:
             break
+        if restart:
+            batch = BATCH_AFTER_SKIP
+        elif seen < want:
+            break  # the rows ran out before the page filled: nothing more
+        else:
+            # A whole batch of versions: continue after its last one, with a larger batch.
+            assert last is not None
+            lower, skip_until_id = last[0], last_id
+            batch *= 2
     next_key = last[0].decode("utf-8") if truncated and last else None
     next_version = last[1] or None if truncated and last else None
     return VersionPage(entries, prefixes, truncated, next_key, next_version)
