@@ -52,6 +52,12 @@ try:
 except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite alone still works
     DATABASE_ERRORS = (sqlite3.Error,)
 
+
+class DatabaseUnavailable(Exception):
+    """The metadata database cannot be reached (PostgreSQL down, restarting, or out of
+    connections): the front doors answer 503 with their own error format, not 500."""
+
+
 # Checkpoint once the WAL holds this many pages (4 KiB each): SQLite's own default.
 CHECKPOINT_PAGES = 1000
 
@@ -420,6 +426,10 @@ class Database:
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a short read (point lookups) on the calling thread: cheaper than a thread hop."""
         return fn(self.reader())
+
+    def health(self) -> dict[str, object]:
+        """For /healthz: the embedded file answers as long as the process runs."""
+        return {"engine": "sqlite", "ok": True}
 
     async def read_async(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a longer read (listings) in a worker thread, off the event loop."""

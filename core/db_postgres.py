@@ -27,20 +27,23 @@ synchronous by design (they never await), and asyncpg has only an async API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format, TransactionStatus
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from core.db import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from core.db import Migration
@@ -52,6 +55,11 @@ log = logging.getLogger("folio.db")
 # one that serializes migrations when several nodes start at once ("FolioMig").
 WRITE_LOCK = 0x466F6C696F577269
 MIGRATION_LOCK = 0x466F6C696F4D6967
+# How long a read (on the event loop) and a write (on the writer thread) wait for a pooled
+# connection, and how long an unreachable server is answered 503 before the next try.
+READ_WAIT_SECONDS = 2.0
+WRITE_WAIT_SECONDS = 10.0
+DOWN_SECONDS = 1.0
 
 
 # -- statements: sqlite3's `?` placeholders to psycopg's `%s` ---------------------------------
@@ -267,6 +275,8 @@ class PostgresDatabase:
         # The write transaction's connection on the thread running it (read_own_writes).
         self._local = threading.local()
         self._closed = False
+        # Until when PostgreSQL counts as unreachable (monotonic time; see _checkout).
+        self._down_until = 0.0
 
     def open(self, migrations: Iterable[Migration]) -> None:
         # The migrations on a connection of their own: a wrong URL or a refused connection
@@ -319,9 +329,42 @@ class PostgresDatabase:
         # Waiting for the writers' lock (another node's write) would stall every request.
         raise RuntimeError("write_blocking() would block the event loop: use write()")
 
+    @contextlib.contextmanager
+    def _checkout(self, timeout: float) -> Iterator[psycopg.Connection]:
+        """A pooled connection, or DatabaseUnavailable at once while PostgreSQL is known to be
+        unreachable. Reads run on the event loop: waiting the pool's 30 s for a server that is
+        down would stall every request, so an unreachable server is remembered for a moment
+        (DOWN_SECONDS) and meanwhile every request is answered 503 without waiting."""
+        assert self._pool is not None
+        if time.monotonic() < self._down_until:
+            raise DatabaseUnavailable("the metadata database is unreachable")
+        try:
+            with self._pool.connection(timeout=timeout) as raw:
+                yield raw
+        except PoolTimeout as exc:
+            if not self._reachable():
+                self._down_until = time.monotonic() + DOWN_SECONDS
+            raise DatabaseUnavailable(f"no connection to the metadata database: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            state = exc.sqlstate or ""
+            if state and not state.startswith("08") and state not in ("57P01", "57P02", "57P03"):
+                raise  # a statement's own failure (a lock timeout, a full disk), not a lost server
+            self._down_until = time.monotonic() + DOWN_SECONDS
+            log.warning("the metadata database is unreachable: %s", exc)
+            raise DatabaseUnavailable(f"the metadata database is unreachable: {exc}") from exc
+
+    def _reachable(self) -> bool:
+        """A pool timeout is either load (every connection busy) or a server that refuses new
+        connections: one quick connection tells them apart."""
+        try:
+            psycopg.connect(self.url, connect_timeout=1).close()
+        except psycopg.Error:
+            return False
+        return True
+
     def _transaction(self, fn: Callable[[PgConnection], T]) -> T:
         assert self._pool is not None
-        with self._pool.connection() as raw:
+        with self._checkout(WRITE_WAIT_SECONDS) as raw:
             # One round trip: the transaction and the writers' lock.
             raw.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
             self._local.conn = PgConnection(raw)
@@ -359,8 +402,21 @@ class PostgresDatabase:
         """Run a short read (point lookups) on the calling thread."""
         if self._pool is None:
             raise RuntimeError("database is closed")
-        with self._pool.connection() as raw:
+        with self._checkout(READ_WAIT_SECONDS) as raw:
             return fn(PgConnection(raw))
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz: whether a trivial query answers, and how fast."""
+        started = time.perf_counter()
+        try:
+            self.read(lambda c: c.execute("SELECT 1").fetchone())
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            return {"engine": self.engine, "ok": False, "error": str(exc)[:200]}
+        return {
+            "engine": self.engine,
+            "ok": True,
+            "latencyMs": round((time.perf_counter() - started) * 1000, 2),
+        }
 
     async def read_async(self, fn: Callable[[PgConnection], T]) -> T:
         """Run a longer read (listings) in a worker thread, off the event loop."""

@@ -22,7 +22,7 @@ from restapi.files import RestServices
 from s3proxy.api.app import S3App
 from s3proxy.api.services import Services
 from s3proxy.store.models import Retention
-from server import corrupt_log, tls
+from server import corrupt_log, outage_log, tls
 from server.background import prune_versions, scrub_periodically, sweep_incomplete_uploads
 from server.backup_cli import add_backup_commands, run_backup_command
 from server.check import SQLITE_ONLY, add_check_command, run_check
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     corrupt_log.install()
+    outage_log.install()
     try:
         config = load_config(
             args.config,

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.db import DatabaseUnavailable
 from core.jsonapi import ApiError, storage_full
 from docgen import api as documents
 from docgen.service import DocService
@@ -35,11 +36,17 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
         # "blobs": the blob store's backend and, for an upstream S3, whether it answered a
         # cheap request and how fast.
         blobs = await services.store.blobs.health()
+        database = services.store.db.health()
+        if not database["ok"]:  # 503, so that a load balancer takes this node out
+            return JSONResponse(
+                {"status": "unavailable", "pid": os.getpid(), "database": database, "blobs": blobs}, 503
+            )
         return JSONResponse(
             {
                 "status": "ok",
                 "pid": os.getpid(),
                 "integrity": services.store.integrity.health(),
+                "database": database,
                 "blobs": blobs,
             }
         )
@@ -56,6 +63,15 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
 
     async def not_allowed(_request: Request, _exc: Exception) -> JSONResponse:
         return ApiError(405, "MethodNotAllowed", "This endpoint does not take that method.").response()
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL is down or out of connections (core/db_postgres.py answers at once):
+        # a state of the deployment, not a bug, so one line and no traceback.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        error = ApiError(503, "ServiceUnavailable", "The metadata database is unreachable. Retry shortly.")
+        response = error.response()
+        response.headers["Retry-After"] = "1"
+        return response
 
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         if is_storage_full(exc):  # a write outside the store (sessions, keys, jobs) on a full disk
@@ -87,7 +103,12 @@ def build_web_app(services: RestServices, image_service: ImageService, doc_servi
             # Last: the dashboard's pages and static files (nothing below imports webui).
             *webui_app.routes(services),
         ],
-        exception_handlers={404: not_found, 405: not_allowed, Exception: failed},
+        exception_handlers={
+            404: not_found,
+            405: not_allowed,
+            DatabaseUnavailable: unavailable,
+            Exception: failed,
+        },
         middleware=[HEADER_GUARD],
     )
     # The dashboard's document pages reach the document service through the app's state.

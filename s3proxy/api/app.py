@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 from core.accounts import Account
 from core.acting import ANONYMOUS, act_as
+from core.db import DatabaseUnavailable
 from core.ratelimit import PLAN_RATE_FIELDS
 from core.strictparse import header_safe
 from s3proxy.api import (
@@ -152,6 +153,9 @@ class S3App:
             response = self._error(exc, ctx, scope)
         except StoreError as exc:
             response = self._error(S3Error(exc.code, exc.message or None), ctx, scope)
+        except DatabaseUnavailable as exc:
+            log.warning("request %s: %s", request_id, exc)
+            response = self._error(S3Error("ServiceUnavailable", headers={"Retry-After": "1"}), ctx, scope)
         except CorruptObject:
             # Damaged bytes found before any answer (an inline object): the store has logged
             # which object and marked it; the client gets S3's 500, with no traceback to add.

@@ -31,6 +31,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
         "You did not provide the number of bytes specified by the Content-Length HTTP header.",
     ),
     "InternalError": (500, "We encountered an internal error. Please try again."),
+    # The metadata database is unreachable (PostgreSQL down): AWS's code for "retry later".
+    "ServiceUnavailable": (503, "Please reduce your request rate."),
     "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
     "InvalidArgument": (400, "Invalid Argument"),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
