@@ -10,7 +10,6 @@ import json
 import random
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -106,11 +106,11 @@ def _files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
-def check_blob_files_match_the_blobs_table(data_dir: Path) -> None:
+def check_blob_files_match_the_blobs_table(server: FolioProcess) -> None:
     """With the server stopped: blobs/ holds exactly the blobs the table lists, at their
     recorded sizes, and each row's refcount is the number of object versions using it."""
-    db = sqlite3.connect(f"file:{data_dir / 'folio.db'}?mode=ro", uri=True)
-    try:
+    data_dir = server.data_dir
+    with server_db(server) as db:
         rows = {
             blob_id: (size, refcount)
             for blob_id, size, refcount in db.execute("SELECT id, size, refcount FROM blobs")
@@ -119,8 +119,6 @@ def check_blob_files_match_the_blobs_table(data_dir: Path) -> None:
         for (segments,) in db.execute("SELECT segments FROM objects WHERE segments IS NOT NULL"):
             for blob_id, *_ in json.loads(segments):  # [blob_id, length(, offset)]
                 uses[blob_id] = uses.get(blob_id, 0) + 1
-    finally:
-        db.close()
     on_disk = {p.name: p for p in _files_under(data_dir / "blobs")}
     unreferenced = sorted(set(on_disk) - set(rows))
     missing = sorted(set(rows) - set(on_disk))
@@ -224,7 +222,7 @@ def test_sigkill_during_concurrent_puts_keeps_every_acknowledged_write_whole(
 
     assert server.stop() == 0, server.log()
     assert _files_under(server.data_dir / "tmp") == []
-    check_blob_files_match_the_blobs_table(server.data_dir)
+    check_blob_files_match_the_blobs_table(server)
 
 
 def signed_put_head(server: FolioProcess, key: str, body: bytes) -> bytes:
@@ -318,4 +316,4 @@ def test_sigterm_does_not_wait_past_the_grace_period_for_a_stalled_upload(
     assert excinfo.value.response["Error"]["Code"] == "404"
     assert _files_under(server.data_dir / "tmp") == []
     server.stop()
-    check_blob_files_match_the_blobs_table(server.data_dir)
+    check_blob_files_match_the_blobs_table(server)

@@ -18,13 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sqlite3
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 from tests.web_client import Web
 
 PASSWORD = "correct horse battery staple"
@@ -149,13 +148,8 @@ def _s3_refuses(client: Any) -> None:
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-def _db(server: FolioProcess) -> sqlite3.Connection:
-    # Read-only: the server owns the database; tests only look.
-    return sqlite3.connect(f"file:{server.data_dir / 'folio.db'}?mode=ro", uri=True, timeout=30)
-
-
 def _key_events(server: FolioProcess, account_id: str) -> list[tuple[str, dict[str, Any]]]:
-    with closing(_db(server)) as db:
+    with server_db(server) as db:
         rows = db.execute(
             "SELECT type, payload FROM events WHERE account_id = ? AND type LIKE 'key.%' ORDER BY id",
             (account_id,),
@@ -171,7 +165,7 @@ def _key_events_after_signup(server: FolioProcess, account_id: str) -> list[tupl
 
 
 def _active_keys_in_db(server: FolioProcess, account_id: str) -> int:
-    with closing(_db(server)) as db:
+    with server_db(server) as db:
         return db.execute(
             "SELECT count(*) FROM access_keys WHERE account_id = ? AND revoked_at IS NULL", (account_id,)
         ).fetchone()[0]
@@ -383,7 +377,7 @@ def test_session_cookie_is_httponly_samesite_lax_and_stored_hashed(folio: FolioP
     assert _cookie_value(_session_cookie(login)) != user.cookie
 
     # The database holds only a digest of the token: a copy of it opens no session.
-    with closing(_db(folio)) as db:
+    with server_db(folio) as db:
         rows = db.execute("SELECT token_hash FROM sessions WHERE account_id = ?", (user.id,)).fetchall()
     assert hashlib.sha256(user.cookie.encode()).hexdigest() in {r[0] for r in rows}
     assert user.cookie not in {r[0] for r in rows}
@@ -516,7 +510,7 @@ def test_cross_origin_cookie_writes_are_refused_and_same_origin_ones_allowed(
 
 
 def _accounts_count(server: FolioProcess) -> int:
-    with closing(_db(server)) as db:
+    with server_db(server) as db:
         return db.execute("SELECT count(*) FROM accounts").fetchone()[0]
 
 
@@ -680,7 +674,7 @@ def test_key_created_and_revoked_events_are_recorded_for_the_right_account(
         ("key.created", {"accessKey": bob.access_key, "name": "default"}),
         ("key.created", {"accessKey": bobs["accessKey"], "name": "bob-laptop"}),
     ]
-    with closing(_db(folio)) as db:
+    with server_db(folio) as db:
         rows = db.execute(
             "SELECT account_id, created_at FROM events WHERE type LIKE 'key.%' AND payload LIKE ?",
             (f"%{ci['accessKey']}%",),
