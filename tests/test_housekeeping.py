@@ -1,6 +1,6 @@
 """Housekeeping (issue 17, "Bounded growth"; docs/operations.md, "Housekeeping"): the tables
-that would only grow keep what retention keeps, counted row by row in the database file
-(sqlite3, read-only) of a real server.
+that would only grow keep what retention keeps, counted row by row in the database
+of a real server (its SQLite file, or PostgreSQL: tests/server_db.py).
 
 The big test makes 100,000 writes for an account with two webhooks: one answering 200 for
 `object.created`, one answering 503 for `object.deleted` (its deliveries wait an hour for
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from botocore.exceptions import ClientError
 from tests.conftest import make_s3_client
 from tests.docgen_helpers import HELLO_B64, b64, signup, wait_job
 from tests.folio_process import REPO_ROOT, FolioProcess
+from tests.server_db import server_db
 from tests.test_webhooks import wait_for
 
 T = TypeVar("T")
@@ -145,17 +145,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 class Rows:
-    """Counts in the server's database file, read-only (the server may be running)."""
+    """Counts in the server's database (tests/server_db.py: either engine; the server may be
+    running)."""
 
     def __init__(self, server: FolioProcess) -> None:
-        self.path = server.data_dir / "folio.db"
+        self.server = server
 
     def count(self, sql: str, *args: Any) -> int:
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        try:
+        with server_db(self.server) as conn:
             return conn.execute(sql, args).fetchone()[0]
-        finally:
-            conn.close()
 
 
 def housekeeping(server: FolioProcess, now: float) -> dict[str, Any]:
@@ -381,8 +379,5 @@ def test_sessions_shares_assets_and_jobs_go_after_their_retention(
 
 
 def _ids(rows: Rows, sql: str, *args: Any) -> list[str]:
-    conn = sqlite3.connect(f"file:{rows.path}?mode=ro", uri=True, timeout=30)
-    try:
+    with server_db(rows.server) as conn:
         return [row[0] for row in conn.execute(sql, args)]
-    finally:
-        conn.close()
