@@ -77,5 +77,5 @@ def test_incomplete_upload_older_than_the_expiry_is_aborted_by_the_background_sw
     assert s3.get_object(Bucket=bucket, Key="completed.bin")["Body"].read() == done_body
 
     server.stop()
-    check_blobs_match_their_references(server.data_dir)
+    check_blobs_match_their_references(server)
     assert not part_blobs & blob_files(server.data_dir), "the swept upload's part is still on disk"
