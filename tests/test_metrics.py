@@ -28,6 +28,8 @@ from tests.folio_process import FolioProcess, running_server
 from tests.test_integrity import blob_path, blobs_of, flip_byte, folio_check
 
 TOKEN = "metrics-test-token-0123456789"
+# The SQLite file's own figures: a server on PostgreSQL has no database file to measure.
+SQLITE_FILE_METRICS = {"folio_database_file_bytes"}
 CONFIG = """
 [plans.default]
 storage_bytes = 1099511627776
@@ -151,12 +153,17 @@ def test_metrics_parse_and_cover_every_area(server: FolioProcess) -> None:
         "folio_scrub_last_complete": "gauge",
         "process_resident_memory_bytes": "gauge",
     }
+    if server.database_url:
+        for name in SQLITE_FILE_METRICS:
+            del expected[name]
+            assert name not in families, f"{name} on a server without a database file"
     for name, kind in expected.items():
         assert name in families, f"{name} missing from /metrics"
         assert families[name].type == kind, (name, families[name].type)
     found = samples(server)
     assert value(found, "folio_http_max_concurrent_requests", listener="s3") == 256  # the default bound
-    assert value(found, "folio_database_file_bytes", file="main") > 0
+    if not server.database_url:
+        assert value(found, "folio_database_file_bytes", file="main") > 0
     assert value(found, "folio_disk_size_bytes") >= value(found, "folio_disk_free_bytes") > 0
     # This very scrape is a web request in flight.
     assert value(found, "folio_http_requests_in_flight", listener="web") >= 1
@@ -193,10 +200,12 @@ def test_counters_move_with_a_scripted_load(server: FolioProcess, s3, bucket: st
     body_bytes = len(large) + (n - 1) * len(small)
     assert delta("folio_http_received_bytes_total", listener="s3", operation="PutObject") >= body_bytes
     assert delta("folio_http_sent_bytes_total", listener="s3", operation="GetObject") >= body_bytes
-    # Each acknowledged write was in a durable group, fsynced.
+    # Each acknowledged write was in a durable group: on SQLite, fsynced by Folio (on
+    # PostgreSQL, durability is the server's own commit: no fsync of Folio's to time).
     assert delta("folio_db_commit_group_writes_sum") >= n
-    assert delta("folio_db_fsync_seconds_count") >= 1
-    assert value(after, "folio_db_fsync_seconds_sum") > 0
+    if not server.database_url:
+        assert delta("folio_db_fsync_seconds_count") >= 1
+        assert value(after, "folio_db_fsync_seconds_sum") > 0
     assert delta("folio_objects") == n
     assert delta("folio_blobs") == 1 and delta("folio_blob_bytes") == len(large)
     assert delta("folio_stored_bytes") == body_bytes
@@ -405,7 +414,9 @@ def test_dashboard_and_docs_name_only_real_metrics(server: FolioProcess) -> None
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     assert exprs
     used = {name for expr in exprs for name in re.findall(r"\b((?:folio|process)_[a-z_]+)\b", expr)}
-    assert used and used <= exposed, used - exposed
+    # On PostgreSQL the SQLite file's panel has nothing to show; every other query works.
+    missing = used - exposed - (SQLITE_FILE_METRICS if server.database_url else set())
+    assert used and not missing, missing
     docs = (REPO / "docs" / "operations.md").read_text()
     for family in families:
         if family.startswith("folio_"):
