@@ -71,9 +71,19 @@ def _deselect_sqlite_only(config: pytest.Config, items: list[pytest.Item]) -> No
             )
         else:
             SQLITE_ONLY.append((item.nodeid, marker.kwargs["reason"]))
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: sent to the controller at its end
+        config.workeroutput["sqlite_only"] = SQLITE_ONLY
     if len(kept) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Under pytest-xdist the workers collect: each hands its list to the controller."""
+    for found in getattr(node, "workeroutput", {}).get("sqlite_only", []):
+        if tuple(found) not in SQLITE_ONLY:
+            SQLITE_ONLY.append(tuple(found))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
