@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from botocore.credentials import Credentials
 from core.ratelimit import RateLimiter
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess, running_server
+from tests.server_db import server_db
 from tests.web_client import fresh_address
 
 SHAPING_CONFIG = """
@@ -226,13 +226,13 @@ def test_an_existing_admin_on_the_default_plan_moves_to_the_admin_plan(
     old = FolioProcess(data_dir=data, config_text=SHAPING_CONFIG)
     old.start()
     old.stop()
-    with sqlite3.connect(data / "folio.db") as db:
+    with server_db(old, write=True) as db:
         moved = db.execute("UPDATE accounts SET plan = 'default' WHERE is_admin = 1").rowcount
         forgotten = db.execute(
             "DELETE FROM schema_migrations WHERE package = 'core.accounts' AND version = 3"
         )
         assert (moved, forgotten.rowcount) == (1, 1)
-    upgraded = FolioProcess(data_dir=data, config_text=SHAPING_CONFIG)
+    upgraded = FolioProcess(data_dir=data, config_text=SHAPING_CONFIG, database_url=old.database_url)
     upgraded.start()
     try:
         answer = httpx.get(

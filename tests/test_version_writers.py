@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import uuid
 
 import boto3
 import httpx
 
 from tests.folio_process import FolioProcess
+from tests.server_db import server_db
 
 PASSWORD = "correct horse battery"
 
@@ -31,8 +31,8 @@ def _s3(folio: FolioProcess, access: str, secret: str):
 
 
 def _writers_in_db(folio: FolioProcess, bucket: str, key: str) -> list[tuple[str | None, int]]:
-    """(writer, is_delete_marker) of the key's versions, oldest first, straight from SQLite."""
-    with sqlite3.connect(f"file:{folio.data_dir / 'folio.db'}?mode=ro", uri=True) as conn:
+    """(writer, is_delete_marker) of the key's versions, oldest first, straight from the database."""
+    with server_db(folio) as conn:
         return conn.execute(
             "SELECT o.writer, o.is_delete_marker FROM objects o JOIN buckets b ON b.id = o.bucket_id"
             " WHERE b.name = ? AND o.key = ? ORDER BY o.id",

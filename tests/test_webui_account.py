@@ -11,7 +11,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from tests.browser import open_page, screenshot
 from tests.conftest import SCREENSHOTS, TEST_CONFIG
 from tests.docgen_helpers import HELLO_B64, b64, wait_job
 from tests.folio_process import FolioProcess, running_server
+from tests.server_db import server_db
 from tests.test_webui_pages import PASSWORD, check_page, log_in, new_email, s3_client, sign_up
 
 ADMIN_EMAIL = "root@example.com"
@@ -44,9 +45,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     yield from running_server(tmp_path_factory, "webui-account", config, env=env)
 
 
-def database(server: FolioProcess) -> sqlite3.Connection:
-    """The server's database, read-only (it keeps running)."""
-    return sqlite3.connect(f"file:{server.data_dir / 'folio.db'}?mode=ro", uri=True)
+def database(server: FolioProcess) -> AbstractContextManager[Any]:
+    """The server's database on either engine, read-only (it keeps running)."""
+    return server_db(server)
 
 
 def session_id_of(page: Page, server: FolioProcess) -> str:
@@ -160,7 +161,14 @@ def _blob_path(server: FolioProcess, blob_id: str) -> Path:
     return server.data_dir / "blobs" / blob_id[:2] / blob_id[2:4] / blob_id
 
 
-def _columns(db: sqlite3.Connection) -> dict[str, set[str]]:
+def _columns(db: Any) -> dict[str, set[str]]:
+    if not isinstance(db, sqlite3.Connection):  # PostgreSQL
+        found: dict[str, set[str]] = {}
+        for table, column in db.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        ):
+            found.setdefault(table, set()).add(column)
+        return found
     tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     return {table: {row[1] for row in db.execute(f"PRAGMA table_info({table})")} for table in tables}
 
@@ -228,7 +236,7 @@ def test_deleting_the_account_removes_everything_from_the_database_and_the_disk(
         owned = _fill_the_account(server, access_key, secret_key)
         account_id = owned["id"]
 
-        with closing(database(server)) as db:
+        with database(server) as db:
             columns = _columns(db)
             bucket_ids = [
                 row[0] for row in db.execute("SELECT id FROM buckets WHERE account_id = ?", (account_id,))
@@ -271,7 +279,7 @@ def test_deleting_the_account_removes_everything_from_the_database_and_the_disk(
         page.get_by_role("button", name="Delete account").click()
         expect(page.get_by_role("alert")).to_have_text("Type your account's email address to confirm.")
         check_page(page, "settings-delete-error")
-        with closing(database(server)) as db:
+        with database(server) as db:
             assert _count(db, "SELECT count(*) FROM accounts WHERE id = ?", (account_id,)) == 1
 
         page.get_by_label("Type your email address").fill(email.upper())
@@ -292,7 +300,7 @@ def test_deleting_the_account_removes_everything_from_the_database_and_the_disk(
     )
 
     # The database: no table holds a row of the account or of its buckets.
-    with closing(database(server)) as db:
+    with database(server) as db:
         left: dict[str, int] = {}
         for table, names in columns.items():
             if "account_id" in names:
