@@ -34,6 +34,7 @@ from lxml import etree
 
 from tests.conftest import make_s3_client
 from tests.folio_process import FolioProcess, running_server
+from tests.seaweedfs import stored_blob_ids
 from tests.server_db import server_db
 
 QUOTA = 1_000_000
@@ -125,12 +126,14 @@ def blob_rows(server: FolioProcess) -> set[str]:
 
 
 def blob_files(server: FolioProcess) -> set[str]:
-    root = server.data_dir / "blobs"
-    return {path.name for path in root.rglob("*") if path.is_file()}
+    """The blobs the server's store holds: files under blobs/, or its upstream bucket's."""
+    return stored_blob_ids(server)
 
 
 def tmp_entries(server: FolioProcess) -> list[str]:
-    return sorted(os.listdir(server.data_dir / "tmp"))
+    # Blobs on an upstream S3 (FOLIO_TEST_BLOBS=s3) are never staged in tmp/: it may not exist.
+    tmp = server.data_dir / "tmp"
+    return sorted(os.listdir(tmp)) if tmp.exists() else []
 
 
 def quota_events(server: FolioProcess, account_id: str) -> list[tuple[str, dict]]:
