@@ -86,19 +86,11 @@ def _source_tables(source: sqlite3.Connection) -> list[str]:
     return [n for n in names if n not in NOT_COPIED]
 
 
-def _local_checksums(blobs: LocalBlobStore, blob_id: str) -> tuple[int, bytes]:
+def _checksums(chunks: Iterator[bytes]) -> tuple[int, bytes]:
+    """Size and CRC32C per 1 MiB piece of a blob's bytes (local file or upstream object)."""
     sums = PieceChecksums()
     size = 0
-    for chunk in blobs.read_chunks(blob_id, READ_CHUNK):
-        sums.update(chunk)
-        size += len(chunk)
-    return size, sums.digest()
-
-
-def _upstream_checksums(upstream: S3BlobStore, blob_id: str) -> tuple[int, bytes]:
-    sums = PieceChecksums()
-    size = 0
-    for chunk in upstream.read_chunks(blob_id, READ_CHUNK):
+    for chunk in chunks:
         sums.update(chunk)
         size += len(chunk)
     return size, sums.digest()
@@ -152,7 +144,7 @@ def copy_blobs(
             report.blobs_already_there += 1
             continue
         try:
-            local_size, local_sums = _local_checksums(local, blob_id)
+            local_size, local_sums = _checksums(local.read_chunks(blob_id, READ_CHUNK))
         except FileNotFoundError as exc:
             raise MigrateError(
                 f"blob {blob_id} is missing from the data directory: run `folio check`"
@@ -160,7 +152,7 @@ def copy_blobs(
         if local_size != size or (recorded is not None and bytes(recorded) != local_sums):
             raise MigrateError(f"blob {blob_id} is damaged in the data directory: run `folio check` first")
         try:
-            there = _upstream_checksums(upstream, blob_id)
+            there = _checksums(upstream.read_chunks(blob_id, READ_CHUNK))
         except FileNotFoundError:
             there = None
         if there == (local_size, local_sums):
@@ -168,7 +160,7 @@ def copy_blobs(
         else:
             report.blob_bytes_uploaded += _upload(local, upstream, blob_id)
             report.blobs_uploaded += 1
-            if _upstream_checksums(upstream, blob_id) != (local_size, local_sums):
+            if _checksums(upstream.read_chunks(blob_id, READ_CHUNK)) != (local_size, local_sums):
                 raise MigrateError(f"blob {blob_id} read back from the upstream differs from the local file")
         progress.add(blob_id)
         if done % 100 == 0 or done == len(rows):

@@ -14,10 +14,10 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -29,9 +29,7 @@ from tests.docgen_helpers import b64, read_pdf, wait_job
 from tests.docgen_helpers import client as docgen_client
 from tests.docgen_helpers import signup as docgen_signup
 from tests.folio_process import FolioProcess, running_server
-from tests.test_webhooks import Receiver, signup
-
-T = TypeVar("T")
+from tests.test_webhooks import Receiver, signup, wait_for
 
 CONFIG = (
     TEST_CONFIG
@@ -51,17 +49,6 @@ SWEEPS = ("multipart-sweep", "version-pruning", "scrub", "housekeeping")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FolioProcess]:
     yield from running_server(tmp_path_factory, "folio-workers", CONFIG, workers=2)
-
-
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def running(pid: int) -> bool:
