@@ -59,7 +59,10 @@ class RateLimiter:
         self.wait_seconds = 0.0
         self.refusals = 0
         # key -> when the token after the last one given out is due (the theoretical
-        # arrival time); a bucket is full once that lies `capacity` tokens in the past.
+        # arrival time); a bucket is full once that is not in the future, and it is never
+        # pushed back to before now: an idle key gets one burst, not a burst and the
+        # tolerance again (it did, and a key seen a second before could take nearly twice
+        # its burst at once).
         self._due: dict[Hashable, float] = {}
 
     def reserve(
@@ -90,7 +93,7 @@ class RateLimiter:
             # within the bound (at once, with no bound, when the token is due).
             self.refusals += 1
             return Decision(False, max(wait - max_wait, 0.001))
-        self._due[key] = max(due, now - tolerance) + interval
+        self._due[key] = max(due, now) + interval
         if wait > 0:
             self.waits += 1
             self.wait_seconds += wait
