@@ -285,6 +285,11 @@ class Database:
             raise RuntimeError("database is closed")
         return fn(self._writer)
 
+    async def read_in_write_order(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that sees every write of this process whole (PostgreSQL's needs the writer
+        thread; here the writer connection on the loop is that already)."""
+        return self.read_own_writes(fn)
+
     def write_blocking(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """The same for code without an event loop (the CLI, start-up)."""
         if self._closed or self._writer is None:

@@ -396,6 +396,18 @@ class PostgresDatabase:
             return fn(conn)
         return self.read(fn)
 
+    async def read_in_write_order(self, fn: Callable[[PgConnection], T]) -> T:
+        """A read on the writer thread, between two of this process's write transactions:
+        it sees each of them either whole (committed, with what its body did in memory, such
+        as handing back a quota reservation) or not at all. A read on another connection may
+        come between a body's last statement and its COMMIT, and count the write twice or
+        not at all (admission checks need it exact). `fn` must not touch the event loop."""
+        if self._closed or self._writer is None:
+            raise RuntimeError("database is closed")
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._writer, context.run, self.read, fn)
+
     # -- reads --------------------------------------------------------------------------------
 
     def read(self, fn: Callable[[PgConnection], T]) -> T:

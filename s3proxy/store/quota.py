@@ -198,16 +198,10 @@ class Quotas:
         # (their reservations were handed back when they settled).
         return self.db.read_own_writes(lambda c: account_bytes(c, account_id))
 
-    def standing(self, account_id: str) -> tuple[int, int]:
-        """Usage (the writer's view) and what other processes' uploads hold."""
-        figures = self.db.read_own_writes(lambda c: standing(c, account_id, self.node, time.time()))
-        self._hints[account_id] = figures
-        return figures
-
-    def standing_hint(self, account_id: str) -> tuple[int, int]:
-        """`standing()` as last read or settled here (read when there is none)."""
-        hint = self._hints.get(account_id)
-        return self.standing(account_id) if hint is None else hint
+    def standing_hint(self, account_id: str) -> tuple[int, int] | None:
+        """(usage, what other processes' uploads hold) as this process last read or settled
+        them; None when it has no figures for the account yet."""
+        return self._hints.get(account_id)
 
     def settled(self, account_id: str, used: int, remote: int) -> None:
         """A write transaction's figures: `used` after it (or an upper bound)."""
@@ -229,45 +223,75 @@ class Quotas:
             else:
                 self._reserved.pop(account_id, None)
 
-    async def _share(self, reservation: Reservation) -> None:
-        """Check the reservation's amount against the quota and write its row, in one
-        transaction: two processes admitting at once are serialized by the database.
-        Raises _Refused when it does not fit."""
+    def _decide(self, conn: sqlite3.Connection, reservation: Reservation, nbytes: int) -> int:
+        """Admit `nbytes` for the reservation if they fit, exactly: usage, other processes'
+        rows and this process's admitted reservations, read where no write of this process
+        is half done. Returns the amount it now holds (net of credit); raises _Refused."""
         account_id, limit = reservation.account_id, reservation.limit
+        used, remote = standing(conn, account_id, self.node, time.time())
+        self._hints[account_id] = (used, remote)
+        others = remote + self.reserved(account_id) - reservation.amount
+        net = nbytes
+        if used + others + net > limit and reservation._credit is not None:
+            if reservation._credit_bytes is None:
+                reservation._credit_bytes = reservation._credit()
+            net = max(0, nbytes - reservation._credit_bytes)
+        if used + others + net > limit:
+            raise _Refused(used)
+        self._adjust(account_id, net - reservation.amount)
+        reservation.amount, reservation.gross = net, nbytes
+        return net
 
-        def admit(conn: sqlite3.Connection) -> None:
+    async def _admit(self, reservation: Reservation, nbytes: int) -> None:
+        """Admission that must be exact (the hint said no, or the reservation is big enough
+        to be shared). Decided and counted in this process's write order: on PostgreSQL a
+        write's body hands its reservation back before its COMMIT, and a decision between
+        the two would miss its bytes (admitting too much, then refusing at commit an upload
+        that fitted); and admissions decided one after another never count each other's
+        amounts before they are admitted (refusing what fits)."""
+        if nbytes < SHARED_BYTES or nbytes < 2 * reservation._row_bytes:
+            await self.db.read_in_write_order(lambda conn: self._decide(conn, reservation, nbytes))
+            return
+        reservation.id = reservation.id or uuid.uuid4().hex
+        row_id = reservation.id
+
+        def admit(conn: sqlite3.Connection) -> int:
+            # The check and the row in one transaction: two processes admitting at once are
+            # serialized by the database.
+            net = self._decide(conn, reservation, nbytes)
             now = time.time()
-            used, remote = standing(conn, account_id, self.node, now)
-            local = self.reserved(account_id)  # this one's amount included
-            if used + remote + local > limit:
-                raise _Refused(used)
             # Rows of processes that died: they count no more, so they go.
             conn.execute(
-                "DELETE FROM quota_reservations WHERE account_id = ? AND expires_at <= ?", (account_id, now)
+                "DELETE FROM quota_reservations WHERE account_id = ? AND expires_at <= ?",
+                (reservation.account_id, now),
             )
             if (
                 conn.execute(
                     "UPDATE quota_reservations SET bytes = ?, expires_at = ? WHERE id = ?",
-                    (reservation.amount, now + self.expiry_seconds, reservation.id),
+                    (net, now + self.expiry_seconds, row_id),
                 ).rowcount
                 == 0
             ):
                 conn.execute(
                     "INSERT INTO quota_reservations (id, account_id, bytes, node, expires_at) VALUES (?, ?, ?, ?, ?)",
-                    (reservation.id, account_id, reservation.amount, self.node, now + self.expiry_seconds),
+                    (row_id, reservation.account_id, net, self.node, now + self.expiry_seconds),
                 )
+            return net
 
         # Renewed from now on: should this task be cancelled while the write is under way,
         # release() deletes the row (whether or not it was written).
-        self._shared[reservation.id] = reservation
+        self._shared[row_id] = reservation
         if self._renewer is None:
             self._renewer = asyncio.get_running_loop().create_task(self._renew())
         try:
             with full_disk_refused():
-                await self.db.write(admit)
+                reservation._row_bytes = await self.db.write(admit)
         except _Refused:
             if reservation._row_bytes == 0:  # it had no row before: none was written
-                self._shared.pop(reservation.id, None)
+                self._shared.pop(row_id, None)
+            raise
+        except BaseException:
+            reservation._row_bytes = reservation._row_bytes or nbytes  # perhaps written: release() deletes it
             raise
 
     def _unshare(self, reservation: Reservation) -> None:
@@ -342,36 +366,23 @@ class Reservation:
         if not self.limit or nbytes <= self.gross:
             return
         quotas = self.quotas
-        used, remote = quotas.standing_hint(self.account_id)
-        others = remote + quotas.reserved(self.account_id) - self.amount
-        net = nbytes
-        if used + others + net > self.limit:
-            used, remote = quotas.standing(self.account_id)  # exact, before refusing on a hint
-            others = remote + quotas.reserved(self.account_id) - self.amount
-        if used + others + net > self.limit and self._credit is not None:
-            if self._credit_bytes is None:
-                self._credit_bytes = self._credit()
-            net = max(0, nbytes - self._credit_bytes)
-        if used + others + net > self.limit:
-            raise await quotas.refuse(self.account_id, used, self.limit)
-        previous = self.amount, self.gross
-        quotas._adjust(self.account_id, net - self.amount)
-        self.amount, self.gross = net, nbytes
-        # Shared once it is big, and again each time it doubles (the renewal brings the
-        # row up to date in between): a body of unknown length is a few writes, not one
-        # per piece.
-        if net >= SHARED_BYTES and net >= 2 * self._row_bytes:
-            self.id = self.id or uuid.uuid4().hex
-            try:
-                await quotas._share(self)
-            except _Refused as refused:
-                quotas._adjust(self.account_id, previous[0] - self.amount)
-                self.amount, self.gross = previous
-                raise await quotas.refuse(self.account_id, refused.used, self.limit) from None
-            except BaseException:
-                self._row_bytes = self._row_bytes or net  # perhaps written: release() deletes it
-                raise
-            self._row_bytes = net
+        # Shared once it is big, and again each time it doubles (the renewal brings the row
+        # up to date in between): a body of unknown length is a few writes, not one per piece.
+        shares = nbytes >= SHARED_BYTES and nbytes >= 2 * self._row_bytes
+        if not shares:
+            hint = quotas.standing_hint(self.account_id)
+            if (
+                hint is not None
+                and sum(hint) + quotas.reserved(self.account_id) - self.amount + nbytes <= self.limit
+            ):
+                # Fits by this process's last figures: the write's transaction settles exactly.
+                quotas._adjust(self.account_id, nbytes - self.amount)
+                self.amount = self.gross = nbytes
+                return
+        try:
+            await quotas._admit(self, nbytes)
+        except _Refused as refused:
+            raise await quotas.refuse(self.account_id, refused.used, self.limit) from None
 
     def settle(self, conn: sqlite3.Connection) -> None:
         """In the write transaction that makes the bytes usage: hand the reservation back
