@@ -59,8 +59,9 @@ def add_check_command(commands: Any, common: Callable[[argparse.ArgumentParser],
 
 # What the commands that work on the embedded store's files answer on PostgreSQL.
 SQLITE_ONLY = (
-    "{command} works on the embedded SQLite store and its files; on PostgreSQL use"
-    " pg_dump/pg_basebackup and your S3 cluster's replication, see docs/scale-out.md"
+    "{command} works on the embedded SQLite store and its local blob files; with PostgreSQL or"
+    " blobs on an upstream S3 use pg_dump/pg_basebackup and your S3 cluster's replication,"
+    " see docs/scale-out.md"
 )
 
 

@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             runtime.close()
     elif args.command in ("backup", "restore"):
-        if config.database.url:
+        # A backup copies blob files from the data directory: upstream blobs are not there.
+        if config.database.url or config.blobs.backend != "local":
             sys.exit(f"folio: {SQLITE_ONLY.format(command=f'folio {args.command}')}")
         sys.exit(run_backup_command(args, config.data_dir))
 

@@ -387,3 +387,22 @@ def test_a_200_mib_put_and_get_keep_the_server_memory_bounded(
         assert growth_mib < 100, f"the server's peak RSS grew by {growth_mib:.0f} MiB for a 200 MiB object"
     finally:
         server.stop()
+
+
+def test_folio_backup_and_restore_refuse_with_one_line_when_blobs_are_upstream(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # A backup copies blob files out of the data directory; upstream ones are not there, so a
+    # backup would hold a database naming blobs it lacks. The upstream's replication covers them.
+    for command in (["backup", str(tmp_path / "backups")], ["restore", str(tmp_path / "backups")]):
+        out = subprocess.run(
+            [sys.executable, "-m", "server", *command, *setup.server._base_args()],
+            env=setup.server._environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode != 0
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "upstream S3" in out.stderr and "docs/scale-out.md" in out.stderr, out.stderr
+        assert not (tmp_path / "backups").exists()
