@@ -93,11 +93,13 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trio]:
     backend = Backend(
         root, new_database_url("node_failures"), blobs_section(endpoint, bucket, access_key, secret_key)
     )
-    started: list[FolioProcess] = []
     try:
-        for label in "abc":  # one after the other: the first makes the schema
-            started.append(backend.node(label, CONFIG).start())
-        yield Trio(backend, started, bucket)
+        # The first makes the schema; the other two join it together.
+        first = backend.node("a", CONFIG).start()
+        others = [backend.node(label, CONFIG) for label in "bc"]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(FolioProcess.start, others))
+        yield Trio(backend, [first, *others], bucket)
     finally:
         for node in backend.nodes:  # the nodes tests started (and killed) too
             node.stop()
@@ -173,7 +175,7 @@ def test_a_document_job_of_a_sigkilled_node_is_finished_by_another(trio: Trio) -
     try:
         doomed_id = trio.node_id(doomed)
         submitted = acct.http.post(
-            "/v2/html/pdf", json={"html": b64("<p>outlived its node</p>"), "delay": 5000}
+            "/v2/html/pdf", json={"html": b64("<p>outlived its node</p>"), "delay": 4000}
         )
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["id"]
