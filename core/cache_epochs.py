@@ -23,10 +23,6 @@ How a process learns that the epochs moved, cheaply enough for every request:
 - PostgreSQL (nodes on several machines, no shared memory): the epochs are read from the
   database at a request's first consultation (one small query) and reused by the request's
   asyncio task for up to `MEMO_SECONDS` (a request is one task under uvicorn and Hypercorn).
-  The S3 API reads them before its first consultation with `await refresh()`: off the event
-  loop, and shared by the requests that arrive together (one reading in flight and one
-  waiting to start; an arriving request joins the one waiting, which starts after it
-  arrived, so it sees every change committed before its arrival).
 
 Either way, a change whose request has returned is seen by every process on its next
 request. A request that was already running may finish with what it read at its start, as
@@ -118,16 +114,9 @@ class CacheEpochs:
         # (signal value before the reading, when, epochs): one tuple, replaced whole, so that
         # a reader thread never sees half of an update.
         self._last: tuple[bytes, float, dict[str, int]] = (b"", 0.0, {})
-        # PostgreSQL, refresh(): whether a shared reading is in flight (or about to start), and
-        # the one that will start when it ends (the requests that arrived since wait for it).
-        self._reading = False
-        # Whether a request should await refresh() before its first consultation.
-        self.needs_refresh = self._signal is None
-        self._next: asyncio.Future[dict[str, int]] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop they belong to
 
     def _read(self) -> dict[str, int]:
-        return dict(self.db.read(self._query))
+        return dict(self.db.read(lambda c: c.execute("SELECT name, epoch FROM cache_epochs").fetchall()))
 
     def current(self) -> dict[str, int]:
         """The epochs by name. The same dict object as the last call's while they have not
@@ -158,62 +147,6 @@ class CacheEpochs:
         epochs = self._read()
         _memo.set((task, self, now, epochs))
         return epochs
-
-    async def refresh(self) -> None:
-        """Read the epochs for the current task now, awaited, so that its consultations
-        (current()) answer from the memo without a read on the event loop. Nothing to do on
-        SQLite, whose check is a memory compare. On PostgreSQL the reading is shared with the
-        requests that arrive meanwhile: it STARTS after each of them arrived (the guarantee
-        in the module's docstring holds as if each had read alone), and its round trip runs
-        off the event loop."""
-        if self._signal is not None:
-            return
-        task = asyncio.current_task()
-        if task is None:
-            return
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        if loop is not self._loop:  # a second event loop on this database: no sharing
-            epochs = dict(await self.db.read_point(self._query))
-        else:
-            upcoming = self._next
-            if upcoming is None:
-                upcoming = self._next = loop.create_future()
-                if not self._reading:
-                    # Started at the end of this turn of the loop: the requests that arrived
-                    # in the same turn join it.
-                    self._reading = True
-                    loop.call_soon(self._start_reading)
-            # shield: a cancelled request must not cancel the reading the others wait for.
-            epochs = await asyncio.shield(upcoming)
-        _memo.set((task, self, time.monotonic(), epochs))
-
-    def _start_reading(self) -> None:
-        """Start the waiting reading (every request that joined it has arrived by now)."""
-        upcoming, self._next = self._next, None
-        assert upcoming is not None
-        started = asyncio.ensure_future(self.db.read_point(self._query))
-
-        def finished(done: asyncio.Future[list[tuple[str, int]]]) -> None:
-            self._reading = False
-            if not upcoming.done():
-                # Cancelled only when the loop shuts down: the waiters fail as on a read error.
-                error = RuntimeError("epoch reading cancelled") if done.cancelled() else done.exception()
-                if error is not None:
-                    upcoming.set_exception(error)
-                    upcoming.exception()  # retrieved: every waiter may have gone already
-                else:
-                    upcoming.set_result(dict(done.result()))
-            if self._next is not None:
-                self._reading = True
-                self._start_reading()
-
-        started.add_done_callback(finished)
-
-    @staticmethod
-    def _query(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-        return conn.execute("SELECT name, epoch FROM cache_epochs").fetchall()
 
     def announce(self) -> None:
         """Tell every process on this machine that epochs moved: call it once the transaction

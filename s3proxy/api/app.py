@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
-from core import cache_epochs
 from core.accounts import Account
 from core.acting import ANONYMOUS, act_as
 from core.db import DatabaseUnavailable
@@ -133,10 +132,6 @@ class S3App:
         # syscall per request, unlike os.urandom).
         self._id_prefix = secrets.token_hex(4).upper()
         self._id_counter = itertools.count(1)
-        # PostgreSQL: each request reads the cache epochs before its first cache look-up,
-        # awaited (off the event loop, shared with the requests arriving with it).
-        epochs = cache_epochs.epochs_of(services.store.db)
-        self._refresh_epochs = epochs.refresh if epochs.needs_refresh else None
 
     def _next_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):08X}"
@@ -297,8 +292,6 @@ class S3App:
             raise S3Error("MethodNotAllowed")
         ctx.operation = operation
         account_holder: list[Account] = []
-        if self._refresh_epochs is not None:
-            await self._refresh_epochs()
 
         def lookup_secret(access_key: str) -> str | None:
             found = self.services.accounts.lookup_key(access_key)
