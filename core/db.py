@@ -432,12 +432,6 @@ class Database:
         """Run a short read (point lookups) on the calling thread: cheaper than a thread hop."""
         return fn(self.reader())
 
-    async def read_point(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """A short read on a request's hot path (GET, HEAD), awaited: here inline on the
-        calling thread, since a SQLite point lookup takes microseconds and a thread hop
-        would cost more. PostgreSQL runs it off the event loop."""
-        return fn(self.reader())
-
     def health(self) -> dict[str, object]:
         """For /healthz: the embedded file answers as long as the process runs."""
         return {"engine": "sqlite", "ok": True}

@@ -272,7 +272,6 @@ class PostgresDatabase:
         self.on_sync: Callable[[int, float | None], None] | None = None
         self._pool: ConnectionPool | None = None
         self._writer: ThreadPoolExecutor | None = None
-        self._readers: ThreadPoolExecutor | None = None  # read_point's threads
         # The write transaction's connection on the thread running it (read_own_writes).
         self._local = threading.local()
         self._closed = False
@@ -297,10 +296,6 @@ class PostgresDatabase:
         )
         self._pool.open(wait=True, timeout=30)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="folio-pg-write")
-        # One connection of the pool stays for the writer; more threads would only wait.
-        self._readers = ThreadPoolExecutor(
-            max_workers=max(1, self.pool_size - 1), thread_name_prefix="folio-pg-read"
-        )
 
     def close(self) -> None:
         if self._closed:
@@ -308,8 +303,6 @@ class PostgresDatabase:
         self._closed = True
         if self._writer is not None:
             self._writer.shutdown(wait=True)
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
         if self._pool is not None:
             self._pool.close()
 
@@ -440,16 +433,3 @@ class PostgresDatabase:
     async def read_async(self, fn: Callable[[PgConnection], T]) -> T:
         """Run a longer read (listings) in a worker thread, off the event loop."""
         return await asyncio.to_thread(self.read, fn)
-
-    async def read_point(self, fn: Callable[[PgConnection], T]) -> T:
-        """A short read on a request's hot path (GET, HEAD: the cache epochs, the object's
-        row) on a reader thread: each is a round trip to the server, and on the event loop
-        it would stall every other request meanwhile. Threads of their own, so that the
-        default executor's listings never queue a GET behind them."""
-        if self._readers is None:
-            raise RuntimeError("database is closed")
-        if time.monotonic() < self._down_until:  # at once, without the hop (see _checkout)
-            raise DatabaseUnavailable("the metadata database is unreachable")
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()  # as asyncio.to_thread does
-        return await loop.run_in_executor(self._readers, context.run, self.read, fn)

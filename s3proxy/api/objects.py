@@ -243,10 +243,10 @@ async def get_object(ctx: RequestContext, services: Services, *, head: bool = Fa
     overrides = _response_overrides(ctx)
     try:
         if head:
-            version = await services.store.head_object_async(bucket, ctx.key, version_id)
+            version = services.store.head_object(bucket, ctx.key, version_id)
             reader = None
         else:
-            reader = await services.store.open_object_async(bucket, ctx.key, version_id)
+            reader = services.store.open_object(bucket, ctx.key, version_id)
             version = reader.version
     except ObjectIsDeleteMarker as exc:
         services.hide_absence(ctx, bucket, ctx.key)

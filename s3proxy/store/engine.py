@@ -63,8 +63,6 @@ __all__ = ["Store", "MIGRATIONS", "DeleteResult"]
 
 T = TypeVar("T")
 NO_CONDITIONS = WriteConditions()
-# What a read of an object is checked against: each blob's CRC32C pieces (None: unchecked).
-BlobChecks = dict[str, integrity.BlobChecksums | None]
 BUCKET_CACHE_SECONDS = 10.0
 
 
@@ -557,70 +555,41 @@ class Store:
 
     def head_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> ObjectVersion:
         raw_key = encode_key(key)
-        return _readable(
-            self.db.read(lambda c: _find_version(c, bucket.id, raw_key, version_id)), key, version_id
-        )
-
-    async def head_object_async(
-        self, bucket: Bucket, key: str, version_id: str | None = None
-    ) -> ObjectVersion:
-        """head_object for a request's hot path: its read off the event loop on PostgreSQL
-        (inline on SQLite, see Database.read_point)."""
-        raw_key = encode_key(key)
-        version = await self.db.read_point(lambda c: _find_version(c, bucket.id, raw_key, version_id))
-        return _readable(version, key, version_id)
+        if version_id is None:
+            version = self.db.read(lambda c: version_rows.latest_version(c, bucket.id, raw_key))
+            if version is None:
+                raise NoSuchKey(key=key)
+        else:
+            version = self.db.read(lambda c: version_rows.specific_version(c, bucket.id, raw_key, version_id))
+            if version is None:
+                raise NoSuchVersion(key=key, version_id=version_id)
+        if version.is_delete_marker:
+            raise ObjectIsDeleteMarker(
+                version.version_id, by_version_id=version_id is not None, last_modified=version.last_modified
+            )
+        return version
 
     def open_object(self, bucket: Bucket, key: str, version_id: str | None = None) -> ObjectReader:
         """The version and open handles on its bytes. A concurrent overwrite may free
         the blobs between reading the row and opening them: then read the row again."""
         for _attempt in range(5):
             version = self.head_object(bucket, key, version_id)
-            reader = self._open_blobs(version, self._read_checks(version))
-            if reader is not None:
-                return reader
+            checks = self._read_checks(version)
+            fds: list[int | BlobSource] = []
+            try:
+                for blob_id in version.blob_ids:
+                    fds.append(self.blobs.open(blob_id))
+            except FileNotFoundError:
+                for fd in fds:
+                    if isinstance(fd, int):
+                        os.close(fd)
+                continue
+            return ObjectReader(
+                version, fds, self.executor, self.blobs.buffers, checks, self.integrity.corrupt_read
+            )
         raise NoSuchKey(key=key)
 
-    async def open_object_async(
-        self, bucket: Bucket, key: str, version_id: str | None = None
-    ) -> ObjectReader:
-        """open_object for a request's hot path: the row and its blobs' checksums in one
-        read (one hop to a reader thread on PostgreSQL, inline on SQLite)."""
-        raw_key = encode_key(key)
-        verify = self.integrity.verify_reads
-
-        def lookup(c: sqlite3.Connection) -> tuple[ObjectVersion | None, BlobChecks | None]:
-            version = _find_version(c, bucket.id, raw_key, version_id)
-            if not verify or version is None or version.is_delete_marker or version.inline_data is not None:
-                return version, None
-            return version, integrity.blob_checksums(c, version.blob_ids) if version.segments else None
-
-        for _attempt in range(5):
-            found, checks = await self.db.read_point(lookup)
-            version = _readable(found, key, version_id)
-            if verify and version.inline_data is not None:
-                self.integrity.check_inline(version)
-            reader = self._open_blobs(version, checks)
-            if reader is not None:
-                return reader
-        raise NoSuchKey(key=key)
-
-    def _open_blobs(self, version: ObjectVersion, checks: BlobChecks | None) -> ObjectReader | None:
-        """A reader on the version's blobs, or None when one of them is gone (freed by an
-        overwrite since its row was read)."""
-        fds: list[int | BlobSource] = []
-        try:
-            for blob_id in version.blob_ids:
-                fds.append(self.blobs.open(blob_id))
-        except FileNotFoundError:
-            for fd in fds:
-                if isinstance(fd, int):
-                    os.close(fd)
-            return None
-        return ObjectReader(
-            version, fds, self.executor, self.blobs.buffers, checks, self.integrity.corrupt_read
-        )
-
-    def _read_checks(self, version: ObjectVersion) -> BlobChecks | None:
+    def _read_checks(self, version: ObjectVersion) -> dict[str, integrity.BlobChecksums | None] | None:
         """What a read of `version` is checked against ([storage] verify_reads): inline
         bytes here and now (CorruptObject before any answer), blob pieces as they stream."""
         if not self.integrity.verify_reads:
@@ -897,28 +866,6 @@ class Store:
         forget_before = time.time() - multipart.COMPLETED_MEMORY_SECONDS
         await self._write(lambda c: multipart.forget_completed(c, forget_before))
         return len(expired)
-
-
-def _find_version(
-    conn: sqlite3.Connection, bucket_id: int, raw_key: bytes, version_id: str | None
-) -> ObjectVersion | None:
-    if version_id is None:
-        return version_rows.latest_version(conn, bucket_id, raw_key)
-    return version_rows.specific_version(conn, bucket_id, raw_key, version_id)
-
-
-def _readable(version: ObjectVersion | None, key: str, version_id: str | None) -> ObjectVersion:
-    """The version a read found, or the error it answers: no such key or version, or a
-    delete marker."""
-    if version is None:
-        if version_id is None:
-            raise NoSuchKey(key=key)
-        raise NoSuchVersion(key=key, version_id=version_id)
-    if version.is_delete_marker:
-        raise ObjectIsDeleteMarker(
-            version.version_id, by_version_id=version_id is not None, last_modified=version.last_modified
-        )
-    return version
 
 
 def _has_current(conn: sqlite3.Connection, bucket_id: int, raw_key: bytes) -> bool:
