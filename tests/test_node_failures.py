@@ -158,7 +158,11 @@ def test_each_webhook_event_is_delivered_exactly_once_with_three_nodes_sending(t
             rows = db.execute(
                 "SELECT status, attempts FROM deliveries WHERE webhook_id = ?", (hook["id"],)
             ).fetchall()
-        assert sorted(rows) == [("delivered", 1)] * len(keys), "each delivery attempted once, and delivered"
+        # Every delivery delivered. The receiver, which records every request that reaches it,
+        # is what proves each was sent once: an attempt may still fail before it reaches the
+        # receiver (a connection refused on a loaded machine: CI saw one) and be retried.
+        assert [status for status, _attempts in rows] == ["delivered"] * len(keys), rows
+        assert all(attempts >= 1 for _status, attempts in rows), rows
         # The race was real: more than one node claimed deliveries of this webhook.
         node_ids = {trio.node_id(node) for node in trio.nodes}
         assert senders <= node_ids and len(senders) >= 2, (senders, node_ids)

@@ -32,9 +32,15 @@ class Account:
         return f"{self.access_key}:{self.secret_key}"
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a burst of senders (webhook deliveries from several
+    # nodes at once) overflowed it, and a refused connection is a failed attempt.
+    request_queue_size = 128
+
+
 def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """A loopback HTTP server on a free port, answering from a daemon thread."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
