@@ -12,7 +12,7 @@ WKHTMLTOPDF ?= /usr/bin/wkhtmltopdf
 # WeasyPrint (the document engine) needs Pango and fonts from the system.
 SYSTEM_LIBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
-.PHONY: run test test-scaleout fuzz bench lint clean system-libs engines postgresql
+.PHONY: run test test-scaleout test-workers fuzz bench lint clean system-libs engines postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,9 +77,19 @@ SCALEOUT_TESTS ?= tests/test_s3_objects.py tests/test_s3_buckets.py tests/test_s
 	tests/test_rest_files.py tests/test_versions_api.py tests/test_webhooks.py tests/test_docgen_jobs.py \
 	tests/test_two_nodes.py tests/test_zz_server_logs.py
 
+# The workers pass (issue 18): the core S3 suites and the kill -9 tests again, with every test
+# server running `folio serve --workers 2` on SQLite + local disk (about a minute).
+WORKERS_TESTS ?= tests/test_s3_objects.py tests/test_s3_multipart.py tests/test_s3_listing.py \
+	tests/test_s3_versioning.py tests/test_crash_recovery.py tests/test_zz_server_logs.py
+
 test: $(TEST_STAMP) system-libs $(CHROMIUM) postgresql
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 	$(MAKE) --no-print-directory test-scaleout
+	$(MAKE) --no-print-directory test-workers
+
+test-workers: $(TEST_STAMP)
+	FOLIO_TEST_WORKERS=2 PATH="$(CURDIR)/$(BIN):$$PATH" \
+		$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(WORKERS_TESTS)
 
 test-scaleout: $(TEST_STAMP) postgresql
 	FOLIO_TEST_DATABASE=postgres FOLIO_TEST_BLOBS=s3 PATH="$(CURDIR)/$(BIN):$$PATH" \
