@@ -75,7 +75,7 @@ SCALEOUT_TESTS ?= tests/test_s3_objects.py tests/test_s3_buckets.py tests/test_s
 	tests/test_s3_complete_retry.py tests/test_s3_acl_grants.py tests/test_s3_bucket_policy.py \
 	tests/test_s3_aws_details.py tests/test_quota.py tests/test_presigned.py tests/test_awscli.py \
 	tests/test_rest_files.py tests/test_versions_api.py tests/test_webhooks.py tests/test_docgen_jobs.py \
-	tests/test_two_nodes.py tests/test_zz_server_logs.py
+	tests/test_docgen_api.py tests/test_imgtransform_http.py tests/test_two_nodes.py tests/test_zz_server_logs.py
 
 # The workers pass (issue 18): the core S3 suites and the kill -9 tests again, with every test
 # server running `folio serve --workers 2` on SQLite + local disk (about a minute).
