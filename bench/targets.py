@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import os
+import random
 import re
 import shutil
 import signal
@@ -60,10 +61,30 @@ class Unavailable(Exception):
     """The target cannot run on this machine; the message says why."""
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port for a server to listen on, below the kernel's ephemeral range.
+    Port 0 hands out ports from that range, which are also the source ports of outgoing
+    connections: one taken by a client (a database or S3 connection of another test) between
+    this check and the server's bind failed a whole test module in CI. Random (from the OS,
+    not the seeded `random`), so that parallel test workers rarely pick the same one."""
+    low = _ephemeral_low()
+    chooser = random.SystemRandom()
+    for _ in range(100):
+        port = chooser.randrange(10000, low) if low > 10001 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

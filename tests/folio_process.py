@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.targets import free_port
 from tests.server_logs import EXPECTED_SUFFIX
 from tests.tls_ca import TlsFiles
 
@@ -50,12 +50,6 @@ def group_members(group: int) -> list[int]:
         if int(pgrp) == group and state not in ("Z", "X"):
             found.append(int(entry.name))
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
