@@ -242,14 +242,14 @@ class Quotas:
         reservation.amount, reservation.gross = net, nbytes
         return net
 
-    async def _admit(self, reservation: Reservation, nbytes: int) -> None:
+    async def _admit(self, reservation: Reservation, nbytes: int, share: bool) -> None:
         """Admission that must be exact (the hint said no, or the reservation is big enough
         to be shared). Decided and counted in this process's write order: on PostgreSQL a
         write's body hands its reservation back before its COMMIT, and a decision between
         the two would miss its bytes (admitting too much, then refusing at commit an upload
         that fitted); and admissions decided one after another never count each other's
         amounts before they are admitted (refusing what fits)."""
-        if nbytes < SHARED_BYTES or nbytes < 2 * reservation._row_bytes:
+        if not share:
             await self.db.read_in_write_order(lambda conn: self._decide(conn, reservation, nbytes))
             return
         reservation.id = reservation.id or uuid.uuid4().hex
@@ -380,7 +380,7 @@ class Reservation:
                 self.amount = self.gross = nbytes
                 return
         try:
-            await quotas._admit(self, nbytes)
+            await quotas._admit(self, nbytes, shares)
         except _Refused as refused:
             raise await quotas.refuse(self.account_id, refused.used, self.limit) from None
 
