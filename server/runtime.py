@@ -27,6 +27,7 @@ from restapi import shares as shares_module
 from s3proxy.store import quota as quota_module
 from s3proxy.store import schema as store_schema
 from s3proxy.store.blob_store import open_blob_store
+from s3proxy.store.blobs import make_dirs_durable
 from s3proxy.store.engine import Store
 
 log = logging.getLogger("folio")
@@ -74,7 +75,7 @@ def master_key_path(config: Config) -> Path:
 
 def open_runtime(config: Config, *, recover: bool = True) -> Runtime:
     data_dir = Path(config.storage.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs_durable(data_dir)
     box = SecretBox.from_key_file(master_key_path(config))
     db = open_database(config)  # [database] url: SQLite's folio.db in data_dir, or PostgreSQL
     db.open(MIGRATIONS)

@@ -511,14 +511,6 @@ def test_every_acknowledged_write_was_durable_first(engine: Engine) -> None:
     assert fsyncs_of_odd == (2 if engine.store.blobs.direct_io else 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ordering bug found by this test (issue 19): on a new data directory, open_runtime makes data/"
-    " and LocalBlobStore makes data/blobs/ without fsyncing their parents (Database.open fsyncs data/"
-    " before blobs/ exists), so the first process's acknowledged blobs hang on directory entries never"
-    " fsynced; the next start's Database.open fsyncs data/ and covers blobs/",
-)
 def test_a_new_data_directory_makes_its_blob_directories_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

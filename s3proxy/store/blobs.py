@@ -29,6 +29,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_dirs_durable(path: Path) -> None:
+    """mkdir -p, then fsync the parent of every directory it made (deepest last made, so
+    each new entry is durable before anything inside it is trusted): a blob renamed into a
+    directory whose own entry never reached the disk could vanish with it at a power cut."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    if not missing:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    for made in reversed(missing):
+        _fsync_dir(made.parent)
+
+
 ALIGN = 4096
 STAGE_BYTES = 1024 * 1024
 O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -194,8 +210,8 @@ class LocalBlobStore:
         self.buffers = AlignedBuffers()
         self.root = data_dir / "blobs"
         self.tmp_dir = data_dir / "tmp"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs_durable(self.root)
+        make_dirs_durable(self.tmp_dir)
         self._known_dirs: set[Path] = set()
 
     def path_for(self, blob_id: str) -> Path:
@@ -206,11 +222,7 @@ class LocalBlobStore:
     def ensure_dir(self, path: Path) -> None:
         if path in self._known_dirs:
             return
-        if not path.is_dir():
-            path.mkdir(parents=True, exist_ok=True)
-            # New directory entries must be durable too, or the renamed blob could vanish.
-            _fsync_dir(path.parent)
-            _fsync_dir(path.parent.parent)
+        make_dirs_durable(path)
         self._known_dirs.add(path)
 
     def new_file(self) -> BlobFile:
