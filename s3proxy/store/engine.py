@@ -99,6 +99,7 @@ class Store:
             db,
             lambda account_id: self.plan_of(account_id).storage_bytes,
             config.limits.quota_reservation_seconds,
+            always_share=bool(config.database.url) or config.server.workers > 1,
         )
         # Accounts with an active webhook (kept by core.webhooks): only their writes
         # record object and bucket events in the outbox.
