@@ -77,10 +77,14 @@ class AlignedBuffers:
 class BlobFile:
     """A blob being written: bytes go to tmp/, `publish()` makes it durable and visible.
 
-    Whole 4 KiB blocks are written with O_DIRECT from an aligned staging buffer:
-    straight to the disk (2 GB/s here) instead of into freshly allocated page-cache
-    pages (0.3-0.8 GB/s here), and the final fsync has little left to flush. The
-    unaligned tail goes through an ordinary descriptor."""
+    By default the bytes go through the page cache and `publish()`'s fsync writes them
+    out, so a GET right after the PUT is served from memory. With `[storage]
+    direct_writes` whole 4 KiB blocks are written with O_DIRECT from an aligned staging
+    buffer instead, and the unaligned tail through an ordinary descriptor. Measured here
+    (issue 19, docs/benchmarks.md): the page cache was as fast for 256 MiB PUTs and about
+    5% faster for 1 MiB PUTs at concurrency 8, and the first GET of a 256 MiB object ran
+    at 3,000 MB/s from memory instead of about 1,000 MB/s from the disk (O_DIRECT writes
+    leave nothing cached), which is what made large GETs swing from run to run."""
 
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
@@ -163,9 +167,8 @@ class BlobFile:
         if tail:
             offset = self.size - tail
             plain = os.open(self.tmp_path, os.O_WRONLY)
-            try:
+            try:  # publish()'s fsync flushes these pages too: an fsync covers the whole file
                 os.pwrite(plain, self._stage[aligned : self._fill], offset)
-                os.fsync(plain)
             finally:
                 os.close(plain)
         self._fill = 0
@@ -219,7 +222,7 @@ def _write_all(fd: int, data: bytes | memoryview | mmap.mmap) -> None:
 class LocalBlobStore:
     backend = "local"
 
-    def __init__(self, data_dir: Path, *, direct_io: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, direct_io: bool = False) -> None:
         self.direct_io = direct_io and bool(O_DIRECT)
         self.buffers = AlignedBuffers()
         self.root = data_dir / "blobs"

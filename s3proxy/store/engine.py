@@ -23,8 +23,7 @@ from core.events import record_event
 from s3proxy.store import buckets as bucket_rows
 from s3proxy.store import integrity, multipart, quota, retention
 from s3proxy.store import versions as version_rows
-from s3proxy.store.blob_store import BlobSource, BlobStore
-from s3proxy.store.blobs import LocalBlobStore
+from s3proxy.store.blob_store import BlobSource, BlobStore, open_blob_store
 from s3proxy.store.errors import (
     BucketAccessDenied,
     NoSuchBucket,
@@ -78,7 +77,7 @@ class Store:
         data directory's blobs/ by default."""
         self.config = config
         self.db = db
-        self.blobs: BlobStore = blobs if blobs is not None else LocalBlobStore(Path(config.storage.data_dir))
+        self.blobs: BlobStore = blobs if blobs is not None else open_blob_store(config)
         self.reserve = SpaceReserve(Path(config.storage.data_dir) / "reserve", config.storage.reserve_bytes)
         storage = config.storage
         self.floor = FreeSpaceFloor(Path(storage.data_dir), storage.min_free_bytes, storage.min_free_percent)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 from s3proxy.store.blob_store import BlobSource
 from s3proxy.store.blobs import ALIGN, O_DIRECT, AlignedBuffers
@@ -21,6 +23,8 @@ from s3proxy.store.integrity import PIECE_BYTES, BlobChecksums, CorruptObject, c
 from s3proxy.store.models import ObjectVersion
 
 READ_CHUNK = 1024 * 1024
+# Local reads in flight ahead of the one being sent (pieces of READ_CHUNK or PIECE_BYTES).
+READ_AHEAD = 4
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
@@ -70,6 +74,9 @@ PieceCheck = tuple[BlobChecksums, int]
 # the piece check when the read is one whole checked piece.
 Extent = tuple["int | BlobSource", int, int, int, int, "PieceCheck | None"]
 OnCorrupt = Callable[[ObjectVersion, str, str], Awaitable[Exception]]
+# A read begun: its bytes (from the page cache), a worker's future (bytes, or bytes and their
+# CRC32C), or None (an upstream blob's, read when taken).
+Started = bytearray | Future | None
 
 
 class ObjectReader:
@@ -97,19 +104,24 @@ class ObjectReader:
         self._direct: dict[int, int] = {}
         self._checks = checks or {}
         self._on_corrupt = on_corrupt
+        # Reads ahead running on worker threads; the descriptors stay open until they end.
+        self._reading: set[Future] = set()
+        self._closing = False
+        self._lock = threading.Lock()
 
     def _read_uncached(self, fd: int, length: int, offset: int) -> bytes:
         """In a worker thread: O_DIRECT when the system has it, else a plain read."""
         if self._buffers is not None and O_DIRECT:
-            direct = self._direct.get(fd)
-            if direct is None:
-                try:
-                    # A new open file description of the same inode (still valid if the
-                    # blob has been unlinked since), so the cached-read descriptor stays.
-                    direct = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | O_DIRECT)
-                except OSError:
-                    direct = -1
-                self._direct[fd] = direct
+            with self._lock:  # reads ahead of one blob run on several threads at once
+                direct = self._direct.get(fd)
+                if direct is None:
+                    try:
+                        # A new open file description of the same inode (still valid if the
+                        # blob has been unlinked since), so the cached-read descriptor stays.
+                        direct = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | O_DIRECT)
+                    except OSError:
+                        direct = -1
+                    self._direct[fd] = direct
             if direct >= 0:
                 try:
                     return read_direct(direct, length, offset, self._buffers)
@@ -151,29 +163,65 @@ class ObjectReader:
                 yield fd, n, segment.offset + pos, 0, n, None
                 pos += n
 
+    def _start(self, extent: Extent) -> Started:
+        """Begin one local read: from the page cache at once (on the loop), or on a worker
+        thread. Reads of an upstream blob start when they are taken (`_take`): one
+        streamed request in order."""
+        fd, length, offset, _keep_from, _keep_to, check = extent
+        if not isinstance(fd, int):
+            return None
+        data = read_if_cached(fd, length, offset)
+        if data is not None:
+            return data
+        worker = self._read_uncached if check is None else self._read_and_sum
+        future = self._executor.submit(worker, fd, length, offset)
+        self._reading.add(future)
+        future.add_done_callback(self._read_done)
+        return future
+
+    def _read_done(self, future: Future) -> None:
+        with self._lock:
+            self._reading.discard(future)
+            close_now = self._closing and not self._reading
+        if close_now:  # the stream ended while this read ran: its descriptors go now
+            self._close_descriptors()
+
+    async def _take(self, extent: Extent, started: Started) -> tuple[bytes | bytearray, int | None]:
+        fd, length, offset = extent[0], extent[1], extent[2]
+        if isinstance(started, Future):
+            result = await asyncio.wrap_future(started)
+            return result if isinstance(result, tuple) else (result, None)
+        if started is not None:
+            return started, None
+        assert not isinstance(fd, int)
+        return await fd.read(length, offset), None
+
     async def iter_range(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes start..end inclusive."""
+        """Bytes start..end inclusive. Local reads run up to READ_AHEAD pieces ahead of
+        what is being sent, so a cold object streams at the disk's pace rather than one
+        read's latency plus one send's at a time."""
+        ahead: deque[tuple[Extent, Started]] = deque()
         try:
             if self.version.inline_data is not None:
                 yield self.version.inline_data[start : end + 1]
                 return
-            loop = asyncio.get_running_loop()
-            for fd, length, offset, keep_from, keep_to, check in self._extents(start, end):
-                crc: int | None = None
-                data: bytes | bytearray | None
-                if isinstance(fd, int):
-                    data = read_if_cached(fd, length, offset)
-                else:
-                    data = await fd.read(length, offset)
-                if data is None:
-                    if check is None:
-                        data = await loop.run_in_executor(
-                            self._executor, self._read_uncached, fd, length, offset
-                        )
-                    else:
-                        data, crc = await loop.run_in_executor(
-                            self._executor, self._read_and_sum, fd, length, offset
-                        )
+            extents = self._extents(start, end)
+
+            def top_up() -> None:
+                while len(ahead) < READ_AHEAD:
+                    extent = next(extents, None)
+                    if extent is None:
+                        return
+                    ahead.append((extent, self._start(extent)))
+                    if not isinstance(extent[0], int):
+                        return  # an upstream blob: one read at a time, in order
+
+            top_up()
+            while ahead:
+                extent, started = ahead.popleft()
+                data, crc = await self._take(extent, started)
+                top_up()
+                _fd, length, _offset, keep_from, keep_to, check = extent
                 if check is not None:
                     blobsums, piece = check
                     if blobsums.damaged:
@@ -190,6 +238,9 @@ class ObjectReader:
                     raise OSError("blob is shorter than its recorded size")
                 yield data if keep_from == 0 and keep_to == length else data[keep_from:keep_to]
         finally:
+            for _extent, started in ahead:
+                if isinstance(started, Future):
+                    started.cancel()  # not begun: never will; running: its done callback closes
             self.close()
 
     async def _corrupt(self, blob_id: str, piece: int, what: str) -> Exception:
@@ -200,7 +251,20 @@ class ObjectReader:
         return await self._on_corrupt(self.version, blob_id, detail)
 
     def close(self) -> None:
-        for fd in [*self._fds, *(d for d in self._direct.values() if d >= 0)]:
+        """Close every descriptor, once no worker thread is reading from one (a read ahead
+        still running closes them when it ends: a descriptor closed under it could be
+        reused by another open before the read begins)."""
+        with self._lock:
+            self._closing = True
+            if self._reading:
+                return
+        self._close_descriptors()
+
+    def _close_descriptors(self) -> None:
+        with self._lock:
+            fds, self._fds = self._fds, []
+            direct, self._direct = self._direct, {}
+        for fd in [*fds, *(d for d in direct.values() if d >= 0)]:
             if not isinstance(fd, int):
                 fd.close()
                 continue
@@ -208,5 +272,3 @@ class ObjectReader:
                 os.close(fd)
             except OSError:
                 pass
-        self._fds = []
-        self._direct = {}
