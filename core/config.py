@@ -60,9 +60,10 @@ class StorageConfig:
     gc_grace_seconds: int = 3600
     # Bodies are written to disk in pieces of this size, off the event loop.
     write_chunk_bytes: int = 1048576
-    # Blob bytes written with O_DIRECT (past the page cache) instead of through it; either
-    # way each blob is fsynced before its write is acknowledged.
-    direct_writes: bool = False
+    # The first this many bytes of each blob are written with O_DIRECT (past the page cache),
+    # the rest through it; 0: all through it. Either way each blob is fsynced before its write
+    # is acknowledged.
+    direct_write_bytes: int = 16 * 1024 * 1024
     # Disk space held in `reserve` (preallocated) and given up on a full disk so that deletes
     # can still be recorded; 0: none.
     reserve_bytes: int = 16 * 1024 * 1024

@@ -82,4 +82,4 @@ def open_blob_store(config: Config) -> BlobStore:
         from s3proxy.store.blob_s3 import S3BlobStore
 
         return S3BlobStore(config.blobs, grace_seconds=config.storage.gc_grace_seconds)
-    return LocalBlobStore(Path(config.storage.data_dir), direct_io=config.storage.direct_writes)
+    return LocalBlobStore(Path(config.storage.data_dir), direct_write_bytes=config.storage.direct_write_bytes)

@@ -77,20 +77,21 @@ class AlignedBuffers:
 class BlobFile:
     """A blob being written: bytes go to tmp/, `publish()` makes it durable and visible.
 
-    By default the bytes go through the page cache and `publish()`'s fsync writes them
-    out, so a GET right after the PUT is served from memory. With `[storage]
-    direct_writes` whole 4 KiB blocks are written with O_DIRECT from an aligned staging
-    buffer instead, and the unaligned tail through an ordinary descriptor. Measured here
-    (issue 19, docs/benchmarks.md): the page cache was as fast for 256 MiB PUTs and about
-    5% faster for 1 MiB PUTs at concurrency 8, and the first GET of a 256 MiB object ran
-    at 3,000 MB/s from memory instead of about 1,000 MB/s from the disk (O_DIRECT writes
-    leave nothing cached), which is what made large GETs swing from run to run."""
+    The first `[storage] direct_write_bytes` (16 MiB) of a blob are written in whole 4 KiB
+    blocks with O_DIRECT from an aligned staging buffer, past the page cache; the rest of a
+    bigger blob goes through the page cache, and `publish()`'s fsync writes it out.
+    Measured here (issue 19, docs/benchmarks.md): O_DIRECT spends less CPU per byte (1 MiB
+    PUTs at concurrency 8 ran about 8% faster than through the page cache, 8 MiB multipart
+    parts 5%); but a large object written so is read back from the disk (about 1,000 MB/s
+    here) where one written through the page cache is read from memory (3,000 MB/s),
+    which is what made a 256 MiB GET swing from run to run. 256 MiB PUTs ran as fast
+    either way. The unaligned tail of the direct part goes through an ordinary descriptor."""
 
     def __init__(self, store: LocalBlobStore) -> None:
         self.store = store
         self.blob_id = secrets.token_hex(16)
         self.tmp_path = store.tmp_dir / self.blob_id
-        self.direct = store.direct_io
+        self.direct = store.direct_write_bytes > 0
         self.fd: int | None = None
         self._opened = False
         self.size = 0
@@ -135,20 +136,36 @@ class BlobFile:
             self._write_buffered(pieces)
             return
         stage, capacity = self._stage, len(self._stage)
-        for piece in pieces:
+        for index, piece in enumerate(pieces):
             view = memoryview(piece).cast("B")
             while view:
                 n = min(len(view), capacity - self._fill)
                 stage[self._fill : self._fill + n] = view[:n]
                 self._fill += n
+                self.size += n
                 view = view[n:]
                 if self._fill == capacity:
                     _write_all(self.fd, stage)
                     self._fill = 0
-            self.size += len(piece)
+                    if self.size >= self.store.direct_write_bytes:
+                        self._leave_direct()
+                        self._write_buffered([p for p in (view, *pieces[index + 1 :]) if len(p)])
+                        return
+
+    def _leave_direct(self) -> None:
+        """The rest of the blob goes through the page cache (the staging buffer is empty:
+        everything so far is on the disk in whole blocks)."""
+        assert self.fd is not None and self._fill == 0
+        plain = os.open(self.tmp_path, os.O_WRONLY)
+        os.lseek(plain, self.size, os.SEEK_SET)
+        os.close(self.fd)
+        self.fd = plain
+        self._release_stage()
 
     def _write_buffered(self, pieces: list[bytes | memoryview]) -> None:
         assert self.fd is not None
+        if not pieces:
+            return
         if len(pieces) > 256:  # writev takes at most IOV_MAX (1024) buffers
             pieces = [b"".join(pieces)]
         total = sum(len(p) for p in pieces)
@@ -222,8 +239,10 @@ def _write_all(fd: int, data: bytes | memoryview | mmap.mmap) -> None:
 class LocalBlobStore:
     backend = "local"
 
-    def __init__(self, data_dir: Path, *, direct_io: bool = False) -> None:
-        self.direct_io = direct_io and bool(O_DIRECT)
+    def __init__(self, data_dir: Path, *, direct_write_bytes: int = 16 * 1024 * 1024) -> None:
+        # Rounded up to whole staging buffers: the switch to the page cache happens when one
+        # has been written out.
+        self.direct_write_bytes = -(-direct_write_bytes // STAGE_BYTES) * STAGE_BYTES if O_DIRECT else 0
         self.buffers = AlignedBuffers()
         self.root = data_dir / "blobs"
         self.tmp_dir = data_dir / "tmp"
